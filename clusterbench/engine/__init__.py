@@ -1,0 +1,3 @@
+from clusterbench.engine.loop import fit
+
+__all__ = ["fit"]

@@ -1,0 +1,61 @@
+"""Device and precision from the `hardware` config group."""
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Literal
+
+import torch
+
+from clusterbench.errors import ConfigError
+
+
+class Hardware:
+    """Resolves `device` (auto | cpu | cuda | cuda:N) and `precision` (auto | fp32 | bf16)."""
+
+    def __init__(
+        self,
+        device: str = "auto",
+        precision: Literal["auto", "fp32", "bf16"] = "auto",
+        deterministic: bool = False,
+        num_threads: int | None = None,
+    ) -> None:
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise ConfigError(f"hardware.device={device}: no CUDA device is available here (use hardware=cpu or hardware=auto)")
+        try:
+            self.device = torch.device(device)
+        except RuntimeError as err:
+            raise ConfigError(f"hardware.device={device}: {err}") from None
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        if precision not in ("fp32", "bf16"):
+            raise ConfigError(f"hardware.precision={precision}: expected auto, fp32 or bf16")
+        self.precision = precision
+        self.deterministic = deterministic
+        self.num_threads = num_threads
+
+    def setup(self) -> None:
+        """Applies global settings; call once before building the model."""
+        if self.num_threads:
+            torch.set_num_threads(self.num_threads)
+        if self.deterministic:
+            # cuBLAS needs this for deterministic matmuls on GPU
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+            torch.use_deterministic_algorithms(True)
+            torch.backends.cudnn.benchmark = False
+        elif self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+
+    def autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def describe(self) -> dict:
+        info = {"device": str(self.device), "precision": self.precision, "deterministic": self.deterministic}
+        if self.device.type == "cuda":
+            info["gpu"] = torch.cuda.get_device_name(self.device)
+        return info

@@ -1,0 +1,117 @@
+"""Per-epoch metric sinks. Every logger keeps <run>/metrics.csv; others add a remote sink."""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from clusterbench.engine.checkpoint import atomic_write_bytes
+from clusterbench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+class CSVLogger:
+    """One row per epoch in <run>/metrics.csv, rewritten atomically (rows are few and small)."""
+
+    filename = "metrics.csv"
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.path: Path | None = None
+
+    def start(self, run_dir: Path, config: dict, run_name: str, resume_epoch: int | None = None) -> None:
+        self.path = Path(run_dir) / self.filename
+        if resume_epoch is not None and self.path.exists():
+            # rows written after the checkpoint we resume from are replayed, so drop them
+            with open(self.path, newline="") as handle:
+                self.rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= resume_epoch]
+
+    def log(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        columns: list[str] = []
+        for existing in self.rows:
+            columns.extend(key for key in existing if key not in columns)
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_bytes(self.path, lambda handle: handle.write(buffer.getvalue().encode()))
+
+    def summary(self, results: dict[str, Any]) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class WandbLogger(CSVLogger):
+    """Weights & Biases besides metrics.csv. `offline` needs no network and never waits for one."""
+
+    def __init__(
+        self,
+        mode: Literal["online", "offline", "disabled"] = "offline",
+        project: str = "clusterbench",
+        entity: str | None = None,
+        group: str | None = None,
+        tags: list[str] | None = None,
+        init_timeout: float = 60,
+    ) -> None:
+        super().__init__()
+        self.mode = mode
+        self.project = project
+        self.entity = entity
+        self.group = group
+        self.tags = list(tags or [])
+        self.init_timeout = init_timeout
+        self.run = None
+
+    def start(self, run_dir: Path, config: dict, run_name: str, resume_epoch: int | None = None) -> None:
+        super().start(run_dir, config, run_name, resume_epoch)
+        try:
+            import wandb
+        except ImportError:
+            raise ConfigError("logger=wandb needs the wandb package: pip install 'clusterbench[wandb]'") from None
+        if self.mode == "offline":
+            # no network calls at all, not even the version check
+            os.environ["WANDB_MODE"] = "offline"
+            os.environ.setdefault("WANDB_DISABLE_CODE", "true")
+        settings = wandb.Settings(init_timeout=self.init_timeout, silent=True, console="off")
+        self.run = wandb.init(
+            project=self.project,
+            entity=self.entity,
+            group=self.group,
+            tags=self.tags,
+            name=run_name,
+            config=config,
+            dir=str(run_dir),
+            mode=self.mode,
+            resume="allow" if resume_epoch is not None else None,
+            id=self._run_id(run_dir),
+            settings=settings,
+        )
+
+    @staticmethod
+    def _run_id(run_dir: Path) -> str:
+        # stable across resumes of the same folder
+        import hashlib
+
+        return hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
+
+    def log(self, row: dict[str, Any]) -> None:
+        super().log(row)
+        if self.run is not None:
+            self.run.log({k: v for k, v in row.items() if v is not None and v != ""}, step=int(row["epoch"]))
+
+    def summary(self, results: dict[str, Any]) -> None:
+        if self.run is not None:
+            for key, value in results.get("metrics", {}).items():
+                self.run.summary[f"final/{key}"] = value
+
+    def finish(self) -> None:
+        if self.run is not None:
+            self.run.finish()
+            self.run = None

@@ -1,0 +1,251 @@
+"""The one training loop: every method runs through `fit`."""
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from clusterbench.engine.checkpoint import (
+    capture_rng,
+    load_checkpoint,
+    restore_rng,
+    save_checkpoint,
+    seed_everything,
+    write_json,
+)
+from clusterbench.engine.provenance import git_state, package_versions
+from clusterbench.errors import ConfigError, TrainingError
+from clusterbench.methods.base import ClusteringMethod, DataInfo
+from clusterbench.metrics import collapse_stats, evaluate_clustering
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
+
+class _StepContext:
+    """Passed to `training_step`: lets a method take extra optimiser steps (critics)."""
+
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device) -> None:
+        self.optimizers = optimizers
+        self.device = device
+        self.epoch = 0
+        self.step = 0
+
+    def optimize(self, group: str, loss: torch.Tensor) -> None:
+        optimizer = self.optimizers[group]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+
+def build_optimizers(method: ClusteringMethod, trainer_cfg: DictConfig) -> dict[str, torch.optim.Optimizer]:
+    optimizers = {}
+    for group, params in method.param_groups().items():
+        spec = trainer_cfg.optimizers.get(group, trainer_cfg.optimizer)
+        optimizers[group] = instantiate(spec)(params)
+    return optimizers
+
+
+@torch.no_grad()
+def predict_all(method: ClusteringMethod, views: list[torch.Tensor], batch_size: int, hardware) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Hard (and soft) assignments for every sample, in eval mode."""
+    method.eval()
+    n = views[0].shape[0]
+    outputs = []
+    with hardware.autocast():
+        for start in range(0, n, batch_size):
+            outputs.append(method.predict([v[start : start + batch_size] for v in views]).float())
+    return method.assign(torch.cat(outputs))
+
+
+def evaluate(method, views, labels: np.ndarray, n_clusters: int, batch_size: int, hardware) -> tuple[dict[str, Any], np.ndarray]:
+    hard, _ = predict_all(method, views, batch_size, hardware)
+    pred = hard.cpu().numpy()
+    metrics = evaluate_clustering(labels, pred)
+    metrics.update(collapse_stats(pred, n_clusters))
+    return metrics, pred
+
+
+def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Trains and evaluates `cfg.model` on `cfg.dataset`; writes everything into `run_dir`.
+
+    With `cfg.resume` set, `run_dir` is the folder being resumed and training continues from
+    its checkpoints/last.pt (same seed, RNG states and optimiser states: CPU results are equal
+    bit for bit to an uninterrupted run).
+    """
+    run_dir = Path(run_dir)
+    started = time.perf_counter()
+    meta = dict(meta or {})
+    trainer = cfg.trainer
+    hardware = instantiate(cfg.hardware)
+    hardware.setup()
+    generator = seed_everything(cfg.seed)
+
+    data = instantiate(cfg.dataset)
+    n_clusters = int(data.n_clusters)
+    info = DataInfo(dims=tuple(int(d) for d in data.dims), n_clusters=n_clusters, n_samples=int(data.n_samples))
+    loss = instantiate(cfg.loss, _convert_="all") if "_target_" in cfg.loss else None
+    backbone = cfg.backbone if "_target_" in cfg.backbone else None
+    # objects built here (not config) are passed to the partial, so Hydra does not convert them
+    build = instantiate(cfg.model, _partial_=True, _recursive_=False, _convert_="all")
+    method: ClusteringMethod = build(data_info=info, backbone=backbone, loss=loss)
+    method.to(hardware.device)
+    views = [v.to(hardware.device) for v in data.views]
+    labels = data.labels.cpu().numpy()
+    optimizers = build_optimizers(method, trainer)
+    ctx = _StepContext(optimizers, hardware.device)
+
+    checkpoint_path = run_dir / CHECKPOINT
+    start_epoch = 0
+    evaluations: list[dict[str, Any]] = []
+    previous_wall = 0.0
+    if cfg.get("resume"):
+        if not checkpoint_path.exists():
+            raise ConfigError(f"resume={cfg.resume}: no checkpoint at {checkpoint_path}")
+        state = load_checkpoint(checkpoint_path)
+        if state["dataset_checksum"] != data.checksum:
+            raise ConfigError(f"resume={cfg.resume}: dataset file changed since the run started (checksum differs)")
+        method.load_state_dict(state["method"])
+        for group, optimizer in optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][group])
+        restore_rng(state["rng"], generator)
+        start_epoch = state["epoch"]
+        evaluations = state["evaluations"]
+        previous_wall = state["wall_time_s"]
+        ctx.step = state["step"]
+        log.info("resuming %s from epoch %d", run_dir, start_epoch)
+
+    logger = instantiate(cfg.logger)
+    logger.start(run_dir, OmegaConf.to_container(cfg, resolve=True), run_dir.name, resume_epoch=start_epoch if cfg.get("resume") else None)
+    max_epochs = int(trainer.max_epochs) if method.trainable else 0
+
+    def save(epoch: int) -> None:
+        state = {
+            "epoch": epoch,
+            "step": ctx.step,
+            "method": method.state_dict(),
+            "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
+            "rng": capture_rng(generator),
+            "evaluations": evaluations,
+            "wall_time_s": previous_wall + time.perf_counter() - started,
+            "dataset_checksum": data.checksum,
+            "config": OmegaConf.to_container(cfg, resolve=True),
+        }
+        save_checkpoint(checkpoint_path, state)
+        if trainer.keep_checkpoints:
+            save_checkpoint(run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
+
+    def record_evaluation(epoch: int, epoch_loss: float | None) -> dict[str, Any]:
+        metrics, pred = evaluate(method, views, labels, n_clusters, trainer.eval_batch_size, hardware)
+        evaluations.append({"epoch": epoch, "loss": epoch_loss, "metrics": metrics})
+        if _select(evaluations, trainer.selection) is evaluations[-1]:
+            np.savez_compressed(run_dir / "predictions.npz", y_true=labels, y_pred=pred, epoch=epoch)
+        return metrics
+
+    if start_epoch == 0:
+        method.on_fit_start(views)
+    n = info.n_samples
+    batch_size = min(int(trainer.batch_size), n)
+    n_batches = n // batch_size if trainer.drop_last else math.ceil(n / batch_size)
+    latest: dict[str, Any] = evaluations[-1]["metrics"] if evaluations else {}
+    bar = tqdm(total=max_epochs, initial=start_epoch, disable=not trainer.progress, desc="train", unit="epoch", dynamic_ncols=True)
+    try:
+        for epoch in range(start_epoch + 1, max_epochs + 1):
+            method.train()
+            ctx.epoch = epoch
+            method.on_epoch_start(epoch)
+            order = torch.randperm(n, generator=generator).to(hardware.device)
+            sums: dict[str, torch.Tensor] = {}
+            for b in range(n_batches):
+                index = order[b * batch_size : (b + 1) * batch_size]
+                with hardware.autocast():
+                    terms = method.training_step([v[index] for v in views], index, ctx)
+                ctx.optimize("main", terms["loss"])
+                ctx.step += 1
+                for name, value in terms.items():
+                    value = value.detach().float()
+                    sums[name] = sums[name] + value if name in sums else value
+            # one host sync per epoch
+            names = list(sums)
+            means = (torch.stack([sums[k] for k in names]) / n_batches).tolist()
+            row: dict[str, Any] = {"epoch": epoch, **dict(zip(names, means))}
+            if not all(math.isfinite(v) for v in means):
+                bad = ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch" and not math.isfinite(v))
+                kept = f"the last good checkpoint is {checkpoint_path}" if checkpoint_path.exists() else "no checkpoint had been written yet"
+                raise TrainingError(f"non-finite loss at epoch {epoch} ({bad}); training stopped, {kept}")
+            if epoch % trainer.eval_every == 0 or epoch == max_epochs:
+                latest = record_evaluation(epoch, row["loss"])
+                row.update({k: latest[k] for k in ("acc", "nmi", "ari", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")})
+            logger.log(row)
+            if epoch % trainer.checkpoint_every == 0 or epoch == max_epochs:
+                save(epoch)
+            bar.update(1)
+            bar.set_postfix(loss=f"{row['loss']:.4f}", **{k: f"{latest[k]:.3f}" for k in ("acc", "nmi", "ari") if k in latest})
+    except TrainingError as err:
+        _write_failure(run_dir, cfg, meta, data, str(err))
+        raise
+    finally:
+        bar.close()
+
+    if not method.trainable:
+        latest = record_evaluation(0, None)
+        logger.log({"epoch": 0, **{k: latest[k] for k in ("acc", "nmi", "ari", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")}})
+        save(0)
+
+    chosen = _select(evaluations, trainer.selection)
+    results = {
+        "status": "finished",
+        "metrics": chosen["metrics"],
+        "selection": {"rule": trainer.selection, "epoch": chosen["epoch"], "uses_labels": False},
+        "last_epoch_metrics": evaluations[-1]["metrics"],
+        "model": meta.get("model"),
+        "method": cfg.model._target_,
+        "dataset": _dataset_record(data, meta),
+        "seed": int(cfg.seed),
+        "epochs": max_epochs,
+        "hardware": hardware.describe(),
+        "overrides": meta.get("overrides", []),
+        "versions": package_versions(),
+        "git": git_state(),
+        "wall_time_s": round(previous_wall + time.perf_counter() - started, 3),
+    }
+    write_json(run_dir / "results.json", results)
+    logger.summary(results)
+    logger.finish()
+    return results
+
+
+def _select(evaluations: list[dict[str, Any]], rule: str) -> dict[str, Any]:
+    if rule == "min_loss" and any(e["loss"] is not None for e in evaluations):
+        return min((e for e in evaluations if e["loss"] is not None), key=lambda e: e["loss"])
+    return evaluations[-1]
+
+
+def _dataset_record(data, meta: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "config": meta.get("dataset"),
+        "checksum_sha256": data.checksum,
+        "source": data.source,
+        "n_samples": int(data.n_samples),
+        "n_views": int(data.n_views),
+        "dims": [int(d) for d in data.dims],
+        "n_classes": int(data.n_classes),
+        "n_clusters": int(data.n_clusters),
+    }
+
+
+def _write_failure(run_dir: Path, cfg: DictConfig, meta: dict[str, Any], data, error: str) -> None:
+    write_json(
+        run_dir / "results.json",
+        {"status": "failed", "error": error, "model": meta.get("model"), "dataset": _dataset_record(data, meta), "seed": int(cfg.seed)},
+    )

@@ -1,0 +1,17 @@
+"""Errors that the command line reports as one clear line (no traceback)."""
+
+
+class ClusterbenchError(Exception):
+    """Base class: a user-facing problem with input, config or data."""
+
+
+class ConfigError(ClusterbenchError):
+    """A config key, value or type is wrong; the message names the key."""
+
+
+class DataError(ClusterbenchError):
+    """A dataset file is missing or malformed; the message names the file."""
+
+
+class TrainingError(ClusterbenchError):
+    """Training cannot go on (e.g. a non-finite loss); the message says what was kept."""

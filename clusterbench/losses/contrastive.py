@@ -1,0 +1,132 @@
+"""Contrastive (InfoNCE / NT-Xent) losses used by Contrastive Clustering and its descendants.
+
+Reference: Y. Li, P. Hu, Z. Liu, D. Peng, J. T. Zhou, X. Peng, "Contrastive
+Clustering", AAAI 2021 (CC).
+
+Both losses are pure functions.  The similarity matrix and the
+softmax / cross-entropy are computed in float32 (float64 inputs stay float64)
+with autocast disabled locally, so they are safe to call inside
+``torch.autocast`` on CPU or CUDA; the returned scalar is float32 (or float64).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .entropy import EPS, entropy
+
+__all__ = ["instance_contrastive_loss", "cluster_contrastive_loss", "nt_xent", "pairwise_nt_xent"]
+
+
+def _as_float(x: Tensor) -> Tensor:
+    return x if x.dtype == torch.float64 else x.float()
+
+
+def nt_xent(u: Tensor, v: Tensor, temperature: float) -> Tensor:
+    """Symmetric NT-Xent between the rows of ``u`` and ``v`` (both ``M x D``).
+
+    The ``2M`` rows of ``cat(u, v)`` are L2-normalised; row ``i`` of ``u`` and
+    row ``i`` of ``v`` form a positive pair, every other of the ``2M - 2``
+    rows is a negative.  Returns the cross-entropy averaged over the ``2M``
+    anchors::
+
+        l_i = -log( exp(s(i, pos(i)) / t) / sum_{k != i} exp(s(i, k) / t) )
+
+    Implemented with one ``2M x 2M`` cosine-similarity matrix whose diagonal is
+    set to ``-inf`` and ``F.cross_entropy`` with the index of the positive.
+    """
+    if u.shape != v.shape or u.dim() != 2:
+        raise ValueError(f"expected two M x D tensors of equal shape, got {tuple(u.shape)} and {tuple(v.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    m = u.shape[0]
+    with torch.autocast(device_type=u.device.type, enabled=False):
+        z = F.normalize(torch.cat([_as_float(u), _as_float(v)], dim=0), dim=1)
+        logits = (z @ z.t()) / temperature
+        self_mask = torch.eye(2 * m, dtype=torch.bool, device=z.device)
+        logits = logits.masked_fill(self_mask, float("-inf"))
+        idx = torch.arange(m, device=z.device)
+        target = torch.cat([idx + m, idx])
+        return F.cross_entropy(logits, target, reduction="mean")
+
+
+def instance_contrastive_loss(z_a: Tensor, z_b: Tensor, temperature: float = 0.5) -> Tensor:
+    """Instance-level contrastive loss of Contrastive Clustering (Li et al., AAAI 2021, Eq. 2-3).
+
+    ``z_a``, ``z_b``: ``N x D`` embeddings of two augmented views of the same
+    batch (need not be normalised; rows are L2-normalised here, so the loss is
+    invariant to positive rescaling of each row).  NT-Xent with cosine
+    similarity over the ``2N`` embeddings: for each anchor the positive is its
+    other view and the negatives are the remaining ``2N - 2`` embeddings; the
+    result is the mean over the ``2N`` anchors (Eq. 3).
+
+    Equal to the released CC ``InstanceLoss`` (cross-entropy with
+    ``reduction='sum'`` divided by ``2N``, applied to already-normalised ``z``).
+    """
+    return nt_xent(z_a, z_b, temperature)
+
+
+def cluster_contrastive_loss(
+    c_a: Tensor,
+    c_b: Tensor,
+    temperature: float = 1.0,
+    entropy_weight: float = 1.0,
+) -> Tensor:
+    """Cluster-level contrastive loss of Contrastive Clustering (Li et al., AAAI 2021, Eq. 5-6).
+
+    ``c_a``, ``c_b``: ``N x K`` soft cluster assignments of two views (rows sum
+    to one).  The ``2K`` columns (cluster representations) are contrasted with
+    the same NT-Xent as the instance loss, using cosine similarity between
+    columns: column ``k`` of view a is positive with column ``k`` of view b,
+    the other ``2K - 2`` columns are negatives; mean over the ``2K`` anchors
+    (Eq. 5).  The cluster-size entropy of each view is then subtracted (Eq. 6)::
+
+        loss = mean_anchor CE  -  entropy_weight * (H(P_a) + H(P_b)),
+        P_k  = sum_n c_nk / sum_{n,k} c_nk,   H(P) = -sum_k P_k log P_k.
+
+    Note: the released CC ``ClusterLoss`` adds ``log K + sum_k P_k log P_k`` per
+    view, i.e. it equals this value plus the constant ``2 log K`` (for
+    ``entropy_weight = 1``); the gradients are identical.
+    """
+    if c_a.shape != c_b.shape or c_a.dim() != 2:
+        raise ValueError(f"expected two N x K tensors of equal shape, got {tuple(c_a.shape)} and {tuple(c_b.shape)}")
+    contrast = nt_xent(c_a.t(), c_b.t(), temperature)
+    if entropy_weight == 0:
+        return contrast
+    with torch.autocast(device_type=c_a.device.type, enabled=False):
+        p_a = _as_float(c_a).sum(dim=0)
+        p_b = _as_float(c_b).sum(dim=0)
+        p_a = p_a / p_a.sum().clamp_min(EPS)
+        p_b = p_b / p_b.sum().clamp_min(EPS)
+        return contrast - entropy_weight * (entropy(p_a) + entropy(p_b))
+
+
+def pairwise_nt_xent(z: Tensor, temperature: float) -> Tensor:
+    """NT-Xent between every ordered pair of M views at once: ``z`` is ``M x N x D``.
+
+    Returns the ``M x M`` matrix ``L`` with ``L[i, j]`` the mean over the N anchors of view i
+    of the NT-Xent term of the pair (i, j): positive ``z[j, n]``, negatives the other
+    ``2N - 2`` rows of ``z[i]`` and ``z[j]``. The diagonal is 0. For two views,
+    ``nt_xent(u, v) == (L[0, 1] + L[1, 0]) / 2``. One batched similarity instead of
+    M(M-1)/2 calls: multi-view methods (SDCIB) contrast all modality pairs every step.
+    """
+    if z.dim() != 3:
+        raise ValueError(f"expected an M x N x D tensor, got shape {tuple(z.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    m, n, _ = z.shape
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        z = F.normalize(_as_float(z), dim=-1)
+        sim = torch.einsum("ind,jmd->ijnm", z, z) / temperature  # M x M x N x N
+        views = torch.arange(m, device=z.device)
+        samples = torch.arange(n, device=z.device)
+        positives = sim[:, :, samples, samples]  # M x M x N
+        # an anchor never contrasts with itself
+        sim[views[:, None], views[:, None], samples, samples] = float("-inf")
+        lse = torch.logsumexp(sim, dim=-1)  # M x M x N
+        own = lse[views, views]  # M x N: negatives from the anchor's own view
+        per_anchor = torch.logaddexp(own[:, None, :], lse) - positives
+        losses = per_anchor.mean(dim=-1)
+        return losses * (1 - torch.eye(m, dtype=losses.dtype, device=losses.device))

@@ -1,0 +1,70 @@
+"""The small contract between a clustering method and the one training loop (engine/loop.py).
+
+A method is an nn.Module built by Hydra from `configs/model/<name>.yaml` with three extra
+keyword arguments supplied by the engine: `data_info` (DataInfo: dims, clusters, samples),
+`backbone` (the backbone config node, to instantiate per view with its input width) and `loss`
+(the instantiated `loss` group object, or None).
+
+The engine calls:
+- `param_groups()` -> {group name: parameters}; each group gets its own optimiser (SDCIB's
+  MINE critics are a second group). Empty for methods that do not train.
+- `on_fit_start(views)` once, with all samples on the training device (k-means fits here).
+- `training_step(views, index, ctx)` -> dict of named scalar tensors; the key "loss" is
+  minimised by the "main" optimiser, the other keys are logged. A method may take extra
+  optimiser steps itself through `ctx.optimize(group, loss)` (critic updates, Algorithm 1).
+- `predict(views)` per evaluation batch in eval mode -> tensor with the batch first.
+- `assign(outputs)` on the concatenated predictions -> (hard labels (N,), soft (N, K) or None).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    dims: tuple[int, ...]
+    n_clusters: int
+    n_samples: int
+
+    @property
+    def n_views(self) -> int:
+        return len(self.dims)
+
+
+class StepContext(Protocol):
+    epoch: int
+    step: int
+    device: torch.device
+
+    def optimize(self, group: str, loss: torch.Tensor) -> None: ...
+
+
+class ClusteringMethod(nn.Module):
+    def param_groups(self) -> dict[str, list[nn.Parameter]]:
+        params = [p for p in self.parameters() if p.requires_grad]
+        return {"main": params} if params else {}
+
+    @property
+    def trainable(self) -> bool:
+        return bool(self.param_groups())
+
+    def on_fit_start(self, views: list[torch.Tensor]) -> None:
+        pass
+
+    def on_epoch_start(self, epoch: int) -> None:
+        pass
+
+    def training_step(self, views: list[torch.Tensor], index: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def predict(self, views: list[torch.Tensor]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def assign(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if outputs.dim() == 1:
+            return outputs.long(), None
+        return outputs.argmax(dim=-1), outputs
