@@ -7,6 +7,7 @@ loaded, so a typo costs a second, not a training run.
 """
 from __future__ import annotations
 
+import collections.abc
 import inspect
 import types
 import typing
@@ -91,7 +92,7 @@ def _fits(value: Any, annotation: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if annotation is str:
         return isinstance(value, str)
-    if origin in (list, tuple, typing.Sequence) or annotation in (list, tuple):
+    if origin in (list, tuple, collections.abc.Sequence) or annotation in (list, tuple):
         if not isinstance(value, (list, tuple, ListConfig)):
             return False
         if args and args[-1] is not Ellipsis and origin is not tuple:

@@ -32,7 +32,7 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 import torch
@@ -563,7 +563,7 @@ def load_multiview(
     view_keys: Sequence[str] | None = None,
     cell_key: str | None = None,
     label_key: str = "Y",
-    orientation: str = "auto",
+    orientation: Literal["auto", "samples_first", "features_first"] = "auto",
     preprocess: str | Sequence[str] = "none",
     n_clusters: int | None = None,
     source: str | None = None,

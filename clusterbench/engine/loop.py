@@ -9,11 +9,13 @@ from typing import Any
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from clusterbench.engine.checkpoint import (
+    atomic_write_bytes,
     capture_rng,
     load_checkpoint,
     restore_rng,
@@ -22,11 +24,24 @@ from clusterbench.engine.checkpoint import (
     write_json,
 )
 from clusterbench.engine.provenance import git_state, package_versions
-from clusterbench.errors import ConfigError, TrainingError
+from clusterbench.errors import ClusterbenchError, ConfigError, TrainingError
 from clusterbench.methods.base import ClusteringMethod, DataInfo
 from clusterbench.metrics import collapse_stats, evaluate_clustering
 
 log = logging.getLogger(__name__)
+
+
+def build(node, *args, **kwargs):
+    """hydra.utils.instantiate that lets our one-line errors through unwrapped."""
+    try:
+        return instantiate(node, *args, **kwargs)
+    except InstantiationException as err:
+        cause = err.__cause__
+        while cause is not None:
+            if isinstance(cause, ClusterbenchError):
+                raise cause from None
+            cause = cause.__cause__
+        raise
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 
@@ -51,7 +66,7 @@ def build_optimizers(method: ClusteringMethod, trainer_cfg: DictConfig) -> dict[
     optimizers = {}
     for group, params in method.param_groups().items():
         spec = trainer_cfg.optimizers.get(group, trainer_cfg.optimizer)
-        optimizers[group] = instantiate(spec)(params)
+        optimizers[group] = build(spec)(params)
     return optimizers
 
 
@@ -83,21 +98,22 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
     bit for bit to an uninterrupted run).
     """
     run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     meta = dict(meta or {})
     trainer = cfg.trainer
-    hardware = instantiate(cfg.hardware)
+    hardware = build(cfg.hardware)
     hardware.setup()
     generator = seed_everything(cfg.seed)
 
-    data = instantiate(cfg.dataset)
+    data = build(cfg.dataset)
     n_clusters = int(data.n_clusters)
     info = DataInfo(dims=tuple(int(d) for d in data.dims), n_clusters=n_clusters, n_samples=int(data.n_samples))
-    loss = instantiate(cfg.loss, _convert_="all") if "_target_" in cfg.loss else None
+    loss = build(cfg.loss, _convert_="all") if "_target_" in cfg.loss else None
     backbone = cfg.backbone if "_target_" in cfg.backbone else None
     # objects built here (not config) are passed to the partial, so Hydra does not convert them
-    build = instantiate(cfg.model, _partial_=True, _recursive_=False, _convert_="all")
-    method: ClusteringMethod = build(data_info=info, backbone=backbone, loss=loss)
+    make_method = build(cfg.model, _partial_=True, _recursive_=False, _convert_="all")
+    method: ClusteringMethod = make_method(data_info=info, backbone=backbone, loss=loss)
     method.to(hardware.device)
     views = [v.to(hardware.device) for v in data.views]
     labels = data.labels.cpu().numpy()
@@ -124,7 +140,7 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
         ctx.step = state["step"]
         log.info("resuming %s from epoch %d", run_dir, start_epoch)
 
-    logger = instantiate(cfg.logger)
+    logger = build(cfg.logger)
     logger.start(run_dir, OmegaConf.to_container(cfg, resolve=True), run_dir.name, resume_epoch=start_epoch if cfg.get("resume") else None)
     max_epochs = int(trainer.max_epochs) if method.trainable else 0
 
@@ -148,7 +164,9 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
         metrics, pred = evaluate(method, views, labels, n_clusters, trainer.eval_batch_size, hardware)
         evaluations.append({"epoch": epoch, "loss": epoch_loss, "metrics": metrics})
         if _select(evaluations, trainer.selection) is evaluations[-1]:
-            np.savez_compressed(run_dir / "predictions.npz", y_true=labels, y_pred=pred, epoch=epoch)
+            atomic_write_bytes(
+                run_dir / "predictions.npz", lambda f: np.savez_compressed(f, y_true=labels, y_pred=pred, epoch=epoch)
+            )
         return metrics
 
     if start_epoch == 0:

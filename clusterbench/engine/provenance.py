@@ -12,6 +12,11 @@ PACKAGES = ("clusterbench", "torch", "numpy", "scipy", "scikit-learn", "h5py", "
 def package_versions() -> dict[str, str | None]:
     versions: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
+        if name == "torch":
+            import torch
+
+            versions[name] = torch.__version__  # keeps the build tag (+cpu, +cu126 ...)
+            continue
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:

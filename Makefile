@@ -1,0 +1,30 @@
+# `make train` and `make test` set up .venv on first use (Python >= 3.10 and pip are all they need).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install train test test-all clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; sys.exit("clusterbench needs Python >= 3.10") if sys.version_info < (3, 10) else None'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# the default job: SDCIB on the embedded handwritten digits; extra overrides in ARGS="..."
+train: $(STAMP)
+	$(BIN)/python -m clusterbench.train $(ARGS)
+
+# the default (fast) test suite; ARGS="-m slow" for the long tests
+test: $(STAMP)
+	$(BIN)/python -m pytest $(ARGS)
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m "" $(ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,86 @@
+"""`python -m clusterbench.report <run or multirun folders>`: a Markdown table of finished runs.
+
+Groups runs by (model, dataset, overrides other than seed) and prints mean +- std (n) of ACC,
+NMI and ARI. Runs without a finished results.json are listed below the table, not dropped.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+METRICS = ("acc", "nmi", "ari")
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run folders (those with .hydra/config.yaml) under the given paths."""
+    runs = set()
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"no such folder: {path}")
+        runs.update(p.parent.parent for p in path.rglob(".hydra/config.yaml"))
+    return sorted(runs)
+
+
+def _group_key(results: dict) -> tuple[str, str, str]:
+    overrides = [o for o in results.get("overrides", []) if not o.startswith(("seed=", "hydra.", "trainer.progress"))]
+    return results.get("model") or results["method"], results["dataset"]["name"], " ".join(sorted(overrides))
+
+
+def summarize(runs: list[Path]) -> tuple[dict, list[tuple[Path, str]]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    unfinished = []
+    for run in runs:
+        path = run / "results.json"
+        if not path.exists():
+            unfinished.append((run, "no results.json (running, stopped or crashed)"))
+            continue
+        results = json.loads(path.read_text())
+        if results.get("status") != "finished":
+            unfinished.append((run, f"{results.get('status')}: {results.get('error', '')}"))
+            continue
+        groups[_group_key(results)].append(results)
+    return groups, unfinished
+
+
+def _cell(values: list[float]) -> str:
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.4f} ± {std:.4f}"
+
+
+def markdown(groups: dict, unfinished: list[tuple[Path, str]]) -> str:
+    lines = [
+        "| model | dataset | overrides | n | seeds | selection | ACC | NMI | ARI |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for (model, dataset, overrides), items in sorted(groups.items()):
+        seeds = ",".join(str(r["seed"]) for r in sorted(items, key=lambda r: r["seed"]))
+        rules = sorted({r["selection"]["rule"] + (" (label-selected)" if r["selection"].get("uses_labels") else "") for r in items})
+        cells = [_cell([r["metrics"][m] for r in items]) for m in METRICS]
+        lines.append(f"| {model} | {dataset} | {overrides or '-'} | {len(items)} | {seeds} | {', '.join(rules)} | " + " | ".join(cells) + " |")
+    if unfinished:
+        lines += ["", "Not finished:"] + [f"- {run}: {why}" for run, why in unfinished]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m clusterbench.report", description=__doc__.splitlines()[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="run or multirun folders")
+    args = parser.parse_args(argv)
+    try:
+        runs = find_runs(args.folders)
+    except FileNotFoundError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not runs:
+        print(f"error: no run folders (with .hydra/config.yaml) under {', '.join(map(str, args.folders))}", file=sys.stderr)
+        return 2
+    print(markdown(*summarize(runs)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

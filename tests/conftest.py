@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+CONFIG_DIR = str(ROOT / "configs")
+
+# small and fast: 2 layers of 32/16 units, large batches, no progress bar
+RUNNER = [
+    "trainer.batch_size=200",
+    "trainer.max_epochs=2",
+    "trainer.checkpoint_every=1",
+    "trainer.progress=false",
+    "hardware=cpu",
+]
+TINY = ["backbone.hidden_dims=[32,16]", "model.critic_hidden_dims=[16]", *RUNNER]
+
+
+def compose_config(overrides: list[str]):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="train", overrides=overrides)
+
+
+@pytest.fixture
+def tiny_config():
+    """SDCIB with a tiny network; `tiny_config("model=kmeans")` for methods without one."""
+
+    def make(*extra: str):
+        network = [] if any(e.startswith("model=") for e in extra) else TINY[:2]
+        return compose_config([*network, *RUNNER, *extra])
+
+    return make

@@ -1,0 +1,149 @@
+"""The one training loop: end-to-end runs, run-folder contents, determinism, bit-exact resume,
+NaN stops, k-means through the same runner."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from clusterbench.engine.checkpoint import load_checkpoint
+from clusterbench.errors import ConfigError, TrainingError
+from clusterbench.train import run
+
+FINAL_KEYS = {"status", "metrics", "selection", "seed", "dataset", "versions", "git", "wall_time_s", "hardware"}
+
+
+def _results(run_dir):
+    return json.loads((run_dir / "results.json").read_text())
+
+
+def test_two_epoch_sdcib_run_writes_a_complete_run_folder(tiny_config, tmp_path):
+    results = run(tiny_config(), tmp_path)
+    assert FINAL_KEYS <= set(results)
+    assert results == _results(tmp_path)
+    assert results["status"] == "finished"
+    assert results["selection"] == {"rule": "last", "epoch": 2, "uses_labels": False}
+    assert results["dataset"]["name"] == "handwritten" and results["dataset"]["n_samples"] == 2000
+    assert len(results["dataset"]["checksum_sha256"]) == 64
+    assert results["versions"]["torch"] == torch.__version__
+    m = results["metrics"]
+    assert 0.0 <= m["acc"] <= 1.0 and 0.0 <= m["nmi"] <= 1.0 and -1.0 <= m["ari"] <= 1.0
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for key in ("loss", "compression", "relevance", "instance", "cluster", "acc", "nmi", "ari",
+                "nonempty_clusters", "largest_cluster_share", "assignment_entropy"):
+        assert rows[-1][key] != ""
+    assert float(rows[-1]["acc"]) == m["acc"]
+    state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert state["epoch"] == 2
+    preds = np.load(tmp_path / "predictions.npz")
+    assert preds["y_pred"].shape == (2000,)
+
+
+def test_same_seed_same_metrics_and_different_seed_differs(tiny_config, tmp_path):
+    a = run(tiny_config("seed=3"), tmp_path / "a")["metrics"]
+    b = run(tiny_config("seed=3"), tmp_path / "b")["metrics"]
+    c = run(tiny_config("seed=4"), tmp_path / "c")["metrics"]
+    assert a == b
+    assert a != c
+
+
+def test_resume_is_bit_exact(tiny_config, tmp_path):
+    """A run stopped after epoch 2 of 4 and resumed ends exactly like an uninterrupted run."""
+    overrides = ("trainer.max_epochs=4", "trainer.keep_checkpoints=true", "trainer.batch_size=256")
+    full = run(tiny_config(*overrides), tmp_path / "full")
+    # the stopped run: what the folder held after epoch 2 (checkpoint of epoch 2, csv rows 1..3)
+    stopped = tmp_path / "stopped"
+    shutil.copytree(tmp_path / "full", stopped)
+    (stopped / "results.json").unlink()
+    shutil.copy(stopped / "checkpoints" / "epoch_0002.pt", stopped / "checkpoints" / "last.pt")
+    (stopped / ".hydra").mkdir()
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(tiny_config(*overrides), stopped / ".hydra" / "config.yaml")
+    resumed = run(tiny_config(f"resume={stopped}"), tmp_path / "ignored")
+    assert resumed["metrics"] == full["metrics"]
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["method"]
+    b = load_checkpoint(stopped / "checkpoints" / "last.pt")["method"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    rows = list(csv.DictReader(open(stopped / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+
+
+def test_resume_of_a_folder_without_checkpoint_fails_clearly(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="not a run folder"):
+        run(tiny_config(f"resume={tmp_path}"), tmp_path)
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tiny_config, tmp_path, monkeypatch):
+    from clusterbench.methods import sdcib
+
+    original = sdcib.SDCIB.training_step
+
+    def poisoned(self, views, index, ctx):
+        terms = original(self, views, index, ctx)
+        if ctx.epoch == 2:
+            terms["loss"] = terms["loss"] * float("nan")
+        return terms
+
+    monkeypatch.setattr(sdcib.SDCIB, "training_step", poisoned)
+    with pytest.raises(TrainingError, match=r"non-finite loss at epoch 2 .*last good checkpoint") as info:
+        run(tiny_config("trainer.max_epochs=3"), tmp_path)
+    assert "\n" not in str(info.value)
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+    assert _results(tmp_path)["status"] == "failed"
+
+
+def test_min_loss_selection_is_recorded(tiny_config, tmp_path):
+    results = run(tiny_config("trainer.max_epochs=3", "trainer.selection=min_loss"), tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    best = min(rows, key=lambda r: float(r["loss"]))
+    assert results["selection"]["rule"] == "min_loss"
+    assert results["selection"]["epoch"] == int(best["epoch"])
+    assert results["metrics"]["acc"] == float(best["acc"])
+
+
+def test_kmeans_through_the_same_runner(tiny_config, tmp_path):
+    results = run(tiny_config("model=kmeans", "model.n_init=2"), tmp_path)
+    assert results["epochs"] == 0
+    assert results["metrics"]["acc"] > 0.6  # k-means on handwritten is far above chance (0.1)
+    single = run(tiny_config("model=kmeans", "model.n_init=2", "model.view=3"), tmp_path / "pix")
+    assert single["metrics"]["acc"] != results["metrics"]["acc"]
+
+
+def test_kmeans_rejects_a_view_that_does_not_exist(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match=r"model.view=6: the dataset has 6 views"):
+        run(tiny_config("model=kmeans", "model.view=6"), tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without a GPU")
+def test_gpu_hardware_without_gpu_is_a_clear_error(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        run(tiny_config("hardware=gpu"), tmp_path)
+
+
+def test_bf16_autocast_runs_on_cpu(tiny_config, tmp_path):
+    results = run(tiny_config("hardware.precision=bf16", "trainer.max_epochs=1"), tmp_path)
+    assert results["hardware"]["precision"] == "bf16"
+    assert np.isfinite(results["metrics"]["acc"])
+
+
+def test_wandb_offline_needs_no_network(tiny_config, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    results = run(tiny_config("logger=wandb", "trainer.max_epochs=1"), tmp_path)
+    assert results["status"] == "finished"
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    assert (tmp_path / "metrics.csv").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+@pytest.mark.gpu
+def test_gpu_bf16_run(tiny_config, tmp_path):
+    results = run(tiny_config("hardware=gpu"), tmp_path)
+    assert results["hardware"]["device"].startswith("cuda")
