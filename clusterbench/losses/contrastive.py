@@ -120,13 +120,13 @@ def pairwise_nt_xent(z: Tensor, temperature: float) -> Tensor:
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = F.normalize(_as_float(z), dim=-1)
         sim = torch.einsum("ind,jmd->ijnm", z, z) / temperature  # M x M x N x N
-        views = torch.arange(m, device=z.device)
-        samples = torch.arange(n, device=z.device)
-        positives = sim[:, :, samples, samples]  # M x M x N
-        # an anchor never contrasts with itself
-        sim[views[:, None], views[:, None], samples, samples] = float("-inf")
+        positives = torch.diagonal(sim, dim1=2, dim2=3)  # M x M x N
+        # an anchor never contrasts with itself (masked_fill: cheap and deterministic backward)
+        eye_m = torch.eye(m, dtype=torch.bool, device=z.device)
+        eye_n = torch.eye(n, dtype=torch.bool, device=z.device)
+        sim = sim.masked_fill(eye_m[:, :, None, None] & eye_n[None, None], float("-inf"))
         lse = torch.logsumexp(sim, dim=-1)  # M x M x N
-        own = lse[views, views]  # M x N: negatives from the anchor's own view
+        own = torch.diagonal(lse).t()  # M x N: negatives from the anchor's own view
         per_anchor = torch.logaddexp(own[:, None, :], lse) - positives
         losses = per_anchor.mean(dim=-1)
         return losses * (1 - torch.eye(m, dtype=losses.dtype, device=losses.device))
