@@ -26,7 +26,9 @@ def find_runs(paths: list[Path]) -> list[Path]:
 
 
 def _group_key(results: dict) -> tuple[str, str, str]:
-    overrides = [o for o in results.get("overrides", []) if not o.startswith(("seed=", "hydra.", "trainer.progress"))]
+    # settings that do not change results, and the model / dataset columns themselves
+    ignored = ("seed=", "hydra", "trainer.progress", "hardware.num_threads", "model=", "dataset=")
+    overrides = [o for o in results.get("overrides", []) if not o.startswith(ignored)]
     return results.get("model") or results["method"], results["dataset"]["name"], " ".join(sorted(overrides))
 
 

@@ -8,7 +8,6 @@ Examples:
 """
 from __future__ import annotations
 
-import logging
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,6 @@ from clusterbench.config_check import check_config
 from clusterbench.engine.loop import fit
 from clusterbench.errors import ClusterbenchError, ConfigError
 
-log = logging.getLogger("clusterbench")
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
 
 
@@ -56,7 +54,6 @@ def main(cfg: DictConfig) -> float | None:
     try:
         results = run(cfg, Path(hydra_cfg.runtime.output_dir), meta)
     except ClusterbenchError as err:
-        log.error("%s", err)
         print(f"error: {err}", file=sys.stderr)
         if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":
             return None  # one bad job does not stop the sweep; its results.json says why

@@ -1,0 +1,37 @@
+"""The command line as a user runs it: a tiny training run, a multirun, and report over it."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def _train(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "clusterbench.train", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+
+
+def test_single_run_prints_metrics_and_writes_its_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    result = _train(
+        "backbone.hidden_dims=[16]", "model.critic_hidden_dims=[8]", "trainer.max_epochs=1",
+        "trainer.batch_size=500", "trainer.progress=false", f"hydra.run.dir={run_dir}",
+    )
+    assert result.returncode == 0, result.stderr
+    assert "ACC" in result.stdout and "NMI" in result.stdout and "ARI" in result.stdout
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["model"] == "sdcib" and results["dataset"]["name"] == "handwritten"
+    assert "trainer.max_epochs=1" in results["overrides"]
+    assert (run_dir / ".hydra" / "config.yaml").exists() and (run_dir / "metrics.csv").exists()
+
+
+def test_multirun_then_report(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = _train("-m", "model=kmeans", "model.n_init=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr
+    runs = sorted(p.name for p in sweep.iterdir() if (p / "results.json").exists())
+    assert runs == ["0_kmeans_handwritten", "1_kmeans_handwritten"]
+    report = subprocess.run([sys.executable, "-m", "clusterbench.report", str(sweep)], capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert report.returncode == 0, report.stderr
+    assert "| kmeans | handwritten | model.n_init=1 | 2 | 0,1 | last |" in report.stdout
