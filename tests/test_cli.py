@@ -35,3 +35,24 @@ def test_multirun_then_report(tmp_path):
     report = subprocess.run([sys.executable, "-m", "clusterbench.report", str(sweep)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert report.returncode == 0, report.stderr
     assert "| kmeans | handwritten | model.n_init=1 | 2 | 0,1 | last |" in report.stdout
+
+
+def test_sweep_file_runs_its_grid(tmp_path):
+    """+sweep=sdcib_ablation expands to the 4 runs of SDCIB Table 4."""
+    sweep = tmp_path / "sweep"
+    result = _train(
+        "-m", "+sweep=sdcib_ablation", "backbone.hidden_dims=[8]", "model.critic_hidden_dims=[4]",
+        "trainer.max_epochs=1", "trainer.batch_size=1000", "trainer.progress=false", f"hydra.sweep.dir={sweep}",
+    )
+    assert result.returncode == 0, result.stderr
+    grid = set()
+    for run in sweep.iterdir():
+        if (run / "results.json").exists():
+            overrides = json.loads((run / "results.json").read_text())["overrides"]
+            grid.add(tuple(sorted(o for o in overrides if o.startswith("loss.weights"))))
+    assert grid == {
+        ("loss.weights.cluster=1.0", "loss.weights.instance=1.0"),
+        ("loss.weights.cluster=1.0", "loss.weights.instance=0.0"),
+        ("loss.weights.cluster=0.0", "loss.weights.instance=1.0"),
+        ("loss.weights.cluster=0.0", "loss.weights.instance=0.0"),
+    }

@@ -24,7 +24,7 @@ def test_required_groups_exist():
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_checks(group, option):
-    prefix = "+" if group == "experiment" else ""
+    prefix = "+" if group in ("experiment", "sweep") else ""
     cfg = compose_config([f"{prefix}{group}={option}", "paths.data_dir=/nonexistent"])
     if group == "hardware" and option == "gpu":
         pass  # composes; building it needs a GPU
@@ -100,3 +100,20 @@ def test_cli_help_lists_groups():
     for group in ("model:", "dataset:", "hardware:", "logger:"):
         assert group in result.stdout
     assert "kmeans" in result.stdout and "handwritten" in result.stdout
+
+
+def _sweep_grid(name: str) -> dict[str, list]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = OmegaConf.load(Path(CONFIG_DIR) / "sweep" / f"{name}.yaml").hydra.sweeper.params
+    parser = OverridesParser.create()
+    return {key: list(parser.parse_override(f"{key}={value}").sweep_iterator()) for key, value in params.items()}
+
+
+def test_sweep_grids_match_the_paper():
+    grid = _sweep_grid("sdcib_alpha_beta")
+    assert grid == {"model.alpha": [0.1, 0.2, 0.4, 0.6, 0.8], "model.beta": [1, 10, 100, 1000, 10000]}
+    depths = _sweep_grid("sdcib_depth")["backbone.hidden_dims"]
+    assert [len(d) for d in depths] == [2, 3, 4, 5, 6, 7]
+    assert depths[2] == [1024, 1024, 1024, 128]
+    assert _sweep_grid("sdcib_hidden_layers") == {"loss.layers": ["all", "last"]}
