@@ -43,9 +43,11 @@ class Hardware:
         if self.deterministic:
             # cuBLAS needs this for deterministic matmuls on GPU
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-            torch.use_deterministic_algorithms(True)
             torch.backends.cudnn.benchmark = False
-        elif self.device.type == "cuda":
+        # set both ways: the flag is global and outlives a run in the same process
+        if torch.are_deterministic_algorithms_enabled() != self.deterministic:
+            torch.use_deterministic_algorithms(self.deterministic)
+        if not self.deterministic and self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
 

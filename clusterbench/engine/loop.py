@@ -44,6 +44,8 @@ def build(node, *args, **kwargs):
         raise
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
+# evaluation values written into metrics.csv at every evaluation (the collapse monitor included)
+MONITORED = ("acc", "nmi", "ari", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")
 
 
 class _StepContext:
@@ -202,7 +204,7 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
                 raise TrainingError(f"non-finite loss at epoch {epoch} ({bad}); training stopped, {kept}")
             if epoch % trainer.eval_every == 0 or epoch == max_epochs:
                 latest = record_evaluation(epoch, row["loss"])
-                row.update({k: latest[k] for k in ("acc", "nmi", "ari", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")})
+                row.update({k: latest[k] for k in MONITORED})
             logger.log(row)
             if epoch % trainer.checkpoint_every == 0 or epoch == max_epochs:
                 save(epoch)
@@ -216,7 +218,7 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
 
     if not method.trainable:
         latest = record_evaluation(0, None)
-        logger.log({"epoch": 0, **{k: latest[k] for k in ("acc", "nmi", "ari", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")}})
+        logger.log({"epoch": 0, **{k: latest[k] for k in MONITORED}})
         save(0)
 
     chosen = _select(evaluations, trainer.selection)
