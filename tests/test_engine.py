@@ -147,3 +147,14 @@ def test_wandb_offline_needs_no_network(tiny_config, tmp_path, monkeypatch):
 def test_gpu_bf16_run(tiny_config, tmp_path):
     results = run(tiny_config("hardware=gpu"), tmp_path)
     assert results["hardware"]["device"].startswith("cuda")
+
+
+def test_wandb_disabled_runs_and_online_without_login_is_one_line(tiny_config, tmp_path, monkeypatch):
+    pytest.importorskip("wandb")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    results = run(tiny_config("logger=wandb", "logger.mode=disabled", "trainer.max_epochs=1"), tmp_path / "disabled")
+    assert results["status"] == "finished"
+    with pytest.raises(ConfigError, match=r"logger=wandb \(mode=online\) could not start") as info:
+        run(tiny_config("logger=wandb", "logger.mode=online", "logger.init_timeout=15", "trainer.max_epochs=1"), tmp_path / "online")
+    assert "\n" not in str(info.value)

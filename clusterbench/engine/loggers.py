@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import logging
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -75,30 +75,28 @@ class WandbLogger(CSVLogger):
             import wandb
         except ImportError:
             raise ConfigError("logger=wandb needs the wandb package: pip install 'clusterbench[wandb]'") from None
-        if self.mode == "offline":
-            # no network calls at all, not even the version check
-            os.environ["WANDB_MODE"] = "offline"
-            os.environ.setdefault("WANDB_DISABLE_CODE", "true")
         settings = wandb.Settings(init_timeout=self.init_timeout, silent=True, console="off")
-        self.run = wandb.init(
-            project=self.project,
-            entity=self.entity,
-            group=self.group,
-            tags=self.tags,
-            name=run_name,
-            config=config,
-            dir=str(run_dir),
-            mode=self.mode,
-            resume="allow" if resume_epoch is not None else None,
-            id=self._run_id(run_dir),
-            settings=settings,
-        )
+        try:
+            self.run = wandb.init(
+                project=self.project,
+                entity=self.entity,
+                group=self.group,
+                tags=self.tags,
+                name=run_name,
+                config=config,
+                dir=str(run_dir),
+                mode=self.mode,
+                resume="allow" if resume_epoch is not None else None,
+                id=self._run_id(run_dir),
+                settings=settings,
+            )
+        except Exception as err:  # wandb raises several types for network and login problems
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"logger=wandb (mode={self.mode}) could not start: {first}; logger.mode=offline needs no network") from None
 
     @staticmethod
     def _run_id(run_dir: Path) -> str:
         # stable across resumes of the same folder
-        import hashlib
-
         return hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:16]
 
     def log(self, row: dict[str, Any]) -> None:
