@@ -39,8 +39,10 @@ def check_config(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, f"trainer.{key}")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"trainer.{key}={value!r}: expected a positive integer")
-    if cfg.trainer.selection not in ("last", "min_loss"):
-        raise ConfigError(f"trainer.selection={cfg.trainer.selection!r}: expected last or min_loss")
+    from clusterbench.engine.loop import SELECTION_RULES
+
+    if cfg.trainer.selection not in SELECTION_RULES:
+        raise ConfigError(f"trainer.selection={cfg.trainer.selection!r}: expected one of {', '.join(SELECTION_RULES)}")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
         raise ConfigError(f"seed={cfg.seed!r}: expected an integer")
 

@@ -19,7 +19,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from clusterbench.engine.loop import _StepContext, build_optimizers
+from clusterbench.engine.loop import _StepContext, build_method, build_optimizers
 from clusterbench.losses.contrastive import nt_xent, pairwise_nt_xent
 from clusterbench.methods.base import DataInfo
 
@@ -32,9 +32,7 @@ def sdcib_step_seconds(overrides: list[str], steps: int) -> float:
     torch.manual_seed(0)
     data = instantiate(cfg.dataset)
     info = DataInfo(tuple(data.dims), data.n_clusters, data.n_samples)
-    method = instantiate(cfg.model, _partial_=True, _recursive_=False, _convert_="all")(
-        data_info=info, backbone=cfg.backbone, loss=instantiate(cfg.loss, _convert_="all")
-    )
+    method = build_method(cfg, info)
     ctx = _StepContext(build_optimizers(method, cfg.trainer), torch.device("cpu"))
     g = torch.Generator().manual_seed(0)
 

@@ -15,7 +15,7 @@ from omegaconf import OmegaConf
 from sklearn.cluster import KMeans
 
 from clusterbench.engine.checkpoint import load_checkpoint
-from clusterbench.engine.loop import CHECKPOINT
+from clusterbench.engine.loop import CHECKPOINT, build_method
 from clusterbench.methods.base import DataInfo
 from clusterbench.metrics import evaluate_clustering
 
@@ -27,9 +27,7 @@ def main() -> None:
     cfg = OmegaConf.load(args.run / ".hydra" / "config.yaml")
     data = instantiate(cfg.dataset)
     info = DataInfo(tuple(data.dims), data.n_clusters, data.n_samples)
-    method = instantiate(cfg.model, _partial_=True, _recursive_=False, _convert_="all")(
-        data_info=info, backbone=cfg.backbone, loss=instantiate(cfg.loss, _convert_="all")
-    )
+    method = build_method(cfg, info)
     method.load_state_dict(load_checkpoint(args.run / CHECKPOINT)["method"])
     method.eval()
     y = data.labels.numpy()

@@ -107,6 +107,20 @@ def test_min_loss_selection_is_recorded(tiny_config, tmp_path):
     assert results["metrics"]["acc"] == float(best["acc"])
 
 
+@pytest.mark.parametrize("rule,column,pick", [("last_batch_loss", "last_batch_loss", min), ("best_acc", "acc", max)])
+def test_other_selection_rules(tiny_config, tmp_path, rule, column, pick):
+    results = run(tiny_config("trainer.max_epochs=3", f"trainer.selection={rule}"), tmp_path)
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    chosen = pick(rows, key=lambda r: float(r[column]))
+    assert results["selection"] == {"rule": rule, "epoch": int(chosen["epoch"]), "uses_labels": rule == "best_acc"}
+    assert results["metrics"]["acc"] == float(chosen["acc"])
+
+
+def test_unknown_selection_rule_is_a_config_error(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="trainer.selection='best': expected one of last, min_loss"):
+        run(tiny_config("trainer.selection=best"), tmp_path)
+
+
 def test_kmeans_through_the_same_runner(tiny_config, tmp_path):
     results = run(tiny_config("model=kmeans", "model.n_init=2"), tmp_path)
     assert results["epochs"] == 0

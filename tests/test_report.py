@@ -49,3 +49,12 @@ def test_mean_std_per_group_and_unfinished_listed(tmp_path, capsys):
 def test_missing_folder_is_one_line(tmp_path, capsys):
     assert main([str(tmp_path / "nope")]) == 2
     assert capsys.readouterr().err.startswith("error: no such folder")
+
+
+def test_max_aggregation_is_flagged(tmp_path, capsys):
+    _run(tmp_path, "0", 0, 0.5)
+    _run(tmp_path, "1", 1, 0.7)
+    assert main([str(tmp_path), "--aggregate", "max"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("Metrics are the MAXIMUM over runs") and "label-selected" in out
+    assert "| sdcib | handwritten | - | 2 | 0,1 | last | 0.7000 | 0.3500 | 0.1750 |" in out

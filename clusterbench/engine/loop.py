@@ -46,6 +46,15 @@ def build(node, *args, **kwargs):
 CHECKPOINT = Path("checkpoints") / "last.pt"
 # evaluation values written into metrics.csv at every evaluation (the collapse monitor included)
 MONITORED = ("acc", "nmi", "ari", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")
+# model selection within a run: which evaluation's metrics a run reports. `best_acc` reads the
+# labels, so results.json flags it (selection.uses_labels) and report marks it.
+SELECTION_RULES = {
+    "last": None,  # the final evaluation
+    "min_loss": "loss",  # lowest mean training loss of the epoch
+    "last_batch_loss": "last_batch_loss",  # lowest loss of the epoch's last batch (SDCIB's released code)
+    "best_acc": "acc",  # highest ACC over evaluations: label-selected
+}
+LABEL_SELECTED = {"best_acc"}
 
 
 class _StepContext:
@@ -62,6 +71,15 @@ class _StepContext:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+
+
+def build_method(cfg: DictConfig, info: DataInfo) -> ClusteringMethod:
+    """The `model` of a composed config, with its backbone config and built `loss` object."""
+    loss = build(cfg.loss, _convert_="all") if "_target_" in cfg.loss else None
+    backbone = cfg.backbone if "_target_" in cfg.backbone else None
+    # objects built here (not config) are passed to the partial, so Hydra does not convert them
+    make_method = build(cfg.model, _partial_=True, _recursive_=False, _convert_="all")
+    return make_method(data_info=info, backbone=backbone, loss=loss)
 
 
 def build_optimizers(method: ClusteringMethod, trainer_cfg: DictConfig) -> dict[str, torch.optim.Optimizer]:
@@ -111,12 +129,7 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
     data = build(cfg.dataset)
     n_clusters = int(data.n_clusters)
     info = DataInfo(dims=tuple(int(d) for d in data.dims), n_clusters=n_clusters, n_samples=int(data.n_samples))
-    loss = build(cfg.loss, _convert_="all") if "_target_" in cfg.loss else None
-    backbone = cfg.backbone if "_target_" in cfg.backbone else None
-    # objects built here (not config) are passed to the partial, so Hydra does not convert them
-    make_method = build(cfg.model, _partial_=True, _recursive_=False, _convert_="all")
-    method: ClusteringMethod = make_method(data_info=info, backbone=backbone, loss=loss)
-    method.to(hardware.device)
+    method = build_method(cfg, info).to(hardware.device)
     views = [v.to(hardware.device) for v in data.views]
     labels = data.labels.cpu().numpy()
     optimizers = build_optimizers(method, trainer)
@@ -162,9 +175,9 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
         if trainer.keep_checkpoints:
             save_checkpoint(run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
 
-    def record_evaluation(epoch: int, epoch_loss: float | None) -> dict[str, Any]:
+    def record_evaluation(epoch: int, row: dict[str, Any]) -> dict[str, Any]:
         metrics, pred = evaluate(method, views, labels, n_clusters, trainer.eval_batch_size, hardware)
-        evaluations.append({"epoch": epoch, "loss": epoch_loss, "metrics": metrics})
+        evaluations.append({"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics})
         if _select(evaluations, trainer.selection) is evaluations[-1]:
             atomic_write_bytes(
                 run_dir / "predictions.npz", lambda f: np.savez_compressed(f, y_true=labels, y_pred=pred, epoch=epoch)
@@ -196,14 +209,15 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
                     sums[name] = sums[name] + value if name in sums else value
             # one host sync per epoch
             names = list(sums)
-            means = (torch.stack([sums[k] for k in names]) / n_batches).tolist()
-            row: dict[str, Any] = {"epoch": epoch, **dict(zip(names, means))}
-            if not all(math.isfinite(v) for v in means):
+            last_batch_loss = terms["loss"].detach().float()
+            values = torch.stack([*(sums[k] / n_batches for k in names), last_batch_loss]).tolist()
+            row: dict[str, Any] = {"epoch": epoch, **dict(zip([*names, "last_batch_loss"], values))}
+            if not all(math.isfinite(v) for v in values):
                 bad = ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch" and not math.isfinite(v))
                 kept = f"the last good checkpoint is {checkpoint_path}" if checkpoint_path.exists() else "no checkpoint had been written yet"
                 raise TrainingError(f"non-finite loss at epoch {epoch} ({bad}); training stopped, {kept}")
             if epoch % trainer.eval_every == 0 or epoch == max_epochs:
-                latest = record_evaluation(epoch, row["loss"])
+                latest = record_evaluation(epoch, row)
                 row.update({k: latest[k] for k in MONITORED})
             logger.log(row)
             if epoch % trainer.checkpoint_every == 0 or epoch == max_epochs:
@@ -217,7 +231,7 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
         bar.close()
 
     if not method.trainable:
-        latest = record_evaluation(0, None)
+        latest = record_evaluation(0, {})
         logger.log({"epoch": 0, **{k: latest[k] for k in MONITORED}})
         save(0)
 
@@ -225,7 +239,7 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
     results = {
         "status": "finished",
         "metrics": chosen["metrics"],
-        "selection": {"rule": trainer.selection, "epoch": chosen["epoch"], "uses_labels": False},
+        "selection": {"rule": trainer.selection, "epoch": chosen["epoch"], "uses_labels": trainer.selection in LABEL_SELECTED},
         "last_epoch_metrics": evaluations[-1]["metrics"],
         "model": meta.get("model"),
         "method": cfg.model._target_,
@@ -245,9 +259,11 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
 
 
 def _select(evaluations: list[dict[str, Any]], rule: str) -> dict[str, Any]:
-    if rule == "min_loss" and any(e["loss"] is not None for e in evaluations):
-        return min((e for e in evaluations if e["loss"] is not None), key=lambda e: e["loss"])
-    return evaluations[-1]
+    key = SELECTION_RULES[rule]
+    if key == "acc":
+        return max(evaluations, key=lambda e: e["metrics"]["acc"])
+    candidates = [e for e in evaluations if key is not None and e.get(key) is not None]
+    return min(candidates, key=lambda e: e[key]) if candidates else evaluations[-1]
 
 
 def _dataset_record(data, meta: dict[str, Any]) -> dict[str, Any]:

@@ -97,15 +97,16 @@ class SDCIB(ClusteringMethod):
         probs = torch.stack([F.softmax(head(out[-1].sample), dim=-1) for head, out in zip(self.cluster_heads, layers)])
         return layers, probs  # probs: modalities x batch x clusters
 
-    def _relevance(self, layers, probs: torch.Tensor, detach: bool) -> torch.Tensor:
-        """Sum over modalities and layers of the MINE (Donsker-Varadhan) bound on I(Y; H_l), Eq. 12."""
+    def _relevance(self, hidden: list[torch.Tensor], probs: torch.Tensor, detach: bool) -> torch.Tensor:
+        """Sum over modalities and layers of the MINE (Donsker-Varadhan) bound on I(Y; H_l), Eq. 12.
+
+        `hidden[j]`: modalities x batch x width samples of layer layer_ids[j]."""
         y = probs.detach() if detach else probs
         n = y.shape[1]
         # product of marginals: pair each h with the assignment of another sample
         y_pairs = torch.cat([y, y[:, torch.randperm(n, device=y.device)]], dim=1)
         total = y.new_zeros(())
-        for critic, l in zip(self.critics, self.layer_ids):
-            h = torch.stack([out[l].sample for out in layers])
+        for critic, h in zip(self.critics, hidden):
             h = h.detach() if detach else h
             scores = critic(torch.cat([torch.cat([h, h], dim=1), y_pairs], dim=-1)).squeeze(-1)
             total = total + mine_lower_bound(scores[:, :n], scores[:, n:], dim=1).sum()
@@ -115,20 +116,21 @@ class SDCIB(ClusteringMethod):
         obj = self.objective
         w = obj.weights
         layers, probs = self._forward(views)
+        hidden = [torch.stack([out[l].sample for out in layers]) for l in self.layer_ids]
         zero = probs.new_zeros((), dtype=torch.float32)
         if w["relevance"] != 0.0:
             # Algorithm 1: the critics first maximise their bound, then the encoders take a step
             for _ in range(self.critic_steps):
-                ctx.optimize("critic", -self._relevance(layers, probs, detach=True))
+                ctx.optimize("critic", -self._relevance(hidden, probs, detach=True))
         m, n, k = probs.shape
         off_diagonal = 1 - torch.eye(m, device=probs.device)
         compression = sum(gaussian_kl_to_standard_normal(out[l].mean.float(), out[l].std.float()) for out in layers for l in self.layer_ids)
-        relevance = self._relevance(layers, probs, detach=False) if w["relevance"] != 0.0 else zero
+        relevance = self._relevance(hidden, probs, detach=False) if w["relevance"] != 0.0 else zero
         instance = zero
         if w["instance"] != 0.0:
             # Eq. 4 sums over ordered pairs i != j; InfoNCE estimate = log(#candidates) - NT-Xent
-            for l in self.layer_ids:
-                nce = pairwise_nt_xent(torch.stack([out[l].sample for out in layers]), obj.instance_temperature)
+            for h in hidden:
+                nce = pairwise_nt_xent(h, obj.instance_temperature)
                 instance = instance + ((math.log(2 * n - 1) - nce) * off_diagonal).sum()
         cluster = zero
         if w["cluster"] != 0.0:
