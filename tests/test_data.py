@@ -385,6 +385,12 @@ EXPECTED = {
     "landuse21": (2100, [20, 59, 40], 21),
     "synthetic3d": (600, [3, 3, 3], 3),
     "prokaryotic": (551, [393, 3, 438], 4),
+    # SDCIB's sets (Table 1), not in the shared data; Caltech-2V's count is not checked: the
+    # paper prints 1440, which is not verified against the MFLVC file
+    "caltech2v": (None, [40, 254], 7),
+    "event": (1579, [1000, 1000, 1000], 8),
+    "iapr": (7855, [1200, 500], 6),
+    "esp": (11032, [300, 300, 300], 7),
 }
 FILE_CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem != "handwritten")
 
@@ -453,7 +459,8 @@ def test_config_loads_real_file(stem, multiview_dir):
         pytest.skip(f"{path} not present")
     ds = instantiate(cfg.dataset)
     n, dims, classes = EXPECTED[stem]
-    assert (ds.n_samples, ds.dims, ds.n_classes) == (n, dims, classes)
+    assert (ds.dims, ds.n_classes) == (dims, classes)
+    assert n is None or ds.n_samples == n
     assert ds.n_views == len(dims) and ds.n_clusters == classes and ds.name == cfg.dataset.name
     assert sorted(set(ds.labels.tolist())) == list(range(classes))
     for v in ds.views:  # minmax
@@ -480,3 +487,33 @@ def test_embedded_matches_handwritten_mat(multiview_dir):
             assert torch.equal(v, m)
         else:  # the CSVs carry ~5 significant digits
             torch.testing.assert_close(v, m, rtol=1e-4, atol=1e-3)
+
+
+SDCIB_SETS = ("caltech2v", "event", "iapr", "esp")
+
+
+@pytest.mark.parametrize("stem", SDCIB_SETS)
+def test_sdcib_set_missing_file_says_where_and_how(stem, tmp_path):
+    from clusterbench.engine.loop import build  # instantiate that passes our errors through
+
+    cfg = _compose(stem, tmp_path)
+    with pytest.raises(DataError) as info:
+        build(cfg.dataset)
+    msg = _one_line(info)
+    assert str(tmp_path) in msg and "file not found" in msg and "github.com" in msg
+
+
+@pytest.mark.parametrize("stem", ("event", "iapr", "esp"))
+def test_sdcib_npz_sets_read_the_released_format(stem, tmp_path):
+    """A small file in the layout of SDCIB's released .npz files (labels from 1, uint16 counts)."""
+    from hydra.utils import instantiate
+
+    _, dims, classes = EXPECTED[stem]
+    n = 3 * classes
+    views = {f"view_{i}": RNG.integers(0, 50, size=(n, d)).astype(np.uint16) for i, d in enumerate(dims)}
+    labels = np.repeat(np.arange(1, classes + 1), 3)
+    np.savez(tmp_path / f"{stem}.npz", n_views=len(dims), labels=labels, **views)
+    ds = instantiate(_compose(stem, tmp_path).dataset)
+    assert ds.dims == dims and ds.n_classes == classes and ds.n_samples == n
+    assert ds.labels.tolist() == (labels - 1).tolist()
+    assert torch.equal(ds.views[0], torch.from_numpy(views["view_0"].astype(np.float32)))  # raw
