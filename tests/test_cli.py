@@ -56,3 +56,12 @@ def test_sweep_file_runs_its_grid(tmp_path):
         ("loss.weights.cluster=0.0", "loss.weights.instance=1.0"),
         ("loss.weights.cluster=0.0", "loss.weights.instance=0.0"),
     }
+
+
+def test_local_launcher_runs_jobs_in_parallel_processes(tmp_path):
+    sweep = tmp_path / "sweep"
+    result = _train("-m", "+launcher=local", "model=kmeans", "model.n_init=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 0, result.stderr
+    assert (sweep / "0_kmeans_handwritten" / "results.json").exists()
+    assert (sweep / "1_kmeans_handwritten" / "results.json").exists()
+    assert "Joblib" in (sweep / "multirun.yaml").read_text()

@@ -24,7 +24,7 @@ def test_required_groups_exist():
 
 @pytest.mark.parametrize("group,option", OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_every_option_composes_and_checks(group, option):
-    prefix = "+" if group in ("experiment", "sweep") else ""
+    prefix = "+" if group in ("experiment", "sweep", "launcher") else ""
     cfg = compose_config([f"{prefix}{group}={option}", "paths.data_dir=/nonexistent"])
     check_config(cfg)
 
