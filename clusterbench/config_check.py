@@ -17,7 +17,7 @@ from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from clusterbench.errors import ConfigError
+from clusterbench.errors import ConfigError, first_line
 
 _HYDRA_KEYS = {"_target_", "_partial_", "_recursive_", "_convert_", "_args_"}
 # groups whose `_target_` is built by the engine; other groups are plain settings
@@ -28,7 +28,7 @@ def check_config(cfg: DictConfig) -> None:
     try:
         OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as err:
-        raise ConfigError(f"config cannot be resolved: {_first_line(err)}") from None
+        raise ConfigError(f"config cannot be resolved: {first_line(err)}") from None
     for path in TARGET_GROUPS:
         node = OmegaConf.select(cfg, path)
         if isinstance(node, DictConfig) and "_target_" in node:
@@ -52,7 +52,7 @@ def check_node(node: DictConfig, path: str) -> None:
     try:
         obj = get_object(target)
     except Exception as err:  # hydra wraps import errors in several types
-        raise ConfigError(f"{path}._target_={target!r} cannot be imported: {_first_line(err)}") from None
+        raise ConfigError(f"{path}._target_={target!r} cannot be imported: {first_line(err)}") from None
     func = obj.__init__ if inspect.isclass(obj) else obj
     try:
         signature = inspect.signature(obj)
@@ -115,8 +115,3 @@ def _describe(annotation: Any) -> str:
     if annotation is type(None):
         return "null"
     return getattr(annotation, "__name__", str(annotation))
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__

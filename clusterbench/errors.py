@@ -15,3 +15,9 @@ class DataError(ClusterbenchError):
 
 class TrainingError(ClusterbenchError):
     """Training cannot go on (e.g. a non-finite loss); the message says what was kept."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty): for one-line errors."""
+    text = str(err).strip().splitlines()
+    return text[0] if text else type(err).__name__

@@ -26,6 +26,15 @@ from clusterbench.methods.base import DataInfo
 CONFIGS = str(Path(__file__).resolve().parents[1] / "configs")
 
 
+def seconds_per_call(fn, repeats: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - start) / repeats
+
+
 def sdcib_step_seconds(overrides: list[str], steps: int) -> float:
     with initialize_config_dir(config_dir=CONFIGS, version_base="1.3"):
         cfg = compose("train", overrides=overrides)
@@ -41,12 +50,7 @@ def sdcib_step_seconds(overrides: list[str], steps: int) -> float:
         terms = method.training_step([v[index] for v in data.views], index, ctx)
         ctx.optimize("main", terms["loss"])
 
-    for _ in range(3):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
+    return seconds_per_call(step, steps)
 
 
 def nt_xent_seconds(batched: bool, repeats: int, m: int = 6, n: int = 32, d: int = 1024) -> float:
@@ -59,12 +63,7 @@ def nt_xent_seconds(batched: bool, repeats: int, m: int = 6, n: int = 32, d: int
             loss = sum(nt_xent(z[i], z[j], 0.1) for i in range(m) for j in range(i + 1, m))
         loss.backward()
 
-    for _ in range(3):
-        once()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        once()
-    return (time.perf_counter() - start) / repeats
+    return seconds_per_call(once, repeats)
 
 
 def main() -> None:

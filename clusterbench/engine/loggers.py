@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from clusterbench.engine.checkpoint import atomic_write_bytes
-from clusterbench.errors import ConfigError
+from clusterbench.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,9 @@ class WandbLogger(CSVLogger):
                 settings=settings,
             )
         except Exception as err:  # wandb raises several types for network and login problems
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"logger=wandb (mode={self.mode}) could not start: {first}; logger.mode=offline needs no network") from None
+            raise ConfigError(
+                f"logger=wandb (mode={self.mode}) could not start: {first_line(err)}; logger.mode=offline needs no network"
+            ) from None
 
     @staticmethod
     def _run_id(run_dir: Path) -> str:
