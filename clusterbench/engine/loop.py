@@ -91,22 +91,65 @@ def build_optimizers(method: ClusteringMethod, trainer_cfg: DictConfig) -> dict[
 
 
 @torch.no_grad()
-def predict_all(method: ClusteringMethod, views: list[torch.Tensor], batch_size: int, hardware) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Hard (and soft) assignments for every sample, in eval mode."""
+def predict_outputs(method: ClusteringMethod, views: list[torch.Tensor], batch_size: int, hardware) -> torch.Tensor:
+    """`method.predict` on every sample in eval mode, batch by batch (with the batch's sample
+    indices, for transductive methods), concatenated in sample order."""
     method.eval()
     n = views[0].shape[0]
     outputs = []
     with hardware.autocast():
         for start in range(0, n, batch_size):
-            outputs.append(method.predict([v[start : start + batch_size] for v in views]).float())
-    return method.assign(torch.cat(outputs))
+            index = torch.arange(start, min(start + batch_size, n), device=views[0].device)
+            outputs.append(method.predict([v[start : start + batch_size] for v in views], index).float())
+    return torch.cat(outputs)
+
+
+def predict_all(method: ClusteringMethod, views: list[torch.Tensor], batch_size: int, hardware) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Hard (and soft) assignments for every sample, in eval mode."""
+    return method.assign(predict_outputs(method, views, batch_size, hardware))
+
+
+def _score(labels: np.ndarray, pred: np.ndarray, n_clusters: int) -> dict[str, Any]:
+    metrics = evaluate_clustering(labels, pred)
+    metrics.update(collapse_stats(pred, n_clusters))
+    return metrics
+
+
+def choose_candidate(rule: str | int, metrics: dict[str, dict[str, Any]], scores: dict[str, float]) -> tuple[str, bool]:
+    """(name of the kept candidate partition, whether choosing it read the labels); see methods/base.py."""
+    names = list(metrics)
+    if rule == "best_acc":
+        return max(names, key=lambda name: metrics[name]["acc"]), True
+    if isinstance(rule, int) and not isinstance(rule, bool):
+        if not 0 <= rule < len(names):
+            raise ConfigError(f"model.view_selection={rule}: there are {len(names)} candidates (0..{len(names) - 1})")
+        return names[rule], False
+    if set(scores) != set(names):
+        raise ConfigError(f"model.view_selection={rule!r}: the method gives no such label-free score for its candidates")
+    return max(names, key=lambda name: scores[name]), False
+
+
+def evaluate_candidates(method, views, labels: np.ndarray, n_clusters: int, batch_size: int, hardware) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
+    """Metrics and hard labels of the method's partition; for a method with several candidate
+    partitions, those of the one kept by `method.candidate_selection`, and a record of all."""
+    outputs = predict_outputs(method, views, batch_size, hardware)
+    parts = method.candidates(outputs)
+    if not parts:
+        pred = method.assign(outputs)[0].cpu().numpy()
+        return _score(labels, pred, n_clusters), pred, None
+    preds = {name: hard.cpu().numpy() for name, hard in parts.items()}
+    table = {name: _score(labels, pred, n_clusters) for name, pred in preds.items()}
+    scores = method.candidate_scores()
+    rule = method.candidate_selection
+    chosen, uses_labels = choose_candidate(rule, table, scores)
+    metrics = dict(table[chosen])
+    for name, value in scores.items():
+        table[name][str(rule)] = value
+    return metrics, preds[chosen], {"rule": rule, "chosen": chosen, "uses_labels": uses_labels, "candidates": table}
 
 
 def evaluate(method, views, labels: np.ndarray, n_clusters: int, batch_size: int, hardware) -> tuple[dict[str, Any], np.ndarray]:
-    hard, _ = predict_all(method, views, batch_size, hardware)
-    pred = hard.cpu().numpy()
-    metrics = evaluate_clustering(labels, pred)
-    metrics.update(collapse_stats(pred, n_clusters))
+    metrics, pred, _ = evaluate_candidates(method, views, labels, n_clusters, batch_size, hardware)
     return metrics, pred
 
 
@@ -176,8 +219,10 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
             save_checkpoint(run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
 
     def record_evaluation(epoch: int, row: dict[str, Any]) -> dict[str, Any]:
-        metrics, pred = evaluate(method, views, labels, n_clusters, trainer.eval_batch_size, hardware)
+        metrics, pred, candidates = evaluate_candidates(method, views, labels, n_clusters, trainer.eval_batch_size, hardware)
         evaluations.append({"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics})
+        if candidates is not None:
+            evaluations[-1]["candidates"] = candidates
         if _select(evaluations, trainer.selection) is evaluations[-1]:
             atomic_write_bytes(
                 run_dir / "predictions.npz", lambda f: np.savez_compressed(f, y_true=labels, y_pred=pred, epoch=epoch)
@@ -236,10 +281,18 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
         save(0)
 
     chosen = _select(evaluations, trainer.selection)
+    selection = {"rule": trainer.selection, "epoch": chosen["epoch"], "uses_labels": trainer.selection in LABEL_SELECTED}
+    candidates = {}
+    if "candidates" in chosen:  # a method with several candidate partitions (KM, Ncuts: one per view)
+        record = chosen["candidates"]
+        selection["candidate"] = {k: record[k] for k in ("rule", "chosen", "uses_labels")}
+        selection["uses_labels"] = selection["uses_labels"] or record["uses_labels"]
+        candidates = {"candidates": record["candidates"]}
     results = {
         "status": "finished",
         "metrics": chosen["metrics"],
-        "selection": {"rule": trainer.selection, "epoch": chosen["epoch"], "uses_labels": trainer.selection in LABEL_SELECTED},
+        **candidates,
+        "selection": selection,
         "last_epoch_metrics": evaluations[-1]["metrics"],
         "model": meta.get("model"),
         "method": cfg.model._target_,

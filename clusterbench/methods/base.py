@@ -12,8 +12,18 @@ The engine calls:
 - `training_step(views, index, ctx)` -> dict of named scalar tensors; the key "loss" is
   minimised by the "main" optimiser, the other keys are logged. A method may take extra
   optimiser steps itself through `ctx.optimize(group, loss)` (critic updates, Algorithm 1).
-- `predict(views)` per evaluation batch in eval mode -> tensor with the batch first.
+- `predict(views, index)` per evaluation batch in eval mode -> tensor with the batch first.
+  `index` (int64, on the device) holds the batch's sample indices into the full data that
+  `on_fit_start` saw, so transductive methods (spectral clustering has no out-of-sample rule)
+  can return what they assigned to those samples at fit time.
 - `assign(outputs)` on the concatenated predictions -> (hard labels (N,), soft (N, K) or None).
+- optional, for methods that produce several candidate partitions (KM and Ncuts: one per
+  view): `candidates(outputs)` -> {name: hard labels (N,)} (empty, the default, means one
+  partition, from `assign`). The engine evaluates every candidate, writes each one's metrics
+  into results.json and keeps one by the rule in `candidate_selection`: "best_acc" (highest
+  ACC: reads the labels, so results.json flags it), an int (the candidate at that position,
+  label-free) or the name of a label-free score that the method gives per candidate in
+  `candidate_scores()` (higher is better).
 """
 from __future__ import annotations
 
@@ -61,10 +71,19 @@ class ClusteringMethod(nn.Module):
     def training_step(self, views: list[torch.Tensor], index: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def predict(self, views: list[torch.Tensor]) -> torch.Tensor:
+    def predict(self, views: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def assign(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         if outputs.dim() == 1:
             return outputs.long(), None
         return outputs.argmax(dim=-1), outputs
+
+    # how the engine picks one of several candidate partitions (see the module docstring)
+    candidate_selection: str | int = "best_acc"
+
+    def candidates(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {}
+
+    def candidate_scores(self) -> dict[str, float]:
+        return {}

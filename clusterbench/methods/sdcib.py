@@ -145,7 +145,7 @@ class SDCIB(ClusteringMethod):
         )
         return {"loss": total, "compression": compression, "relevance": relevance, "instance": instance, "cluster": cluster}
 
-    def predict(self, views: list[torch.Tensor]) -> torch.Tensor:
+    def predict(self, views: list[torch.Tensor], index: torch.Tensor | None = None) -> torch.Tensor:
         _, probs = self._forward(views)
         return probs.transpose(0, 1)  # batch x modalities x clusters
 
