@@ -1,0 +1,168 @@
+"""Reading run folders: which runs finished, and grouping them into table rows."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# overrides that do not change what a run computes: where it writes, how it logs or is launched,
+# how many threads it uses. Model and dataset are columns of their own, and the seed is what a
+# group averages over.
+IGNORED_OVERRIDE_PREFIXES = (
+    "seed=",
+    "model=",
+    "dataset=",
+    "hydra.",
+    "hydra/",
+    "paths.",
+    "logger",
+    "+logger",
+    "launcher",
+    "+launcher",
+    "+sweep=",
+    "trainer.progress",
+    "hardware.num_threads",
+    "resume=",
+)
+
+
+@dataclass
+class Run:
+    """One finished run: its folder, results.json and composed config (.hydra/config.yaml)."""
+
+    path: Path
+    results: dict[str, Any]
+    config: dict[str, Any]
+
+    @property
+    def seed(self) -> Any:
+        return self.results.get("seed")
+
+    @property
+    def uses_labels(self) -> bool:
+        return bool((self.results.get("selection") or {}).get("uses_labels"))
+
+    @property
+    def selection_rule(self) -> str:
+        return str((self.results.get("selection") or {}).get("rule", "?"))
+
+
+@dataclass
+class Group:
+    """Runs that differ only by seed (and by settings that do not change results)."""
+
+    model: str
+    dataset: str
+    overrides: str
+    runs: list[Run] = field(default_factory=list)
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return self.model, self.dataset, self.overrides
+
+    @property
+    def uses_labels(self) -> bool:
+        return any(run.uses_labels for run in self.runs)
+
+    @property
+    def config(self) -> dict[str, Any]:
+        # runs of a group share every override but the seed, so any one config describes them
+        return self.runs[0].config
+
+    def sorted_runs(self) -> list[Run]:
+        def order(run: Run) -> tuple:
+            numeric = isinstance(run.seed, (int, float))
+            return (not numeric, run.seed if numeric else 0, str(run.path))
+
+        return sorted(self.runs, key=order)
+
+
+@dataclass
+class Unfinished:
+    """A run folder without a usable finished results.json, and why."""
+
+    path: Path
+    reason: str
+
+
+def find_runs(paths: list[Path]) -> list[Path]:
+    """Run folders (those with .hydra/config.yaml) under the given paths."""
+    runs = set()
+    for path in paths:
+        if not path.exists():
+            raise FileNotFoundError(f"no such folder: {path}")
+        if not path.is_dir():
+            raise FileNotFoundError(f"not a folder: {path}")
+        runs.update(p.parent.parent for p in path.rglob(".hydra/config.yaml"))
+    return sorted(runs)
+
+
+def relevant_overrides(overrides: list[str], also_ignore: tuple[str, ...] = ()) -> str:
+    """The overrides that change results, sorted and joined: the part of a group key after model and dataset."""
+    ignored = IGNORED_OVERRIDE_PREFIXES + also_ignore
+    return " ".join(sorted(o for o in overrides if not o.startswith(ignored)))
+
+
+def load_config(run: Path) -> dict[str, Any]:
+    """The composed config as plain data; interpolations stay unresolved strings (they need Hydra's context)."""
+    try:
+        config = yaml.safe_load((run / ".hydra" / "config.yaml").read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def config_value(config: dict[str, Any], dotted_key: str, default: Any = None) -> Any:
+    """config["a"]["b"] for "a.b", or default when any part is missing."""
+    node: Any = config
+    for part in dotted_key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return default
+        node = node[part]
+    return node
+
+
+def _first_line(text: Any) -> str:
+    lines = str(text or "").strip().splitlines()
+    return lines[0] if lines else ""
+
+
+def _read_run(run: Path) -> Run | Unfinished:
+    path = run / "results.json"
+    if not path.exists():
+        return Unfinished(run, "no results.json (running, stopped or crashed)")
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        return Unfinished(run, f"unreadable results.json: {_first_line(err)}")
+    if not isinstance(results, dict):
+        return Unfinished(run, "unreadable results.json: not a JSON object")
+    status = results.get("status")
+    if status != "finished":
+        error = _first_line(results.get("error"))
+        return Unfinished(run, f"{status}: {error}" if error else f"status {status}")
+    metrics = results.get("metrics")
+    dataset = results.get("dataset")
+    if not isinstance(metrics, dict) or not isinstance(dataset, dict) or "name" not in dataset:
+        return Unfinished(run, "finished, but results.json lacks metrics or dataset.name")
+    return Run(run, results, load_config(run))
+
+
+def summarize(run_folders: list[Path]) -> tuple[dict[tuple[str, str, str], Group], list[Unfinished]]:
+    """Finished runs grouped by (model, dataset, overrides other than seed); the rest, with a reason."""
+    groups: dict[tuple[str, str, str], Group] = {}
+    unfinished: list[Unfinished] = []
+    for folder in run_folders:
+        item = _read_run(folder)
+        if isinstance(item, Unfinished):
+            unfinished.append(item)
+            continue
+        results = item.results
+        model = str(results.get("model") or results.get("method") or "?")
+        key = (model, str(results["dataset"]["name"]), relevant_overrides(list(results.get("overrides") or [])))
+        groups.setdefault(key, Group(*key)).runs.append(item)
+    return dict(sorted(groups.items())), unfinished
+
