@@ -153,12 +153,15 @@ def test_max_aggregation_is_flagged(tmp_path, capsys):
 
 
 def test_label_selected_runs_are_flagged_and_never_ranked(tmp_path):
-    _run(tmp_path, "0", 0, 0.95, model="km", rule="best_acc", uses_labels=True)
+    km = _run(tmp_path, "0", 0, 0.95, model="km", rule="last", uses_labels=True)
+    results = json.loads((km / "results.json").read_text())
+    results["selection"]["candidate"] = {"rule": "best_acc", "chosen": "view_3", "uses_labels": True}
+    (km / "results.json").write_text(json.dumps(results))
     _run(tmp_path, "1", 0, 0.6, model="a")
     _run(tmp_path, "2", 0, 0.5, model="b")
     table = _table(tmp_path)
     md = to_markdown(table)
-    assert "| km | handwritten | - | 1 | 0 | best_acc (label-selected) | 0.9500 ± 0.0000 † |" in md
+    assert "| km | handwritten | - | 1 | 0 | last + best_acc (label-selected) | 0.9500 ± 0.0000 † |" in md
     assert "| a | handwritten | - | 1 | 0 | last | **0.6000 ± 0.0000** |" in md
     assert "| b | handwritten | - | 1 | 0 | last | <u>0.5000 ± 0.0000</u> |" in md
     rows = _csv_rows(to_csv(table))

@@ -47,7 +47,13 @@ class Run:
 
     @property
     def selection_rule(self) -> str:
-        return str((self.results.get("selection") or {}).get("rule", "?"))
+        selection = self.results.get("selection") or {}
+        rule = str(selection.get("rule", "?"))
+        # methods with several candidate partitions (km / ncuts: one per view) record how one was kept
+        candidate = selection.get("candidate")
+        if isinstance(candidate, dict) and candidate.get("rule") is not None:
+            rule += f" + {candidate['rule']}"
+        return rule
 
 
 @dataclass

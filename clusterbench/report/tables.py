@@ -83,7 +83,7 @@ class Table:
         if any(cell and cell.rank for row in self.rows for cell in row.cells.values()):
             notes.append(
                 "Bold: best, underlined: second best per dataset and metric, among rows whose runs chose "
-                "their epoch without the labels."
+                "without the labels."
             )
         for reference in self.references:
             notes.append(
