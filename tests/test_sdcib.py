@@ -112,4 +112,4 @@ def test_predict_in_eval_mode_is_deterministic():
     method = make().eval()
     x = batch()
     assert torch.equal(method.predict(x), method.predict(x))
-    assert method.predict(x).shape == (40, 3, 4)
+    assert method.predict(x).shape == (40, 1, 3, 4)  # batch x members x modalities x clusters

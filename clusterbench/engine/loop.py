@@ -23,6 +23,7 @@ from clusterbench.engine.checkpoint import (
     seed_everything,
     write_json,
 )
+from clusterbench.engine.ensemble import check_members, member_optimizer_state, member_state, stack_states
 from clusterbench.engine.provenance import git_state, package_versions
 from clusterbench.errors import ClusterbenchError, ConfigError, TrainingError
 from clusterbench.methods.base import ClusteringMethod, DataInfo
@@ -73,13 +74,13 @@ class _StepContext:
         optimizer.step()
 
 
-def build_method(cfg: DictConfig, info: DataInfo) -> ClusteringMethod:
+def build_method(cfg: DictConfig, info: DataInfo, **extra) -> ClusteringMethod:
     """The `model` of a composed config, with its backbone config and built `loss` object."""
     loss = build(cfg.loss, _convert_="all") if "_target_" in cfg.loss else None
     backbone = cfg.backbone if "_target_" in cfg.backbone else None
     # objects built here (not config) are passed to the partial, so Hydra does not convert them
     make_method = build(cfg.model, _partial_=True, _recursive_=False, _convert_="all")
-    return make_method(data_info=info, backbone=backbone, loss=loss)
+    return make_method(data_info=info, backbone=backbone, loss=loss, **extra)
 
 
 def build_optimizers(method: ClusteringMethod, trainer_cfg: DictConfig) -> dict[str, torch.optim.Optimizer]:
@@ -129,10 +130,10 @@ def choose_candidate(rule: str | int, metrics: dict[str, dict[str, Any]], scores
     return max(names, key=lambda name: scores[name]), False
 
 
-def evaluate_candidates(method, views, labels: np.ndarray, n_clusters: int, batch_size: int, hardware) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
-    """Metrics and hard labels of the method's partition; for a method with several candidate
-    partitions, those of the one kept by `method.candidate_selection`, and a record of all."""
-    outputs = predict_outputs(method, views, batch_size, hardware)
+def evaluate_candidates(method, outputs: torch.Tensor, labels: np.ndarray, n_clusters: int) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
+    """Metrics and hard labels of the partition `method.assign` makes of `outputs` (one
+    member's predictions for all samples); for a method with several candidate partitions,
+    those of the one kept by `method.candidate_selection`, and a record of all."""
     parts = method.candidates(outputs)
     if not parts:
         pred = method.assign(outputs)[0].cpu().numpy()
@@ -149,7 +150,8 @@ def evaluate_candidates(method, views, labels: np.ndarray, n_clusters: int, batc
 
 
 def evaluate(method, views, labels: np.ndarray, n_clusters: int, batch_size: int, hardware) -> tuple[dict[str, Any], np.ndarray]:
-    metrics, pred, _ = evaluate_candidates(method, views, labels, n_clusters, batch_size, hardware)
+    """A one-member method's metrics and hard labels on all samples."""
+    metrics, pred, _ = evaluate_candidates(method, predict_outputs(method, views, batch_size, hardware), labels, n_clusters)
     return metrics, pred
 
 
@@ -160,10 +162,52 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
     its checkpoints/last.pt (same seed, RNG states and optimiser states: CPU results are equal
     bit for bit to an uninterrupted run).
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    return fit_members([cfg], [Path(run_dir)], [meta or {}])[0]
+
+
+class _Member:
+    """One run's own share of a (possibly vectorised) fit: its folder, config, logs, evaluations."""
+
+    def __init__(self, cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.meta = dict(meta)
+        self.evaluations: list[dict[str, Any]] = []
+        self.latest: dict[str, Any] = {}
+        self.error: TrainingError | None = None
+        self.logger = None
+
+    @property
+    def checkpoint_path(self) -> Path:
+        return self.run_dir / CHECKPOINT
+
+
+def build_members(cfgs: list[DictConfig], info: DataInfo, generator: torch.Generator) -> ClusteringMethod:
+    """The method of one run, or G runs' methods stacked into one G-member method. Every member
+    is built from the same RNG state, as its separate run would be, so it starts from the
+    same weights (engine/ensemble.py)."""
+    if len(cfgs) == 1:
+        return build_method(cfgs[0], info)
+    check_members(cfgs)
+    rng = capture_rng(generator)
+    stacked = build_method(cfgs[0], info, members=len(cfgs))
+    states = []
+    for cfg in cfgs:
+        restore_rng(rng, generator)
+        states.append(build_method(cfg, info).state_dict())
+    stacked.load_state_dict(stack_states(states))
+    return stacked
+
+
+def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[str, Any]]) -> list[dict[str, Any] | TrainingError]:
+    """`fit` for G runs that differ only in the method's member keys (a vectorised sweep group):
+    one batched model, one loop, one folder per member. Returns each member's results, or the
+    TrainingError that stopped it (a one-member fit raises it instead)."""
     started = time.perf_counter()
-    meta = dict(meta or {})
+    members = [_Member(cfg, run_dir, meta) for cfg, run_dir, meta in zip(cfgs, run_dirs, metas)]
+    cfg = cfgs[0]  # every setting but the member keys is shared
+    n_members = len(members)
     trainer = cfg.trainer
     hardware = build(cfg.hardware)
     hardware.setup()
@@ -172,20 +216,22 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
     data = build(cfg.dataset)
     n_clusters = int(data.n_clusters)
     info = DataInfo(dims=tuple(int(d) for d in data.dims), n_clusters=n_clusters, n_samples=int(data.n_samples))
-    method = build_method(cfg, info).to(hardware.device)
+    method = build_members(cfgs, info, generator).to(hardware.device)
     views = [v.to(hardware.device) for v in data.views]
     labels = data.labels.cpu().numpy()
     optimizers = build_optimizers(method, trainer)
     ctx = _StepContext(optimizers, hardware.device)
 
-    checkpoint_path = run_dir / CHECKPOINT
     start_epoch = 0
-    evaluations: list[dict[str, Any]] = []
     previous_wall = 0.0
-    if cfg.get("resume"):
-        if not checkpoint_path.exists():
-            raise ConfigError(f"resume={cfg.resume}: no checkpoint at {checkpoint_path}")
-        state = load_checkpoint(checkpoint_path)
+    resumed = bool(cfg.get("resume"))
+    if resumed:
+        if n_members > 1:
+            raise ConfigError("resume= continues one run folder; resume each member of a vectorised sweep on its own")
+        member = members[0]
+        if not member.checkpoint_path.exists():
+            raise ConfigError(f"resume={cfg.resume}: no checkpoint at {member.checkpoint_path}")
+        state = load_checkpoint(member.checkpoint_path)
         if state["dataset_checksum"] != data.checksum:
             raise ConfigError(f"resume={cfg.resume}: dataset file changed since the run started (checksum differs)")
         method.load_state_dict(state["method"])
@@ -193,48 +239,72 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
             optimizer.load_state_dict(state["optimizers"][group])
         restore_rng(state["rng"], generator)
         start_epoch = state["epoch"]
-        evaluations = state["evaluations"]
+        member.evaluations = state["evaluations"]
+        member.latest = member.evaluations[-1]["metrics"] if member.evaluations else {}
         previous_wall = state["wall_time_s"]
         ctx.step = state["step"]
-        log.info("resuming %s from epoch %d", run_dir, start_epoch)
+        log.info("resuming %s from epoch %d", member.run_dir, start_epoch)
 
-    logger = build(cfg.logger)
-    logger.start(run_dir, OmegaConf.to_container(cfg, resolve=True), run_dir.name, resume_epoch=start_epoch if cfg.get("resume") else None)
+    for member in members:
+        member.logger = build(member.cfg.logger)
+        member.logger.start(
+            member.run_dir, OmegaConf.to_container(member.cfg, resolve=True), member.run_dir.name, resume_epoch=start_epoch if resumed else None
+        )
     max_epochs = int(trainer.max_epochs) if method.trainable else 0
+    active = [m for m in members if m.error is None]
 
     def save(epoch: int) -> None:
-        state = {
-            "epoch": epoch,
-            "step": ctx.step,
-            "method": method.state_dict(),
-            "optimizers": {g: o.state_dict() for g, o in optimizers.items()},
-            "rng": capture_rng(generator),
-            "evaluations": evaluations,
-            "wall_time_s": previous_wall + time.perf_counter() - started,
-            "dataset_checksum": data.checksum,
-            "config": OmegaConf.to_container(cfg, resolve=True),
-        }
-        save_checkpoint(checkpoint_path, state)
-        if trainer.keep_checkpoints:
-            save_checkpoint(run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
+        method_state = method.state_dict()
+        optimizer_states = {g: o.state_dict() for g, o in optimizers.items()}
+        rng = capture_rng(generator)
+        for g, member in enumerate(members):
+            if member.error is not None:
+                continue
+            one = n_members == 1
+            state = {
+                "epoch": epoch,
+                "step": ctx.step,
+                "method": method_state if one else member_state(method_state, g, n_members),
+                "optimizers": {k: s if one else member_optimizer_state(s, g, n_members) for k, s in optimizer_states.items()},
+                "rng": rng,
+                "evaluations": member.evaluations,
+                "wall_time_s": previous_wall + time.perf_counter() - started,
+                "dataset_checksum": data.checksum,
+                "config": OmegaConf.to_container(member.cfg, resolve=True),
+            }
+            save_checkpoint(member.checkpoint_path, state)
+            if trainer.keep_checkpoints:
+                save_checkpoint(member.run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
 
-    def record_evaluation(epoch: int, row: dict[str, Any]) -> dict[str, Any]:
-        metrics, pred, candidates = evaluate_candidates(method, views, labels, n_clusters, trainer.eval_batch_size, hardware)
-        evaluations.append({"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics})
-        if candidates is not None:
-            evaluations[-1]["candidates"] = candidates
-        if _select(evaluations, trainer.selection) is evaluations[-1]:
-            atomic_write_bytes(
-                run_dir / "predictions.npz", lambda f: np.savez_compressed(f, y_true=labels, y_pred=pred, epoch=epoch)
-            )
-        return metrics
+    def record_evaluations(epoch: int, rows: list[dict[str, Any]]) -> None:
+        batch = info.n_samples if method.full_batch_predict else trainer.eval_batch_size
+        outputs = method.member_outputs(predict_outputs(method, views, batch, hardware))
+        for member, member_out, row in zip(members, outputs, rows):
+            if member.error is not None:
+                continue
+            metrics, pred, candidates = evaluate_candidates(method, member_out, labels, n_clusters)
+            member.evaluations.append({"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics})
+            if candidates is not None:
+                member.evaluations[-1]["candidates"] = candidates
+            if _select(member.evaluations, trainer.selection) is member.evaluations[-1]:
+                atomic_write_bytes(
+                    member.run_dir / "predictions.npz", lambda f: np.savez_compressed(f, y_true=labels, y_pred=pred, epoch=epoch)
+                )
+            member.latest = metrics
+            row.update({k: metrics[k] for k in MONITORED})
+
+    def fail(member: _Member, message: str) -> None:
+        member.error = TrainingError(message)
+        _write_failure(member.run_dir, member.cfg, member.meta, data, message)
+        member.logger.finish()
+        if n_members == 1:
+            raise member.error
 
     if start_epoch == 0:
         method.on_fit_start(views)
     n = info.n_samples
     batch_size = min(int(trainer.batch_size), n)
     n_batches = n // batch_size if trainer.drop_last else math.ceil(n / batch_size)
-    latest: dict[str, Any] = evaluations[-1]["metrics"] if evaluations else {}
     bar = tqdm(total=max_epochs, initial=start_epoch, disable=not trainer.progress, desc="train", unit="epoch", dynamic_ncols=True)
     try:
         for epoch in range(start_epoch + 1, max_epochs + 1):
@@ -247,40 +317,61 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
                 index = order[b * batch_size : (b + 1) * batch_size]
                 with hardware.autocast():
                     terms = method.training_step([v[index] for v in views], index, ctx)
-                ctx.optimize("main", terms["loss"])
+                # members are independent: the gradient of the sum is each member's own gradient
+                ctx.optimize("main", terms["loss"].sum())
                 ctx.step += 1
                 for name, value in terms.items():
-                    value = value.detach().float()
+                    value = value.detach().float().reshape(-1)
                     sums[name] = sums[name] + value if name in sums else value
-            # one host sync per epoch
-            names = list(sums)
-            last_batch_loss = terms["loss"].detach().float()
-            values = torch.stack([*(sums[k] / n_batches for k in names), last_batch_loss]).tolist()
-            row: dict[str, Any] = {"epoch": epoch, **dict(zip([*names, "last_batch_loss"], values))}
-            if not all(math.isfinite(v) for v in values):
-                bad = ", ".join(f"{k}={v}" for k, v in row.items() if k != "epoch" and not math.isfinite(v))
-                kept = f"the last good checkpoint is {checkpoint_path}" if checkpoint_path.exists() else "no checkpoint had been written yet"
-                raise TrainingError(f"non-finite loss at epoch {epoch} ({bad}); training stopped, {kept}")
+            # one host sync per epoch: a (terms + 1) x members table
+            names = [*sums, "last_batch_loss"]
+            table = torch.stack([*(sums[k] / n_batches for k in sums), terms["loss"].detach().float().reshape(-1)]).t().tolist()
+            rows = [{"epoch": epoch, **dict(zip(names, values))} for values in table]
+            for member, row in zip(members, rows):
+                if member.error is None and not all(math.isfinite(row[k]) for k in names):
+                    bad = ", ".join(f"{k}={row[k]}" for k in names if not math.isfinite(row[k]))
+                    path = member.checkpoint_path
+                    kept = f"the last good checkpoint is {path}" if path.exists() else "no checkpoint had been written yet"
+                    fail(member, f"non-finite loss at epoch {epoch} ({bad}); training stopped, {kept}")
+            if all(m.error is not None for m in members):
+                break
             if epoch % trainer.eval_every == 0 or epoch == max_epochs:
-                latest = record_evaluation(epoch, row)
-                row.update({k: latest[k] for k in MONITORED})
-            logger.log(row)
+                record_evaluations(epoch, rows)
+            for member, row in zip(members, rows):
+                if member.error is None:
+                    member.logger.log(row)
             if epoch % trainer.checkpoint_every == 0 or epoch == max_epochs:
                 save(epoch)
             bar.update(1)
-            bar.set_postfix(loss=f"{row['loss']:.4f}", **{k: f"{latest[k]:.3f}" for k in ("acc", "nmi", "ari") if k in latest})
-    except TrainingError as err:
-        _write_failure(run_dir, cfg, meta, data, str(err))
-        raise
+            shown = rows[0] if n_members == 1 else {"loss": min(r["loss"] for r in rows)}
+            bar.set_postfix(loss=f"{shown['loss']:.4f}", **{k: f"{members[0].latest[k]:.3f}" for k in ("acc", "nmi", "ari") if k in members[0].latest})
     finally:
         bar.close()
 
     if not method.trainable:
-        latest = record_evaluation(0, {})
-        logger.log({"epoch": 0, **{k: latest[k] for k in MONITORED}})
+        record_evaluations(0, [{} for _ in members])
+        for member in members:
+            member.logger.log({"epoch": 0, **{k: member.latest[k] for k in MONITORED}})
         save(0)
 
-    chosen = _select(evaluations, trainer.selection)
+    wall = round(previous_wall + time.perf_counter() - started, 3)
+    outcomes: list[dict[str, Any] | TrainingError] = []
+    for g, member in enumerate(members):
+        if member.error is not None:
+            outcomes.append(member.error)
+            continue
+        results = _results(member, trainer, data, hardware, max_epochs, wall)
+        if n_members > 1:
+            results["vectorised"] = {"members": n_members, "member": g, "wall_time_is_shared": True}
+        write_json(member.run_dir / "results.json", results)
+        member.logger.summary(results)
+        member.logger.finish()
+        outcomes.append(results)
+    return outcomes
+
+
+def _results(member: _Member, trainer, data, hardware, max_epochs: int, wall: float) -> dict[str, Any]:
+    chosen = _select(member.evaluations, trainer.selection)
     selection = {"rule": trainer.selection, "epoch": chosen["epoch"], "uses_labels": trainer.selection in LABEL_SELECTED}
     candidates = {}
     if "candidates" in chosen:  # a method with several candidate partitions (KM, Ncuts: one per view)
@@ -288,27 +379,23 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
         selection["candidate"] = {k: record[k] for k in ("rule", "chosen", "uses_labels")}
         selection["uses_labels"] = selection["uses_labels"] or record["uses_labels"]
         candidates = {"candidates": record["candidates"]}
-    results = {
+    return {
         "status": "finished",
         "metrics": chosen["metrics"],
         **candidates,
         "selection": selection,
-        "last_epoch_metrics": evaluations[-1]["metrics"],
-        "model": meta.get("model"),
-        "method": cfg.model._target_,
-        "dataset": _dataset_record(data, meta),
-        "seed": int(cfg.seed),
+        "last_epoch_metrics": member.evaluations[-1]["metrics"],
+        "model": member.meta.get("model"),
+        "method": member.cfg.model._target_,
+        "dataset": _dataset_record(data, member.meta),
+        "seed": int(member.cfg.seed),
         "epochs": max_epochs,
         "hardware": hardware.describe(),
-        "overrides": meta.get("overrides", []),
+        "overrides": member.meta.get("overrides", []),
         "versions": package_versions(),
         "git": git_state(),
-        "wall_time_s": round(previous_wall + time.perf_counter() - started, 3),
+        "wall_time_s": wall,
     }
-    write_json(run_dir / "results.json", results)
-    logger.summary(results)
-    logger.finish()
-    return results
 
 
 def _select(evaluations: list[dict[str, Any]], rule: str) -> dict[str, Any]:

@@ -104,29 +104,30 @@ def cluster_contrastive_loss(
 
 
 def pairwise_nt_xent(z: Tensor, temperature: float) -> Tensor:
-    """NT-Xent between every ordered pair of M views at once: ``z`` is ``M x N x D``.
+    """NT-Xent between every ordered pair of M views at once: ``z`` is ``... x M x N x D``.
 
-    Returns the ``M x M`` matrix ``L`` with ``L[i, j]`` the mean over the N anchors of view i
-    of the NT-Xent term of the pair (i, j): positive ``z[j, n]``, negatives the other
+    Returns the ``... x M x M`` matrix ``L`` with ``L[i, j]`` the mean over the N anchors of
+    view i of the NT-Xent term of the pair (i, j): positive ``z[j, n]``, negatives the other
     ``2N - 2`` rows of ``z[i]`` and ``z[j]``. The diagonal is 0. For two views,
     ``nt_xent(u, v) == (L[0, 1] + L[1, 0]) / 2``. One batched similarity instead of
-    M(M-1)/2 calls: multi-view methods (SDCIB) contrast all modality pairs every step.
+    M(M-1)/2 calls: multi-view methods (SDCIB) contrast all modality pairs every step. Leading
+    dimensions (members of a vectorised sweep) are independent problems.
     """
-    if z.dim() != 3:
-        raise ValueError(f"expected an M x N x D tensor, got shape {tuple(z.shape)}")
+    if z.dim() < 3:
+        raise ValueError(f"expected an M x N x D tensor (with optional leading dimensions), got shape {tuple(z.shape)}")
     if temperature <= 0:
         raise ValueError(f"temperature must be positive, got {temperature}")
-    m, n, _ = z.shape
+    m, n = z.shape[-3], z.shape[-2]
     with torch.autocast(device_type=z.device.type, enabled=False):
         z = F.normalize(_as_float(z), dim=-1)
-        sim = torch.einsum("ind,jmd->ijnm", z, z) / temperature  # M x M x N x N
-        positives = torch.diagonal(sim, dim1=2, dim2=3)  # M x M x N
+        sim = torch.einsum("...ind,...jmd->...ijnm", z, z) / temperature  # ... x M x M x N x N
+        positives = torch.diagonal(sim, dim1=-2, dim2=-1)  # ... x M x M x N
         # an anchor never contrasts with itself (masked_fill: cheap and deterministic backward)
         eye_m = torch.eye(m, dtype=torch.bool, device=z.device)
         eye_n = torch.eye(n, dtype=torch.bool, device=z.device)
-        sim = sim.masked_fill(eye_m[:, :, None, None] & eye_n[None, None], float("-inf"))
-        lse = torch.logsumexp(sim, dim=-1)  # M x M x N
-        own = torch.diagonal(lse).t()  # M x N: negatives from the anchor's own view
-        per_anchor = torch.logaddexp(own[:, None, :], lse) - positives
+        sim = sim.masked_fill(eye_m[:, :, None, None] & eye_n, float("-inf"))
+        lse = torch.logsumexp(sim, dim=-1)  # ... x M x M x N
+        own = torch.diagonal(lse, dim1=-3, dim2=-2).transpose(-1, -2)  # ... x M x N: the anchor's own view
+        per_anchor = torch.logaddexp(own.unsqueeze(-2), lse) - positives
         losses = per_anchor.mean(dim=-1)
         return losses * (1 - torch.eye(m, dtype=losses.dtype, device=losses.device))

@@ -27,14 +27,15 @@ def _as_float(x: Tensor) -> Tensor:
     return x if x.dtype == torch.float64 else x.float()
 
 
-def gaussian_kl_to_standard_normal(mu: Tensor, std: Tensor) -> Tensor:
+def gaussian_kl_to_standard_normal(mu: Tensor, std: Tensor, dim: int | None = None) -> Tensor:
     """``KL( N(mu, diag(std^2)) || N(0, I) )``, summed over features, averaged over the batch.
 
     Per sample: ``0.5 * sum_d (mu_d^2 + std_d^2 - 1 - 2 log std_d)``.  This is
     the variational upper bound of ``I(X; H_l)`` with a standard-normal
     prior ``q(h_l)`` used by SDCIB (ICML 2025, Eq. 8-10).  ``mu`` and ``std``
     have shape ``(..., D)``; features are the last dimension, every leading
-    dimension is averaged.  ``std`` must be strictly positive.
+    dimension is averaged (with ``dim`` given, only that one: e.g. ``dim=-2`` keeps one value
+    per member of a ``members x N x D`` batch).  ``std`` must be strictly positive.
     """
     if mu.shape != std.shape:
         raise ValueError(f"mu and std must have the same shape, got {tuple(mu.shape)} and {tuple(std.shape)}")
@@ -42,7 +43,8 @@ def gaussian_kl_to_standard_normal(mu: Tensor, std: Tensor) -> Tensor:
         mu = _as_float(mu)
         std = _as_float(std)
         kl = 0.5 * (mu.pow(2) + std.pow(2) - 1.0 - 2.0 * std.log())
-        return kl.sum(dim=-1).mean()
+        kl = kl.sum(dim=-1)
+        return kl.mean() if dim is None else kl.mean(dim if dim >= 0 else dim + 1)
 
 
 def _flat(t: Tensor, name: str) -> Tensor:
@@ -80,14 +82,17 @@ def mine_lower_bound(t_joint: Tensor, t_marginal: Tensor, dim: int | None = None
         return tj.mean() - (torch.logsumexp(tm, dim=0) - math.log(tm.numel()))
 
 
-def jsd_mine_term(t_joint: Tensor, t_marginal: Tensor) -> Tensor:
+def jsd_mine_term(t_joint: Tensor, t_marginal: Tensor, dim: int | None = None) -> Tensor:
     """Jensen-Shannon MI estimator: ``-mean(softplus(-t_joint)) - mean(softplus(t_marginal))``.
 
     The JSD form of the MINE / Deep InfoMax bound (Hjelm et al., ICLR 2019),
     which the released SDCIB code uses in place of the Donsker-Varadhan bound
     of SDCIB Eq. 12.  Larger means more dependence.  Inputs as in
-    :func:`mine_lower_bound`.
+    :func:`mine_lower_bound` (with ``dim``: any shape, reduced along ``dim`` only).
     """
+    if dim is not None:
+        with torch.autocast(device_type=t_joint.device.type, enabled=False):
+            return -F.softplus(-t_joint.float()).mean(dim) - F.softplus(t_marginal.float()).mean(dim)
     tj = _flat(t_joint, "t_joint")
     tm = _flat(t_marginal, "t_marginal")
     with torch.autocast(device_type=tj.device.type, enabled=False):
@@ -111,7 +116,7 @@ def shuffle_pairs(
     return perm if device is None else perm.to(device)
 
 
-def softmax_kl_term(h: Tensor, reference: Tensor) -> Tensor:
+def softmax_kl_term(h: Tensor, reference: Tensor, dim: int | None = None) -> Tensor:
     """``mean_batch KL( softmax(h) || softmax(reference) )`` along the last dimension.
 
     Released-code variant of the ``I(X; H_l)`` compression term of SDCIB
@@ -119,11 +124,12 @@ def softmax_kl_term(h: Tensor, reference: Tensor) -> Tensor:
     :func:`gaussian_kl_to_standard_normal`), the released implementation
     compares the softmax of the reparameterised sample ``h`` with the softmax
     of a standard-normal sample ``reference`` of the same shape.  Every
-    leading dimension is averaged.
+    leading dimension is averaged (with ``dim`` given, only that one).
     """
     if h.shape != reference.shape:
         raise ValueError(f"h and reference must have the same shape, got {tuple(h.shape)} and {tuple(reference.shape)}")
     with torch.autocast(device_type=h.device.type, enabled=False):
         log_p = F.log_softmax(_as_float(h), dim=-1)
         log_q = F.log_softmax(_as_float(reference), dim=-1)
-        return (log_p.exp() * (log_p - log_q)).sum(dim=-1).mean()
+        kl = (log_p.exp() * (log_p - log_q)).sum(dim=-1)
+        return kl.mean() if dim is None else kl.mean(dim if dim >= 0 else dim + 1)

@@ -54,6 +54,19 @@ class StepContext(Protocol):
 
 
 class ClusteringMethod(nn.Module):
+    # Vectorised sweeps (engine/ensemble.py): a method that accepts `members=G` keeps G
+    # independent copies in parameters and buffers with a leading member dimension (a plain
+    # run is G = 1), returns loss terms of shape (G,), and names the model keys that may differ
+    # between members (held in buffers, e.g. SDCIB's alpha and beta). Empty: not vectorisable.
+    member_keys: tuple[str, ...] = ()
+    members: int = 1
+    # predict on all samples in one batch (a method whose predictions use batch statistics)
+    full_batch_predict: bool = False
+
+    def member_outputs(self, outputs: torch.Tensor) -> list[torch.Tensor]:
+        """Splits the concatenated predictions into one tensor per member, for `assign`."""
+        return [outputs]
+
     def param_groups(self) -> dict[str, list[nn.Parameter]]:
         params = [p for p in self.parameters() if p.requires_grad]
         return {"main": params} if params else {}

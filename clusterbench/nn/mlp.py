@@ -1,11 +1,62 @@
-"""Fully connected encoders and small networks."""
+"""Fully connected encoders and small networks.
+
+Modules whose parameters carry a leading *member* dimension (EnsembleLinear,
+EnsembleBatchNorm1d, GaussianLayer, VIBEncoder) hold G independent networks of one shape: a
+plain run has G = 1, a vectorised sweep stacks G grid members and trains them with one batched
+matmul per layer (engine/ensemble.py). Inputs are ``N x D`` (shared by every member) or
+``G x N x D``; outputs are ``G x N x D_out``.
+"""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+class EnsembleLinear(nn.Module):
+    """G independent Linear(in, out) layers, each initialised like nn.Linear."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__()
+        bound = 1.0 / math.sqrt(in_dim)
+        self.weight = nn.Parameter(torch.empty(members, in_dim, out_dim).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(members, 1, out_dim).uniform_(-bound, bound))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 2:
+            x = x.expand(self.weight.shape[0], -1, -1)
+        # one batched matmul for any number of members, G = 1 included: each member's slice is
+        # computed (forward and backward) as with G = 1, so members match their separate runs
+        return torch.baddbmm(self.bias, x, self.weight)
+
+
+class EnsembleBatchNorm1d(nn.Module):
+    """BatchNorm1d for each of G members over its own batch (dim 1): the statistics of one
+    member never mix with another's, so a stacked member trains as it would alone."""
+
+    def __init__(self, members: int, dim: int, eps: float = 1e-5, momentum: float = 0.1) -> None:
+        super().__init__()
+        self.eps = eps
+        self.momentum = momentum
+        self.weight = nn.Parameter(torch.ones(members, 1, dim))
+        self.bias = nn.Parameter(torch.zeros(members, 1, dim))
+        self.register_buffer("running_mean", torch.zeros(members, 1, dim))
+        self.register_buffer("running_var", torch.ones(members, 1, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            n = x.shape[1]
+            var, mean = torch.var_mean(x, dim=1, keepdim=True, correction=0)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.float(), self.momentum)
+                self.running_var.lerp_(var.float() * (n / max(n - 1, 1)), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        return (x - mean) * torch.rsqrt(var + self.eps) * self.weight + self.bias
 
 
 @dataclass
@@ -16,36 +67,56 @@ class GaussianLayerOutput:
 
 
 class GaussianLayer(nn.Module):
-    """One variational IB layer: mean = ReLU(BN(W_mu x)), std = softplus(W_s x) + min_std.
+    """One variational IB layer of G members, from one fused Linear(in, 2d) (one matmul for both
+    halves).
 
-    One fused Linear(in, 2d) computes both halves (one matmul instead of two).
+    head="paper":    mean = ReLU(BN(W_mu x)), std = softplus(W_s x) + min_std (SDCIB Sec. 2.3);
+    head="official": ReLU(BN(W x)) over all 2d outputs, then split into mean and
+                     softplus(.) + min_std (the authors' released code).
+    The reparameterisation noise is drawn once with the batch's shape and shared by the
+    members: each member then draws exactly what its separate run (same seed) would.
     """
 
-    def __init__(self, in_dim: int, out_dim: int, min_std: float) -> None:
+    def __init__(self, in_dim: int, out_dim: int, min_std: float, members: int = 1, head: Literal["paper", "official"] = "paper") -> None:
         super().__init__()
         self.out_dim = out_dim
-        self.linear = nn.Linear(in_dim, 2 * out_dim)
-        self.norm = nn.BatchNorm1d(out_dim)
+        self.head = head
+        self.linear = EnsembleLinear(members, in_dim, 2 * out_dim)
+        self.norm = EnsembleBatchNorm1d(members, out_dim if head == "paper" else 2 * out_dim)
         self.min_std = min_std
 
     def forward(self, x: torch.Tensor) -> GaussianLayerOutput:
-        mean_pre, std_pre = self.linear(x).split(self.out_dim, dim=-1)
-        mean = F.relu(self.norm(mean_pre))
+        pre = self.linear(x)
+        if self.head == "paper":
+            mean_pre, std_pre = pre.split(self.out_dim, dim=-1)
+            mean = F.relu(self.norm(mean_pre))
+        else:
+            mean, std_pre = F.relu(self.norm(pre)).split(self.out_dim, dim=-1)
         std = F.softplus(std_pre) + self.min_std
-        sample = mean + std * torch.randn_like(std) if self.training else mean
-        return GaussianLayerOutput(sample, mean, std)
+        if not self.training:
+            return GaussianLayerOutput(mean, mean, std)
+        noise = torch.randn(std.shape[-2:], dtype=std.dtype, device=std.device)
+        return GaussianLayerOutput(mean + std * noise, mean, std)
 
 
 class VIBEncoder(nn.Module):
     """Variational IB encoder (SDCIB Sec. 2.3): a Gaussian p(h_l | x) at every layer; layer l+1
-    takes the sample h_l. `forward` returns one GaussianLayerOutput per layer, H_1 .. H_L."""
+    takes the sample h_l. `forward` returns one GaussianLayerOutput per layer, H_1 .. H_L, each
+    ``members x N x width``."""
 
-    def __init__(self, in_dim: int, hidden_dims: list[int] = (1024, 1024, 1024, 128), min_std: float = 1e-4) -> None:
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dims: list[int] = (1024, 1024, 1024, 128),
+        min_std: float = 1e-4,
+        members: int = 1,
+        head: Literal["paper", "official"] = "paper",
+    ) -> None:
         super().__init__()
         if not hidden_dims:
             raise ValueError("backbone.hidden_dims must name at least one layer")
         dims = [in_dim, *hidden_dims]
-        self.layers = nn.ModuleList(GaussianLayer(a, b, min_std) for a, b in zip(dims[:-1], dims[1:]))
+        self.layers = nn.ModuleList(GaussianLayer(a, b, min_std, members, head) for a, b in zip(dims[:-1], dims[1:]))
         self.out_dims = list(hidden_dims)
 
     def forward(self, x: torch.Tensor) -> list[GaussianLayerOutput]:

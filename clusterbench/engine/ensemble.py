@@ -1,0 +1,172 @@
+"""Vectorised sweeps: the members of a multirun grid trained in one process as one batched model.
+
+`python -m clusterbench.train -m +sweep=sdcib_alpha_beta +launcher=vectorized` composes every
+job of the sweep as Hydra would and writes each job's folder (.hydra/config.yaml, overrides)
+exactly like a sequential multirun. Jobs whose configs differ only in the method's
+`member_keys` (SDCIB: model.alpha, model.beta) are one *group*: the engine builds each
+member as its separate run would (same seed, same RNG state, so the same initial weights),
+stacks their parameters and buffers along the leading member dimension, and trains them
+together with one batched matmul per layer. Members of a group share the seed, so the batch
+order and every random draw are those of each member's separate run; each member's metrics
+match its separate run within float tolerance (tests/test_ensemble.py). Jobs with other
+differences (another seed, dataset, trainer setting) form other groups, trained one after the
+other.
+
+Each member folder gets its own metrics.csv, results.json, predictions.npz and a single-run
+checkpoint (its slice of the stacked state), so report cannot tell the two kinds of sweep
+apart, and `resume=<member folder>` continues any member as a plain run.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+from hydra.utils import get_class
+from omegaconf import DictConfig, OmegaConf
+
+from clusterbench.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+# --- stacking and slicing states along the member dimension ------------------------------
+
+
+def stack_states(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """Module state dicts of G one-member modules -> the state dict of one G-member module."""
+    return {key: torch.cat([state[key] for state in states], dim=0) for key in states[0]}
+
+
+def member_state(state: dict[str, torch.Tensor], member: int, members: int) -> dict[str, torch.Tensor]:
+    """Member `member`'s slice of a G-member module's state dict (the inverse of stack_states)."""
+    return {key: _rows(value, member, members) for key, value in state.items()}
+
+
+def stack_optimizer_states(states: list[dict[str, Any]]) -> dict[str, Any]:
+    """Optimiser state dicts of G one-member runs -> the one of the stacked parameters.
+
+    Adam and the other element-wise optimisers then update every member exactly as its own
+    optimiser would; scalar entries (the step count) are shared by all members."""
+    merged = {"param_groups": states[0]["param_groups"], "state": {}}
+    for index, first in states[0]["state"].items():
+        merged["state"][index] = {
+            name: torch.cat([s["state"][index][name] for s in states]) if _stacked(value) else value for name, value in first.items()
+        }
+    return merged
+
+
+def member_optimizer_state(state: dict[str, Any], member: int, members: int) -> dict[str, Any]:
+    return {
+        "param_groups": state["param_groups"],
+        "state": {
+            index: {name: _rows(value, member, members) if _stacked(value) else value for name, value in entry.items()}
+            for index, entry in state["state"].items()
+        },
+    }
+
+
+def _stacked(value: Any) -> bool:
+    return isinstance(value, torch.Tensor) and value.dim() > 0
+
+
+def _rows(value: torch.Tensor, member: int, members: int) -> torch.Tensor:
+    rows = value.shape[0] // members  # member-major: member g owns rows g*rows .. (g+1)*rows - 1
+    return value[member * rows : (member + 1) * rows].clone()
+
+
+# --- grouping jobs into vectorisable groups ----------------------------------------------------
+
+
+def member_keys(cfg: DictConfig) -> tuple[str, ...]:
+    """The model keys that may differ inside one group (the method's `member_keys`)."""
+    return tuple(getattr(get_class(cfg.model._target_), "member_keys", ()))
+
+
+def group_key(cfg: DictConfig) -> str:
+    """Jobs with equal keys train as one group: the config without the member keys."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    for key in member_keys(cfg):
+        plain["model"].pop(key, None)
+    return OmegaConf.to_yaml(OmegaConf.create(plain))
+
+
+def group_jobs(cfgs: Sequence[DictConfig], max_members: int | None = None) -> list[list[int]]:
+    """Indices of the jobs, grouped; a group keeps the jobs' order and has at most
+    `max_members` members (None: no limit)."""
+    groups: dict[str, list[int]] = {}
+    order: list[str] = []
+    for index, cfg in enumerate(cfgs):
+        key = group_key(cfg) if member_keys(cfg) else f"alone-{index}"
+        if key not in groups:
+            groups[key] = []
+            order.append(key)
+        groups[key].append(index)
+    result = []
+    for key in order:
+        jobs = groups[key]
+        size = max_members or len(jobs)
+        result += [jobs[i : i + size] for i in range(0, len(jobs), size)]
+    return result
+
+
+# --- the launcher's work ------------------------------------------------------------------------
+
+
+def launch_vectorized(
+    hydra_context,
+    config: DictConfig,
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
+    prepare: Callable[[DictConfig], dict[str, Any]],
+    train: Callable[[list[dict[str, Any]]], list[dict[str, Any] | BaseException]],
+    max_members: int | None = None,
+):
+    """Prepares every job's folder through Hydra's run_job (so it looks like any multirun
+    job), then trains the groups; returns one JobReturn per job."""
+    from hydra.core.utils import JobStatus, configure_log, filter_overrides, run_job, setup_globals
+    from omegaconf import open_dict
+
+    setup_globals()
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+    Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+    returns, prepared = [], []
+    for offset, overrides in enumerate(job_overrides):
+        idx = initial_job_idx + offset
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = idx
+            sweep_config.hydra.job.num = idx
+        ret = run_job(
+            hydra_context=hydra_context,
+            task_function=prepare,
+            config=sweep_config,
+            job_dir_key="hydra.sweep.dir",
+            job_subdir_key="hydra.sweep.subdir",
+        )
+        returns.append(ret)
+        if ret.status == JobStatus.COMPLETED:
+            prepared.append((offset, ret._return_value))
+        else:
+            print(f"error: job #{idx} ({' '.join(filter_overrides(overrides))}): {ret._return_value}", file=sys.stderr)
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
+
+    groups = group_jobs([job["cfg"] for _, job in prepared], max_members)
+    log.info("vectorised sweep: %d jobs in %d group(s) of sizes %s", len(prepared), len(groups), [len(g) for g in groups])
+    for group in groups:
+        jobs = [prepared[i] for i in group]
+        outcomes = train([job for _, job in jobs])
+        for (offset, _), outcome in zip(jobs, outcomes):
+            if isinstance(outcome, BaseException):
+                returns[offset].status = JobStatus.FAILED
+            returns[offset].return_value = outcome
+    return returns
+
+
+def check_members(cfgs: Sequence[DictConfig]) -> None:
+    """One-line error when the configs cannot share one batched model."""
+    keys = {group_key(cfg) for cfg in cfgs}
+    if len(keys) > 1:
+        raise ConfigError("vectorised members must differ only in " + ", ".join(f"model.{k}" for k in member_keys(cfgs[0])))
