@@ -246,7 +246,7 @@ def to_csv(table: Table) -> str:
 _LATEX_SPECIAL = {
     "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
     "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "†": r"$^\dagger$", "±": r"$\pm$", "Δ": r"$\Delta$", "−": "--",
+    "†": r"$^\dagger$", "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$",
 }
 
 
