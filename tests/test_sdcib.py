@@ -113,3 +113,82 @@ def test_predict_in_eval_mode_is_deterministic():
     x = batch()
     assert torch.equal(method.predict(x), method.predict(x))
     assert method.predict(x).shape == (40, 1, 3, 4)  # batch x members x modalities x clusters
+
+
+# --- variant=official: the released code's choices ---------------------------------------------
+
+
+class Recording(Steps):
+    def __init__(self, method):
+        super().__init__(method)
+        self.values: list[float] = []
+
+    def optimize(self, group, loss):
+        self.values.append(loss.item())
+        super().optimize(group, loss)
+
+
+def test_official_loss_minimises_the_jsd_term_with_log_n_offsets():
+    method = make(alpha=0.3, beta=10.0, variant="official")
+    terms = method.training_step(batch(), torch.arange(40), Steps(method))
+    # the relevance term enters with the opposite sign: minimised by the encoders
+    expected = 0.3 * (terms["compression"] + 10.0 * terms["relevance"]) - 0.7 * (terms["cluster"] + terms["instance"])
+    assert torch.allclose(terms["loss"], expected)
+    # InfoNCE with the -log N / -log K offsets: estimate = log N - CE <= log N - ... per pair
+    pairs = 3 * 2
+    assert terms["instance"] <= pairs * 2 * math.log(40) + 1e-4
+    assert terms["cluster"] <= pairs * math.log(4) + 1e-4
+    # softmax KL is >= 0 and the JSD estimator is <= 0 (-softplus terms)
+    assert terms["compression"] >= 0 and terms["relevance"] <= 0
+
+
+def test_official_critics_take_100_extra_steps_at_each_epochs_first_batch_and_minimise():
+    method = make(variant="official")
+    ctx = Recording(method)
+    method.on_epoch_start(1)
+    method.training_step(batch(), torch.arange(40), ctx)
+    assert ctx.calls == ["critic"] * 101
+    method.training_step(batch(), torch.arange(40), ctx)
+    assert ctx.calls == ["critic"] * 102
+    # the critics minimise the JSD term: their loss is +I, which goes down
+    assert ctx.values[100] < ctx.values[0]
+    paper = make()
+    paper.on_epoch_start(1)
+    paper_ctx = Recording(paper)
+    paper.training_step(batch(), torch.arange(40), paper_ctx)
+    assert paper_ctx.calls == ["critic"]
+
+
+def test_official_head_normalises_both_halves_and_uses_the_tiny_min_std():
+    method = make(variant="official")
+    layer = method.encoders[0].layers[0]
+    assert layer.norm.weight.shape[-1] == 2 * layer.out_dim and layer.min_std == 1e-7
+    assert make().encoders[0].layers[0].norm.weight.shape[-1] == make().encoders[0].layers[0].out_dim
+
+
+def test_official_predicts_with_the_train_mode_network_on_all_samples():
+    method = make(variant="official").eval()
+    assert method.full_batch_predict and not make().full_batch_predict
+    x = batch()
+    torch.manual_seed(3)
+    a = method.predict(x)
+    assert not method.training  # the mode is restored
+    torch.manual_seed(4)
+    b = method.predict(x)
+    assert not torch.equal(a, b)  # sampled, as in the released evaluation
+
+
+def test_official_aligns_each_modality_to_the_previous_and_sums_probabilities():
+    method = make(variant="official")
+    eye = torch.eye(4)
+    y0 = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    # modality 1 relabels 0<->1; modality 2 follows modality 1's labels but puts sample 7 elsewhere
+    y1 = torch.tensor([1, 0, 2, 3, 1, 0, 2, 3])
+    y2 = torch.tensor([1, 0, 2, 3, 1, 0, 2, 0])
+    p = lambda y, w: w * eye[y] + (1 - w) / 4
+    labels, soft = method.assign(torch.stack([p(y0, 0.3), p(y1, 0.3), p(y2, 1.0)], dim=1))
+    # modality 2's label 0 is modality 1's 0, which is modality 0's 1. Summed probabilities:
+    # sample 7 follows the confident modality 2 (1.35 against 0.95; a vote would keep 3)
+    assert labels.tolist() == [0, 1, 2, 3, 0, 1, 2, 1]
+    assert make().assign(torch.stack([p(y0, 0.3), p(y1, 0.3), p(y2, 1.0)], dim=1))[0].tolist()[7] == 3
+    assert torch.allclose(soft.sum(dim=1), torch.ones(8))
