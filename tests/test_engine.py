@@ -172,3 +172,20 @@ def test_wandb_disabled_runs_and_online_without_login_is_one_line(tiny_config, t
     with pytest.raises(ConfigError, match=r"logger=wandb \(mode=online\) could not start") as info:
         run(tiny_config("logger=wandb", "logger.mode=online", "logger.init_timeout=15", "trainer.max_epochs=1"), tmp_path / "online")
     assert "\n" not in str(info.value)
+
+
+def test_embedding_is_saved_with_the_kept_predictions_and_changes_nothing(tiny_config, tmp_path):
+    """embedding.npz (report's t-SNE input) holds H_L of every modality, with the final
+    clusters; writing it leaves training untouched, even for the released code's train-mode
+    evaluation, which draws random numbers."""
+    for variant in ("paper", "official"):
+        saved = run(tiny_config(f"model.variant={variant}"), tmp_path / f"{variant}_saved")
+        plain = run(tiny_config(f"model.variant={variant}", "trainer.save_embedding=false"), tmp_path / f"{variant}_plain")
+        assert saved["metrics"] == plain["metrics"]
+        assert not (tmp_path / f"{variant}_plain" / "embedding.npz").exists()
+        embedding = np.load(tmp_path / f"{variant}_saved" / "embedding.npz")
+        assert embedding["features"].shape == (2000, 6 * 16)  # 6 modalities x H_L width 16
+        assert np.array_equal(embedding["y_pred"], np.load(tmp_path / f"{variant}_saved" / "predictions.npz")["y_pred"])  # rule: last
+    kmeans_dir = tmp_path / "kmeans"
+    run(tiny_config("model=kmeans", "model.n_init=1"), kmeans_dir)
+    assert not (kmeans_dir / "embedding.npz").exists()

@@ -92,16 +92,21 @@ def build_optimizers(method: ClusteringMethod, trainer_cfg: DictConfig) -> dict[
 
 
 @torch.no_grad()
-def predict_outputs(method: ClusteringMethod, views: list[torch.Tensor], batch_size: int, hardware) -> torch.Tensor:
-    """`method.predict` on every sample in eval mode, batch by batch (with the batch's sample
-    indices, for transductive methods), concatenated in sample order."""
+def predict_outputs(method: ClusteringMethod, views: list[torch.Tensor], batch_size: int, hardware, fn=None) -> torch.Tensor | None:
+    """`method.predict` (or `fn`, e.g. `method.embed`) on every sample in eval mode, batch by
+    batch (with the batch's sample indices, for transductive methods), concatenated in sample
+    order."""
+    fn = fn or method.predict
     method.eval()
     n = views[0].shape[0]
     outputs = []
     with hardware.autocast():
         for start in range(0, n, batch_size):
             index = torch.arange(start, min(start + batch_size, n), device=views[0].device)
-            outputs.append(method.predict([v[start : start + batch_size] for v in views], index).float())
+            out = fn([v[start : start + batch_size] for v in views], index)
+            if out is None:
+                return None
+            outputs.append(out.float())
     return torch.cat(outputs)
 
 
@@ -176,6 +181,7 @@ class _Member:
         self.evaluations: list[dict[str, Any]] = []
         self.latest: dict[str, Any] = {}
         self.error: TrainingError | None = None
+        self.latest_pred: tuple[int, np.ndarray] | None = None  # (epoch, hard labels) of the last evaluation
         self.logger = None
 
     @property
@@ -291,6 +297,7 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
                     member.run_dir / "predictions.npz", lambda f: np.savez_compressed(f, y_true=labels, y_pred=pred, epoch=epoch)
                 )
             member.latest = metrics
+            member.latest_pred = (epoch, pred)
             row.update({k: metrics[k] for k in MONITORED})
 
     def fail(member: _Member, message: str) -> None:
@@ -354,6 +361,9 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
             member.logger.log({"epoch": 0, **{k: member.latest[k] for k in MONITORED}})
         save(0)
 
+    if trainer.save_embedding:
+        save_embeddings(method, members, views, info.n_samples if method.full_batch_predict else trainer.eval_batch_size, hardware)
+
     wall = round(previous_wall + time.perf_counter() - started, 3)
     outcomes: list[dict[str, Any] | TrainingError] = []
     for g, member in enumerate(members):
@@ -368,6 +378,21 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         member.logger.finish()
         outcomes.append(results)
     return outcomes
+
+
+def save_embeddings(method: ClusteringMethod, members: list[_Member], views: list[torch.Tensor], batch_size: int, hardware) -> None:
+    """embedding.npz per member: the final model's representation (report's t-SNE input) with
+    the clusters of the final evaluation. One pass over the data at the end of the run."""
+    embedded = predict_outputs(method, views, batch_size, hardware, fn=method.embed)
+    if embedded is None:
+        return
+    for member, features in zip(members, method.member_outputs(embedded)):
+        if member.error is None and member.latest_pred is not None:
+            epoch, pred = member.latest_pred
+            features = features.cpu().numpy().astype(np.float16)  # for t-SNE: half precision is plenty
+            atomic_write_bytes(
+                member.run_dir / "embedding.npz", lambda f: np.savez_compressed(f, features=features, y_pred=pred, epoch=epoch)
+            )
 
 
 def _results(member: _Member, trainer, data, hardware, max_epochs: int, wall: float) -> dict[str, Any]:

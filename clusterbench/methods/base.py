@@ -63,6 +63,11 @@ class ClusteringMethod(nn.Module):
     # predict on all samples in one batch (a method whose predictions use batch statistics)
     full_batch_predict: bool = False
 
+    def embed(self, views: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor | None:
+        """The representation the clusters are read from, batch first (members second for a
+        member-batched method), saved as embedding.npz for report's t-SNE; None: no such thing."""
+        return None
+
     def member_outputs(self, outputs: torch.Tensor) -> list[torch.Tensor]:
         """Splits the concatenated predictions into one tensor per member, for `assign`."""
         return [outputs]

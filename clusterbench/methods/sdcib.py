@@ -263,6 +263,19 @@ class SDCIB(ClusteringMethod):
             _, probs = self._forward(views)
         return probs.permute(2, 0, 1, 3)  # batch x members x modalities x clusters
 
+    def embed(self, views: list[torch.Tensor], index: torch.Tensor | None = None) -> torch.Tensor:
+        """H_L of every modality (the mean of p(h_L | x)), concatenated: batch x members x M*width.
+
+        Leaves no trace: the RNG and the BatchNorm statistics (which the released code's
+        train-mode evaluation draws and updates) are as before, so saving it changes nothing."""
+        buffers = {k: v.clone() for k, v in self.named_buffers()}
+        devices = [views[0].device] if views[0].device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), self._prediction_mode():
+            last = [encoder(x)[-1].mean for encoder, x in zip(self.encoders, views)]
+        for name, value in self.named_buffers():
+            value.copy_(buffers[name])
+        return torch.cat(last, dim=-1).transpose(0, 1)
+
     def member_outputs(self, outputs: torch.Tensor) -> list[torch.Tensor]:
         return list(outputs.unbind(dim=1))
 
