@@ -1,0 +1,652 @@
+"""Image datasets loaded whole into memory as ``uint8`` tensors ``(N, C, H, W)``.
+
+One container (:class:`ImageData`) and one loader per storage format; the configs in
+``configs/dataset/`` pick the loader and the files under ``${paths.data_dir}``:
+
+* :func:`load_mnist` - MNIST / Fashion-MNIST in torchvision's raw IDX layout
+  (``<root>/MNIST/raw/train-images-idx3-ubyte`` ..., plain or ``.gz``), read with numpy
+  (:func:`read_idx`); ``download: true`` uses torchvision when it is installed.
+* :func:`load_usps` - USPS from the common ``usps.h5`` (``train/data``, ``train/target``,
+  ``test/data``, ``test/target``; rows of 256 floats in ``[0, 1]`` = 16 x 16 images).
+* :func:`load_mat_images` - images stored as rows of a MATLAB matrix (COIL-20 ``fea``/``gnd``).
+  MATLAB flattens column-major, so ``order: F`` (the default) rebuilds upright images.
+* :func:`load_digits` - scikit-learn's 8 x 8 digits (no files needed).
+* :func:`load_image_folder` - ``<path>/<class>/<image files>`` read with PIL and resized.
+
+Train and test splits are joined by default (``split: all``; the usual protocol in deep
+clustering), train first. Labels are remapped to ``0..C-1`` in sorted order of the stored
+values. Every problem with the data is a one-line :class:`~clusterbench.errors.DataError`
+naming the dataset, the file or folder, and what was expected.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from clusterbench.errors import ConfigError, DataError
+
+__all__ = [
+    "ImageData",
+    "read_idx",
+    "load_mnist",
+    "load_usps",
+    "load_mat_images",
+    "load_digits",
+    "load_image_folder",
+    "IMAGE_EXTENSIONS",
+    "MNIST_FILES",
+]
+
+Split = Literal["all", "train", "test"]
+SPLITS = ("all", "train", "test")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".ppm", ".pgm")
+# torchvision's raw file names, per split: (images, labels)
+MNIST_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_MNIST_VARIANTS = {
+    "MNIST": ("MNIST", "http://yann.lecun.com/exdb/mnist/ (or torchvision.datasets.MNIST)"),
+    "FashionMNIST": (
+        "FashionMNIST",
+        "https://github.com/zalandoresearch/fashion-mnist (or torchvision.datasets.FashionMNIST)",
+    ),
+    "KMNIST": ("KMNIST", "https://github.com/rois-codh/kmnist (or torchvision.datasets.KMNIST)"),
+}
+_IDX_DTYPES = {
+    0x08: np.dtype(np.uint8),
+    0x09: np.dtype(np.int8),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+
+# --------------------------------------------------------------------------------------------
+# Container
+# --------------------------------------------------------------------------------------------
+@dataclass(eq=False)
+class ImageData(Dataset):
+    """An image dataset held in memory.
+
+    Attributes:
+        name: dataset name (from the config).
+        images: uint8 tensor ``(N, C, H, W)``.
+        labels: int64 tensor ``(N,)`` with values ``0..C-1``.
+        n_clusters: clusters to look for; ``None`` on construction means the number of classes.
+        checksum: sha256 hex digest of the bytes read (all files, in reading order).
+        source: the file or folder the data were read from.
+        class_names: a name per class, in label order.
+        split: which split(s) were loaded (``all``, ``train``, ``test``).
+        n_classes, n_samples: computed.
+
+    ``n_views`` is 1 and ``dims`` is ``[C*H*W]`` (as for :class:`MultiViewData`, the flattened
+    width of the single view); ``image_shape`` is ``(C, H, W)``. ``ds[i]`` returns
+    ``(image_i uint8 (C, H, W), label_i, i)``.
+    """
+
+    name: str
+    images: torch.Tensor
+    labels: torch.Tensor
+    n_clusters: int | None = None
+    checksum: str = ""
+    source: str = ""
+    class_names: list[str] = field(default_factory=list)
+    split: str = "all"
+    n_classes: int = field(init=False)
+    n_samples: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.name = str(self.name)
+        self.images = torch.as_tensor(self.images)
+        if self.images.dtype != torch.uint8 or self.images.ndim != 4:
+            raise DataError(
+                f"dataset '{self.name}': images must be a uint8 tensor (N, C, H, W), got "
+                f"{self.images.dtype} of shape {tuple(self.images.shape)}"
+            )
+        self.images = self.images.contiguous()
+        self.labels = torch.as_tensor(self.labels, dtype=torch.int64).reshape(-1)
+        if self.labels.shape[0] != self.images.shape[0]:
+            raise DataError(
+                f"dataset '{self.name}': {self.images.shape[0]} images but "
+                f"{self.labels.shape[0]} labels"
+            )
+        if self.images.shape[0] == 0:
+            raise DataError(f"dataset '{self.name}': no images")
+        self.n_samples = int(self.labels.shape[0])
+        self.n_classes = int(torch.unique(self.labels).numel())
+        if self.n_clusters is None:
+            self.n_clusters = self.n_classes
+        else:
+            self.n_clusters = _check_n_clusters(self.n_clusters, self.name)
+        self.checksum = str(self.checksum)
+        self.source = str(self.source)
+        self.class_names = [str(c) for c in self.class_names] or [
+            str(i) for i in range(self.n_classes)
+        ]
+
+    @property
+    def n_views(self) -> int:
+        return 1
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def dims(self) -> list[int]:
+        c, h, w = self.image_shape
+        return [c * h * w]
+
+    def __len__(self) -> int:
+        return self.n_samples
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+        i = int(index)
+        return self.images[i], self.labels[i], i
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageData(name={self.name!r}, n_samples={self.n_samples}, "
+            f"image_shape={self.image_shape}, n_classes={self.n_classes}, "
+            f"n_clusters={self.n_clusters}, split={self.split!r})"
+        )
+
+
+def _check_n_clusters(n_clusters: Any, name: str) -> int:
+    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
+        raise ConfigError(
+            f"dataset '{name}': n_clusters must be a positive integer or null, got {n_clusters!r}"
+        )
+    return int(n_clusters)
+
+
+def _check_split(split: Any, name: str) -> str:
+    if split not in SPLITS:
+        raise DataError(f"dataset '{name}': unknown split {split!r} (choose from {', '.join(SPLITS)})")
+    return str(split)
+
+
+def _remap(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    values, inverse = np.unique(y, return_inverse=True)
+    return inverse.reshape(-1).astype(np.int64), values
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if len(text) > 200:
+        text = text[:197] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _where(source: str | None) -> str:
+    return f"obtain it from: {source}; " if source else ""
+
+
+def _path(path: Any, name: str) -> Path:
+    if path is None or str(path) == "":
+        raise DataError(f"dataset '{name}': no path given (set dataset.path or paths.data_dir)")
+    return Path(os.path.expanduser(os.fspath(path)))
+
+
+def _require_file(p: Path, name: str, expected: str, source: str | None) -> None:
+    if not p.is_file():
+        what = "not a file" if p.exists() else "file not found"
+        raise DataError(
+            f"dataset '{name}': {what}: {p} (expected {expected}; {_where(source)}set paths.data_dir)"
+        )
+
+
+def _float_to_uint8(x: np.ndarray, name: str, label: str, p: Path) -> np.ndarray:
+    """Floats in [0, 1] (or integers / floats in [0, 255]) to uint8, rounding."""
+    if x.dtype == np.uint8:
+        return x
+    if x.dtype.kind not in "fiu" or x.size == 0:
+        raise DataError(f"dataset '{name}': {label} in {p} is not a numeric array ({x.dtype}, shape {x.shape})")
+    x = x.astype(np.float64, copy=False)
+    if not np.isfinite(x).all():
+        raise DataError(f"dataset '{name}': {label} in {p} contains NaN/inf values")
+    lo, hi = float(x.min()), float(x.max())
+    if lo < -1e-6 or hi > 255 + 1e-6:
+        raise DataError(
+            f"dataset '{name}': {label} in {p} has values in [{lo:g}, {hi:g}]; "
+            "expected [0, 1] or [0, 255]"
+        )
+    scale = 255.0 if hi <= 1.0 + 1e-6 else 1.0
+    return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
+
+
+# --------------------------------------------------------------------------------------------
+# IDX (MNIST family)
+# --------------------------------------------------------------------------------------------
+def read_idx(path: str | os.PathLike, data: bytes | None = None) -> np.ndarray:
+    """Read an IDX file (plain or gzip-compressed) into a numpy array in native byte order.
+
+    Format: two zero bytes, a type code (0x08 uint8, 0x09 int8, 0x0B int16, 0x0C int32,
+    0x0D float32, 0x0E float64), the number of dimensions, then one big-endian int32 per
+    dimension and the data (row-major, big-endian). ``data`` are the file's bytes if already read.
+    """
+    p = Path(path)
+    if data is None:
+        try:
+            data = p.read_bytes()
+        except OSError as e:
+            raise DataError(f"cannot read IDX file {p} ({_one_line(e)})") from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as e:
+            raise DataError(f"cannot decompress IDX file {p} ({_one_line(e)})") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+        raise DataError(
+            f"{p} is not an IDX file (magic {data[:4].hex() or 'empty'}; expected 0000 + type "
+            "code 08/09/0b/0c/0d/0e + ndim)"
+        )
+    dtype = _IDX_DTYPES[data[2]]
+    ndim = data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise DataError(f"IDX file {p} is truncated in its header ({len(data)} bytes, {ndim} dims)")
+    shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if len(data) - header != expected:
+        raise DataError(
+            f"IDX file {p} holds {len(data) - header} data bytes; shape {shape} of "
+            f"{dtype.name} needs {expected}"
+        )
+    arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def _find_raw(folder: Path, stem: str) -> Path | None:
+    for candidate in (folder / stem, folder / f"{stem}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _torchvision_download(variant: str, root: Path, name: str) -> None:
+    try:
+        import torchvision.datasets as tvd  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    cls = getattr(tvd, variant)
+    try:
+        for train in (True, False):
+            cls(str(root), train=train, download=True)
+    except Exception as e:  # noqa: BLE001 - network or mirror failures
+        raise DataError(
+            f"dataset '{name}': torchvision could not download {variant} into {root} ({_one_line(e)})"
+        ) from None
+
+
+def load_mnist(
+    name: str = "mnist",
+    root: str = "data",
+    variant: Literal["MNIST", "FashionMNIST", "KMNIST"] = "MNIST",
+    split: Split = "all",
+    download: bool = False,
+    n_clusters: int | None = None,
+    source: str | None = None,
+) -> ImageData:
+    """MNIST-family data from torchvision's raw layout ``<root>/<variant>/raw/*-ubyte[.gz]``.
+
+    ``download: true`` fetches missing files with ``torchvision.datasets.<variant>`` when
+    torchvision is installed; otherwise a missing file is a DataError naming the folder and files.
+    Images come back ``(N, 1, 28, 28)``; ``split: all`` is the 60k train then the 10k test images.
+    """
+    name = str(name)
+    split = _check_split(split, name)
+    if variant not in _MNIST_VARIANTS:
+        raise DataError(
+            f"dataset '{name}': unknown variant {variant!r} (choose from {', '.join(_MNIST_VARIANTS)})"
+        )
+    if n_clusters is not None:
+        _check_n_clusters(n_clusters, name)
+    folder_name, default_source = _MNIST_VARIANTS[variant]
+    source = source or default_source
+    root_p = _path(root, name)
+    folder = root_p / folder_name / "raw"
+    splits = ("train", "test") if split == "all" else (split,)
+    stems = [s for sp in splits for s in MNIST_FILES[sp]]
+    if download and any(_find_raw(folder, s) is None for s in stems):
+        _torchvision_download(variant, root_p, name)
+        if any(_find_raw(folder, s) is None for s in stems):
+            raise DataError(
+                f"dataset '{name}': download: true needs torchvision (not installed); "
+                f"put {', '.join(stems)} (or .gz) in {folder} by hand, from {source}"
+            )
+    missing = [s for s in stems if _find_raw(folder, s) is None]
+    if missing:
+        raise DataError(
+            f"dataset '{name}': missing in {folder}: {', '.join(missing)} (plain or .gz; "
+            f"{_where(source)}or set download: true with torchvision installed; set paths.data_dir)"
+        )
+    h = hashlib.sha256()
+    images, labels = [], []
+    for sp in splits:
+        arrays = []
+        for stem in MNIST_FILES[sp]:
+            f = _find_raw(folder, stem)
+            assert f is not None
+            data = f.read_bytes()
+            h.update(data)
+            arrays.append(read_idx(f, data))
+        x, y = arrays
+        fx, fy = (_find_raw(folder, s) for s in MNIST_FILES[sp])
+        if x.ndim != 3 or x.dtype != np.uint8:
+            raise DataError(
+                f"dataset '{name}': {fx} holds {x.dtype} of shape {x.shape}; expected uint8 (n, h, w)"
+            )
+        if y.ndim != 1 or y.shape[0] != x.shape[0]:
+            raise DataError(
+                f"dataset '{name}': {fy} holds labels of shape {y.shape}; expected ({x.shape[0]},) "
+                f"to match {fx}"
+            )
+        images.append(x)
+        labels.append(y)
+    if len({x.shape[1:] for x in images}) > 1:
+        raise DataError(f"dataset '{name}': train and test images in {folder} differ in size")
+    x = np.concatenate(images)[:, None]
+    y, values = _remap(np.concatenate(labels))
+    return ImageData(
+        name=name,
+        images=torch.from_numpy(x),
+        labels=torch.from_numpy(y),
+        n_clusters=n_clusters,
+        checksum=h.hexdigest(),
+        source=str(folder),
+        class_names=[str(v) for v in values],
+        split=split,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# USPS (HDF5)
+# --------------------------------------------------------------------------------------------
+def load_usps(
+    name: str = "usps",
+    path: str = "data/usps.h5",
+    split: Split = "all",
+    image_size: int = 16,
+    n_clusters: int | None = None,
+    source: str | None = None,
+) -> ImageData:
+    """USPS from an HDF5 file with ``train/data``, ``train/target``, ``test/data``, ``test/target``.
+
+    ``data`` rows hold ``image_size**2`` floats in ``[0, 1]`` (16 x 16 = 256 for USPS); they are
+    rounded to uint8 ``0..255`` and returned ``(N, 1, 16, 16)``; ``split: all`` is train then test.
+    """
+    import h5py
+
+    name = str(name)
+    split = _check_split(split, name)
+    if n_clusters is not None:
+        _check_n_clusters(n_clusters, name)
+    p = _path(path, name)
+    layout = "an HDF5 file with train/data, train/target, test/data, test/target"
+    _require_file(p, name, layout, source)
+    raw = p.read_bytes()
+    splits = ("train", "test") if split == "all" else (split,)
+    d = int(image_size) ** 2
+    images, labels = [], []
+    try:
+        f = h5py.File(io.BytesIO(raw), "r")
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"dataset '{name}': cannot read {p} as HDF5 ({_one_line(e)}; expected {layout})") from None
+    with f:
+        for sp in splits:
+            for key in (f"{sp}/data", f"{sp}/target"):
+                if key not in f or not isinstance(f[key], h5py.Dataset):
+                    raise DataError(
+                        f"dataset '{name}': key {key!r} not found in {p} (expected {layout}; "
+                        f"top level holds: {', '.join(f.keys()) or '(none)'})"
+                    )
+            x = np.asarray(f[f"{sp}/data"][()])
+            y = np.asarray(f[f"{sp}/target"][()]).reshape(-1)
+            if x.ndim == 3 and x.shape[1:] == (image_size, image_size):
+                x = x.reshape(x.shape[0], d)
+            if x.ndim != 2 or x.shape[1] != d:
+                raise DataError(
+                    f"dataset '{name}': {sp}/data in {p} has shape {x.shape}; expected (n, {d}) "
+                    f"rows of {image_size}x{image_size} pixels"
+                )
+            if y.shape[0] != x.shape[0]:
+                raise DataError(
+                    f"dataset '{name}': {sp}/target in {p} has {y.shape[0]} labels but "
+                    f"{sp}/data has {x.shape[0]} rows"
+                )
+            images.append(_float_to_uint8(x, name, f"{sp}/data", p))
+            labels.append(y)
+    x = np.concatenate(images).reshape(-1, 1, image_size, image_size)
+    y, values = _remap(np.concatenate(labels))
+    return ImageData(
+        name=name,
+        images=torch.from_numpy(np.ascontiguousarray(x)),
+        labels=torch.from_numpy(y),
+        n_clusters=n_clusters,
+        checksum=hashlib.sha256(raw).hexdigest(),
+        source=str(p),
+        class_names=[str(v) for v in values],
+        split=split,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Images as rows of a MATLAB matrix (COIL-20)
+# --------------------------------------------------------------------------------------------
+def load_mat_images(
+    name: str = "coil20",
+    path: str = "data/images/coil20.mat",
+    image_key: str = "fea",
+    label_key: str = "gnd",
+    image_shape: list[int] = (1, 32, 32),  # type: ignore[assignment]
+    order: Literal["F", "C"] = "F",
+    n_clusters: int | None = None,
+    source: str | None = None,
+) -> ImageData:
+    """Images stored one per row of a MATLAB v5 matrix (``fea`` (n, C*H*W), ``gnd`` (n, 1)).
+
+    ``order: F`` means each row is MATLAB's column-major flattening of an ``H x W (x C)`` image
+    (``fea(i,:) = reshape(img, 1, [])``), as in COIL-20's ``fea``; ``C`` means row-major
+    ``(C, H, W)``. Floats in ``[0, 1]`` are scaled to ``0..255`` and rounded.
+    """
+    import scipy.io
+
+    name = str(name)
+    if n_clusters is not None:
+        _check_n_clusters(n_clusters, name)
+    if order not in ("F", "C"):
+        raise DataError(f"dataset '{name}': unknown order {order!r} (choose from F, C)")
+    try:
+        c, h, w = (int(s) for s in image_shape)
+    except (TypeError, ValueError):
+        raise DataError(f"dataset '{name}': image_shape must be [C, H, W], got {image_shape!r}") from None
+    p = _path(path, name)
+    layout = f"a MATLAB v5 .mat file with {image_key!r} (n, {c * h * w}) and {label_key!r} (n, 1)"
+    _require_file(p, name, layout, source)
+    raw = p.read_bytes()
+    try:
+        mat = scipy.io.loadmat(io.BytesIO(raw))
+    except NotImplementedError:
+        raise DataError(f"dataset '{name}': {p} is a MATLAB v7.3 file; expected {layout}") from None
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"dataset '{name}': cannot read {p} ({_one_line(e)}; expected {layout})") from None
+    keys = ", ".join(k for k in mat if not k.startswith("__")) or "(none)"
+    for key in (image_key, label_key):
+        if key not in mat:
+            raise DataError(f"dataset '{name}': key {key!r} not found in {p} (keys present: {keys}; expected {layout})")
+    x = np.asarray(mat[image_key])
+    if x.dtype == object or x.ndim != 2 or x.shape[1] != c * h * w:
+        raise DataError(
+            f"dataset '{name}': {image_key!r} in {p} has shape {x.shape} ({x.dtype}); "
+            f"expected (n, {c * h * w}) rows of {c}x{h}x{w} images"
+        )
+    y = np.asarray(mat[label_key])
+    if y.dtype == object or y.ndim > 2 or (y.ndim == 2 and 1 not in y.shape):
+        raise DataError(f"dataset '{name}': labels {label_key!r} in {p} have shape {y.shape}; expected (n, 1)")
+    y = y.reshape(-1)
+    if y.shape[0] != x.shape[0]:
+        raise DataError(
+            f"dataset '{name}': {label_key!r} in {p} has {y.shape[0]} labels but {image_key!r} "
+            f"has {x.shape[0]} rows"
+        )
+    x8 = _float_to_uint8(x, name, repr(image_key), p)
+    if order == "F":  # MATLAB: H x W x C, column-major -> rows read as (C, W, H)
+        x8 = x8.reshape(-1, c, w, h).transpose(0, 1, 3, 2)
+    else:
+        x8 = x8.reshape(-1, c, h, w)
+    y, values = _remap(y)
+    return ImageData(
+        name=name,
+        images=torch.from_numpy(np.ascontiguousarray(x8)),
+        labels=torch.from_numpy(y),
+        n_clusters=n_clusters,
+        checksum=hashlib.sha256(raw).hexdigest(),
+        source=str(p),
+        class_names=[str(v) for v in values],
+        split="all",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# scikit-learn digits
+# --------------------------------------------------------------------------------------------
+def load_digits(name: str = "digits", n_clusters: int | None = None) -> ImageData:
+    """scikit-learn's 1797 8 x 8 digits (values 0..16, scaled to uint8 0..255), 10 classes."""
+    from sklearn.datasets import load_digits as _sk_load_digits
+
+    name = str(name)
+    if n_clusters is not None:
+        _check_n_clusters(n_clusters, name)
+    bunch = _sk_load_digits()
+    x = np.rint(np.asarray(bunch.images, dtype=np.float64) * (255.0 / 16.0)).astype(np.uint8)[:, None]
+    y = np.asarray(bunch.target, dtype=np.int64)
+    h = hashlib.sha256(np.ascontiguousarray(x).tobytes())
+    h.update(y.tobytes())
+    return ImageData(
+        name=name,
+        images=torch.from_numpy(np.ascontiguousarray(x)),
+        labels=torch.from_numpy(y),
+        n_clusters=n_clusters,
+        checksum=h.hexdigest(),
+        source="sklearn.datasets.load_digits",
+        class_names=[str(i) for i in range(10)],
+        split="all",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Image folders
+# --------------------------------------------------------------------------------------------
+_RESAMPLE = ("bilinear", "bicubic", "nearest", "box", "lanczos")
+
+
+def load_image_folder(
+    name: str,
+    path: str,
+    image_size: int | list[int] = 224,
+    channels: Literal[1, 3] = 3,
+    n_classes: int | None = None,
+    recursive: bool = False,
+    interpolation: Literal["bilinear", "bicubic", "nearest", "box", "lanczos"] = "bilinear",
+    n_clusters: int | None = None,
+    source: str | None = None,
+) -> ImageData:
+    """Images in ``<path>/<class>/<files>``, classes in sorted folder-name order.
+
+    Every image is converted to grayscale (``channels: 1``) or RGB (``3``) and resized to
+    ``image_size`` (an int for square, or ``[H, W]``) without cropping. ``recursive: true`` also
+    takes images in sub-folders of a class folder (Tiny-ImageNet's ``<wnid>/images/``).
+    ``n_classes``, when set, is checked against the number of class folders.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    name = str(name)
+    if n_clusters is not None:
+        _check_n_clusters(n_clusters, name)
+    if channels not in (1, 3):
+        raise DataError(f"dataset '{name}': channels must be 1 or 3, got {channels!r}")
+    if interpolation not in _RESAMPLE:
+        raise DataError(f"dataset '{name}': unknown interpolation {interpolation!r} (choose from {', '.join(_RESAMPLE)})")
+    if isinstance(image_size, bool):
+        raise DataError(f"dataset '{name}': image_size must be an int or [H, W], got {image_size!r}")
+    if isinstance(image_size, (int, np.integer)):
+        out_h = out_w = int(image_size)
+    else:
+        try:
+            out_h, out_w = (int(s) for s in image_size)
+        except (TypeError, ValueError):
+            raise DataError(f"dataset '{name}': image_size must be an int or [H, W], got {image_size!r}") from None
+    if out_h < 1 or out_w < 1:
+        raise DataError(f"dataset '{name}': image_size must be positive, got {image_size!r}")
+    p = _path(path, name)
+    if not p.is_dir():
+        what = "not a folder" if p.exists() else "folder not found"
+        raise DataError(
+            f"dataset '{name}': {what}: {p} (expected {p}/<class>/<image files>; "
+            f"{_where(source)}set paths.data_dir)"
+        )
+    classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        raise DataError(f"dataset '{name}': no class folders in {p} (expected {p}/<class>/<image files>)")
+    if n_classes is not None and len(classes) != int(n_classes):
+        raise DataError(
+            f"dataset '{name}': {len(classes)} class folders in {p}, expected {n_classes} "
+            f"(found: {', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
+        )
+    files: list[tuple[Path, int]] = []
+    for label, cls in enumerate(classes):
+        folder = p / cls
+        found = folder.rglob("*") if recursive else folder.iterdir()
+        chosen = sorted(
+            f for f in found
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+        )
+        if not chosen:
+            raise DataError(
+                f"dataset '{name}': class folder {folder} holds no images "
+                f"({'/'.join(IMAGE_EXTENSIONS)}{'' if recursive else '; set recursive: true for sub-folders'})"
+            )
+        files.extend((f, label) for f in chosen)
+    resample = getattr(Image.Resampling, interpolation.upper())
+    mode = "L" if channels == 1 else "RGB"
+    out = np.empty((len(files), out_h, out_w, channels), dtype=np.uint8)
+    labels = np.empty(len(files), dtype=np.int64)
+    h = hashlib.sha256()
+    for i, (f, label) in enumerate(files):
+        data = f.read_bytes()
+        h.update(f.relative_to(p).as_posix().encode() + b"\0")
+        h.update(data)
+        try:
+            with Image.open(io.BytesIO(data)) as im:
+                im = im.convert(mode)
+                if im.size != (out_w, out_h):
+                    im = im.resize((out_w, out_h), resample)
+                arr = np.asarray(im, dtype=np.uint8)
+        except (UnidentifiedImageError, OSError, ValueError) as e:
+            raise DataError(f"dataset '{name}': cannot read image {f} ({_one_line(e)})") from None
+        out[i] = arr.reshape(out_h, out_w, channels)
+        labels[i] = label
+    images = torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2)))
+    return ImageData(
+        name=name,
+        images=images,
+        labels=torch.from_numpy(labels),
+        n_clusters=n_clusters,
+        checksum=h.hexdigest(),
+        source=str(p),
+        class_names=classes,
+        split="all",
+    )
