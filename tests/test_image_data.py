@@ -510,3 +510,19 @@ def test_configs_against_shared_data(stem, n, shape):
         pytest.skip(f"{where} not present")
     ds = instantiate(cfg)
     assert ds.n_samples == n and ds.image_shape == shape and ds.name == stem
+
+
+def test_feature_methods_read_an_image_set_as_flattened_pixels(tmp_path):
+    """`model=amkm dataset=digits`: k-means on raw pixels through the same runner."""
+    from clusterbench.train import run
+    from conftest import compose_config
+
+    results = run(compose_config(["model=amkm", "dataset=digits", "trainer.progress=false", "hardware=cpu"]), tmp_path)
+    assert results["dataset"]["n_samples"] == 1797 and results["dataset"]["dims"] == [64]
+    x = np.load(tmp_path / "predictions.npz")
+    assert x["y_pred"].shape == (1797,) and 0.5 < results["metrics"]["acc"] <= 1.0
+    # the view is the uint8 pixels / 255 (digits' 0..16 scaled to 0..255 on load)
+    from clusterbench.data.images import load_digits as load_digits_set
+
+    view = load_digits_set(name="digits").views[0]
+    assert view.shape == (1797, 64) and view.dtype == torch.float32 and 0.0 <= view.min() and view.max() <= 1.0

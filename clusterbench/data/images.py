@@ -149,6 +149,12 @@ class ImageData(Dataset):
         c, h, w = self.image_shape
         return [c * h * w]
 
+    @property
+    def views(self) -> list[torch.Tensor]:
+        """One view of flattened pixels in [0, 1] (float32, N x C*H*W): how the feature
+        methods (k-means on raw pixels, SDCIB) read an image set."""
+        return [self.images.flatten(1).float().div_(255.0)]
+
     def __len__(self) -> int:
         return self.n_samples
 
