@@ -34,6 +34,7 @@ import torch
 from torch.utils.data import Dataset
 
 from clusterbench.errors import ConfigError, DataError
+from clusterbench.data.multiview import _check_n_clusters  # one rule for every dataset
 
 __all__ = [
     "ImageData",
@@ -168,14 +169,6 @@ class ImageData(Dataset):
             f"image_shape={self.image_shape}, n_classes={self.n_classes}, "
             f"n_clusters={self.n_clusters}, split={self.split!r})"
         )
-
-
-def _check_n_clusters(n_clusters: Any, name: str) -> int:
-    if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
-        raise ConfigError(
-            f"dataset '{name}': n_clusters must be a positive integer or null, got {n_clusters!r}"
-        )
-    return int(n_clusters)
 
 
 def _check_split(split: Any, name: str) -> str:
