@@ -33,7 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clusterbench.errors import ConfigError, DataError
+from clusterbench.errors import DataError
 from clusterbench.data.multiview import _check_n_clusters  # one rule for every dataset
 
 __all__ = [
