@@ -182,6 +182,21 @@ def _remap(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse.reshape(-1).astype(np.int64), values
 
 
+def _labelled(name: str, images: np.ndarray, raw_labels: np.ndarray, n_clusters: int | None, checksum: str, source: str, split: str) -> ImageData:
+    """ImageData with the raw label values mapped to 0..C-1 (kept as class names, in order)."""
+    y, values = _remap(raw_labels)
+    return ImageData(
+        name=name,
+        images=torch.from_numpy(np.ascontiguousarray(images)),
+        labels=torch.from_numpy(y),
+        n_clusters=n_clusters,
+        checksum=checksum,
+        source=source,
+        class_names=[str(v) for v in values],
+        split=split,
+    )
+
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     if len(text) > 200:
@@ -358,17 +373,7 @@ def load_mnist(
     if len({x.shape[1:] for x in images}) > 1:
         raise DataError(f"dataset '{name}': train and test images in {folder} differ in size")
     x = np.concatenate(images)[:, None]
-    y, values = _remap(np.concatenate(labels))
-    return ImageData(
-        name=name,
-        images=torch.from_numpy(x),
-        labels=torch.from_numpy(y),
-        n_clusters=n_clusters,
-        checksum=h.hexdigest(),
-        source=str(folder),
-        class_names=[str(v) for v in values],
-        split=split,
-    )
+    return _labelled(name, x, np.concatenate(labels), n_clusters, h.hexdigest(), str(folder), split)
 
 
 # --------------------------------------------------------------------------------------------
@@ -429,17 +434,7 @@ def load_usps(
             images.append(_float_to_uint8(x, name, f"{sp}/data", p))
             labels.append(y)
     x = np.concatenate(images).reshape(-1, 1, image_size, image_size)
-    y, values = _remap(np.concatenate(labels))
-    return ImageData(
-        name=name,
-        images=torch.from_numpy(np.ascontiguousarray(x)),
-        labels=torch.from_numpy(y),
-        n_clusters=n_clusters,
-        checksum=hashlib.sha256(raw).hexdigest(),
-        source=str(p),
-        class_names=[str(v) for v in values],
-        split=split,
-    )
+    return _labelled(name, x, np.concatenate(labels), n_clusters, hashlib.sha256(raw).hexdigest(), str(p), split)
 
 
 # --------------------------------------------------------------------------------------------
@@ -506,17 +501,7 @@ def load_mat_images(
         x8 = x8.reshape(-1, c, w, h).transpose(0, 1, 3, 2)
     else:
         x8 = x8.reshape(-1, c, h, w)
-    y, values = _remap(y)
-    return ImageData(
-        name=name,
-        images=torch.from_numpy(np.ascontiguousarray(x8)),
-        labels=torch.from_numpy(y),
-        n_clusters=n_clusters,
-        checksum=hashlib.sha256(raw).hexdigest(),
-        source=str(p),
-        class_names=[str(v) for v in values],
-        split="all",
-    )
+    return _labelled(name, x8, y, n_clusters, hashlib.sha256(raw).hexdigest(), str(p), "all")
 
 
 # --------------------------------------------------------------------------------------------
