@@ -32,8 +32,9 @@ def main() -> None:
     method.eval()
     y = data.labels.numpy()
     with torch.no_grad():
-        layers = [enc(x) for enc, x in zip(method.encoders, data.views)]
-        probs = method.predict(data.views)
+        # every tensor carries a leading member dimension; a saved run has one member
+        layers = [[out.__class__(out.sample[0], out.mean[0], out.std[0]) for out in enc(x)] for enc, x in zip(method.encoders, data.views)]
+        probs = method.predict(data.views)[:, 0]  # batch x modalities x clusters
     names = getattr(data, "view_names", None) or [str(v) for v in range(data.n_views)]
     print(f"{'partition':<34} ACC    NMI    clusters")
     for v, name in enumerate(names):

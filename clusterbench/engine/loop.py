@@ -110,11 +110,6 @@ def predict_outputs(method: ClusteringMethod, views: list[torch.Tensor], batch_s
     return torch.cat(outputs)
 
 
-def predict_all(method: ClusteringMethod, views: list[torch.Tensor], batch_size: int, hardware) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Hard (and soft) assignments for every sample, in eval mode."""
-    return method.assign(predict_outputs(method, views, batch_size, hardware))
-
-
 def _score(labels: np.ndarray, pred: np.ndarray, n_clusters: int) -> dict[str, Any]:
     metrics = evaluate_clustering(labels, pred)
     metrics.update(collapse_stats(pred, n_clusters))
@@ -152,12 +147,6 @@ def evaluate_candidates(method, outputs: torch.Tensor, labels: np.ndarray, n_clu
     for name, value in scores.items():
         table[name][str(rule)] = value
     return metrics, preds[chosen], {"rule": rule, "chosen": chosen, "uses_labels": uses_labels, "candidates": table}
-
-
-def evaluate(method, views, labels: np.ndarray, n_clusters: int, batch_size: int, hardware) -> tuple[dict[str, Any], np.ndarray]:
-    """A one-member method's metrics and hard labels on all samples."""
-    metrics, pred, _ = evaluate_candidates(method, predict_outputs(method, views, batch_size, hardware), labels, n_clusters)
-    return metrics, pred
 
 
 def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
