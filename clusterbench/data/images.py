@@ -10,6 +10,11 @@ One container (:class:`ImageData`) and one loader per storage format; the config
   ``test/data``, ``test/target``; rows of 256 floats in ``[0, 1]`` = 16 x 16 images).
 * :func:`load_mat_images` - images stored as rows of a MATLAB matrix (COIL-20 ``fea``/``gnd``).
   MATLAB flattens column-major, so ``order: F`` (the default) rebuilds upright images.
+* :func:`load_cifar` - CIFAR-10 / CIFAR-100 (20 superclasses) in torchvision's python-pickle
+  layout (``<root>/cifar-10-batches-py/``, ``<root>/cifar-100-python/``), read with a restricted
+  unpickler (numpy arrays and plain containers only).
+* :func:`load_stl10` - STL-10 in torchvision's binary layout (``<root>/stl10_binary/*.bin``),
+  optionally with the 100000 unlabelled images in :attr:`ImageData.unlabeled`.
 * :func:`load_digits` - scikit-learn's 8 x 8 digits (no files needed).
 * :func:`load_image_folder` - ``<path>/<class>/<image files>`` read with PIL and resized.
 
@@ -25,6 +30,7 @@ import gzip
 import hashlib
 import io
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Sequence
@@ -44,8 +50,12 @@ __all__ = [
     "load_mat_images",
     "load_digits",
     "load_image_folder",
+    "load_cifar",
+    "load_stl10",
     "IMAGE_EXTENSIONS",
     "MNIST_FILES",
+    "CIFAR_FILES",
+    "STL10_FILES",
 ]
 
 Split = Literal["all", "train", "test"]
@@ -90,6 +100,9 @@ class ImageData(Dataset):
         source: the file or folder the data were read from.
         class_names: a name per class, in label order.
         split: which split(s) were loaded (``all``, ``train``, ``test``).
+        unlabeled: optional uint8 tensor ``(M, C, H, W)`` of extra images without labels (STL-10's
+            unlabelled split), for instance-only training steps; not counted in ``n_samples``,
+            not indexed by ``ds[i]`` and never evaluated.
         n_classes, n_samples: computed.
 
     ``n_views`` is 1 and ``dims`` is ``[C*H*W]`` (as for :class:`MultiViewData`, the flattened
@@ -105,6 +118,7 @@ class ImageData(Dataset):
     source: str = ""
     class_names: list[str] = field(default_factory=list)
     split: str = "all"
+    unlabeled: torch.Tensor | None = None
     n_classes: int = field(init=False)
     n_samples: int = field(init=False)
 
@@ -136,6 +150,15 @@ class ImageData(Dataset):
         self.class_names = [str(c) for c in self.class_names] or [
             str(i) for i in range(self.n_classes)
         ]
+        if self.unlabeled is not None:
+            u = torch.as_tensor(self.unlabeled)
+            if u.dtype != torch.uint8 or u.ndim != 4 or tuple(u.shape[1:]) != tuple(self.images.shape[1:]):
+                raise DataError(
+                    f"dataset '{self.name}': unlabeled images must be a uint8 tensor (M, "
+                    f"{', '.join(str(int(d)) for d in self.images.shape[1:])}) like the images, got "
+                    f"{u.dtype} of shape {tuple(u.shape)}"
+                )
+            self.unlabeled = u.contiguous()
 
     @property
     def n_views(self) -> int:
@@ -167,7 +190,9 @@ class ImageData(Dataset):
         return (
             f"ImageData(name={self.name!r}, n_samples={self.n_samples}, "
             f"image_shape={self.image_shape}, n_classes={self.n_classes}, "
-            f"n_clusters={self.n_clusters}, split={self.split!r})"
+            f"n_clusters={self.n_clusters}, split={self.split!r}"
+            + (f", unlabeled={int(self.unlabeled.shape[0])}" if self.unlabeled is not None else "")
+            + ")"
         )
 
 
@@ -182,8 +207,20 @@ def _remap(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return inverse.reshape(-1).astype(np.int64), values
 
 
-def _labelled(name: str, images: np.ndarray, raw_labels: np.ndarray, n_clusters: int | None, checksum: str, source: str, split: str) -> ImageData:
-    """ImageData with the raw label values mapped to 0..C-1 (kept as class names, in order)."""
+def _labelled(
+    name: str,
+    images: np.ndarray,
+    raw_labels: np.ndarray,
+    n_clusters: int | None,
+    checksum: str,
+    source: str,
+    split: str,
+    *,
+    names: Sequence[str] | None = None,
+    unlabeled: np.ndarray | None = None,
+) -> ImageData:
+    """ImageData with the raw label values mapped to 0..C-1. The class names are the stored
+    values, or ``names[value]`` when the files name their classes (value = index into names)."""
     y, values = _remap(raw_labels)
     return ImageData(
         name=name,
@@ -192,8 +229,9 @@ def _labelled(name: str, images: np.ndarray, raw_labels: np.ndarray, n_clusters:
         n_clusters=n_clusters,
         checksum=checksum,
         source=source,
-        class_names=[str(v) for v in values],
+        class_names=[str(names[int(v)]) if names is not None else str(v) for v in values],
         split=split,
+        unlabeled=None if unlabeled is None else torch.from_numpy(np.ascontiguousarray(unlabeled)),
     )
 
 
@@ -290,19 +328,29 @@ def _find_raw(folder: Path, stem: str) -> Path | None:
     return None
 
 
-def _torchvision_download(variant: str, root: Path, name: str) -> None:
+def _torchvision_download(
+    variant: str,
+    root: Path,
+    name: str,
+    calls: Sequence[dict[str, Any]] = ({"train": True}, {"train": False}),
+    source: str | None = None,
+) -> bool:
+    """Run ``torchvision.datasets.<variant>(root, download=True, **kw)`` for each ``kw`` in
+    ``calls``; False when torchvision is not installed (the caller says what to do by hand)."""
     try:
         import torchvision.datasets as tvd  # type: ignore[import-not-found]
     except ImportError:
-        return
+        return False
     cls = getattr(tvd, variant)
     try:
-        for train in (True, False):
-            cls(str(root), train=train, download=True)
+        for kwargs in calls:
+            cls(str(root), download=True, **kwargs)
     except Exception as e:  # noqa: BLE001 - network or mirror failures
+        by_hand = f"; or put the files there by hand, from {source}" if source else ""
         raise DataError(
-            f"dataset '{name}': torchvision could not download {variant} into {root} ({_one_line(e)})"
+            f"dataset '{name}': torchvision could not download {variant} into {root} ({_one_line(e)}){by_hand}"
         ) from None
+    return True
 
 
 def load_mnist(
@@ -633,4 +681,289 @@ def load_image_folder(
         source=str(p),
         class_names=classes,
         split="all",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Shared by the torchvision layouts below
+# --------------------------------------------------------------------------------------------
+def _missing_error(name: str, folder: Path, missing: Sequence[str], archive: str, root: Path, source: str) -> DataError:
+    """One line: which folder / files are absent, what to unpack where, and where to get it."""
+    if folder.is_dir():
+        what = f"missing in {folder}: {', '.join(missing)} ("
+    else:
+        what = f"folder not found: {folder} (expected {', '.join(missing)} in it; "
+    return DataError(
+        f"dataset '{name}': {what}unpack {archive} into {root}; {_where(source)}"
+        "or set download: true; set paths.data_dir)"
+    )
+
+
+def _fetch(
+    name: str,
+    variant: str,
+    root: Path,
+    folder: Path,
+    files: Sequence[str],
+    archive: str,
+    source: str,
+    download: bool,
+    calls: Sequence[dict[str, Any]],
+) -> None:
+    """Make sure ``folder/<files>`` exist: download them with torchvision when asked, else a
+    DataError naming the missing ones."""
+    missing = [f for f in files if not (folder / f).is_file()]
+    if missing and download:
+        if not _torchvision_download(variant, root, name, calls, source):
+            raise DataError(
+                f"dataset '{name}': download: true needs torchvision (not installed); unpack {archive} "
+                f"into {root} by hand (giving {folder}/{', '.join(missing)}), from {source}"
+            )
+        missing = [f for f in files if not (folder / f).is_file()]
+    if missing:
+        raise _missing_error(name, folder, missing, archive, root, source)
+
+
+def _read(p: Path, name: str, h: Any) -> bytes:
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise DataError(f"dataset '{name}': cannot read {p} ({_one_line(e)})") from None
+    h.update(data)
+    return data
+
+
+# --------------------------------------------------------------------------------------------
+# CIFAR-10 / CIFAR-100 (python pickles)
+# --------------------------------------------------------------------------------------------
+CIFAR_SOURCE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+# torchvision's folder, batch files per split, meta file, label key, class-name key, archive
+CIFAR_FILES: dict[str, dict[str, Any]] = {
+    "cifar10": {
+        "folder": "cifar-10-batches-py",
+        "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+        "test": ("test_batch",),
+        "meta": "batches.meta",
+        "labels": "labels",
+        "names": "label_names",
+        "archive": "cifar-10-python.tar.gz",
+        "torchvision": "CIFAR10",
+    },
+    "cifar100": {  # the clustering protocol, CIFAR-100(20): the 20 coarse superclasses
+        "folder": "cifar-100-python",
+        "train": ("train",),
+        "test": ("test",),
+        "meta": "meta",
+        "labels": "coarse_labels",
+        "names": "coarse_label_names",
+        "archive": "cifar-100-python.tar.gz",
+        "torchvision": "CIFAR100",
+    },
+}
+# the only globals a CIFAR pickle needs (numpy arrays; _codecs.encode is how Python 3 writes
+# bytes at protocol 2); anything else is refused, since unpickling can run arbitrary code
+_PICKLE_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
+}
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Unpickler limited to plain containers and numpy arrays."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) not in _PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed in a data file")
+        return super().find_class(module, name)
+
+
+def _text(v: Any) -> str:
+    return v.decode("latin1") if isinstance(v, bytes) else str(v)
+
+
+def _read_pickle(p: Path, name: str, keys: Sequence[str], h: Any) -> dict[str, Any]:
+    """A pickled dict with (at least) ``keys``; bytes keys (Python 2 pickles) become str."""
+    data = _read(p, name, h)
+    try:
+        # encoding="bytes": the released files are Python 2 pickles (str -> bytes, as the
+        # CIFAR page shows); latin1 would also work but would turn raw bytes into str
+        obj = _ArrayUnpickler(io.BytesIO(data), encoding="bytes").load()
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise DataError(f"dataset '{name}': cannot read {p} as a pickle ({_one_line(e)})") from None
+    if not isinstance(obj, dict):
+        raise DataError(f"dataset '{name}': {p} holds a pickled {type(obj).__name__}; expected a dict")
+    d = {_text(k): v for k, v in obj.items()}
+    for key in keys:
+        if key not in d:
+            raise DataError(
+                f"dataset '{name}': key {key!r} not found in {p} (keys present: {', '.join(d) or '(none)'})"
+            )
+    return d
+
+
+def load_cifar(
+    name: str = "cifar10",
+    root: str = "data",
+    variant: Literal["cifar10", "cifar100"] = "cifar10",
+    split: Split = "all",
+    download: bool = False,
+    n_clusters: int | None = None,
+    source: str | None = None,
+) -> ImageData:
+    """CIFAR-10 or CIFAR-100(20) from torchvision's layout, as uint8 ``(N, 3, 32, 32)``.
+
+    ``cifar10``: ``<root>/cifar-10-batches-py/data_batch_1..5``, ``test_batch``, ``batches.meta``.
+    ``cifar100``: ``<root>/cifar-100-python/train``, ``test``, ``meta``; the labels are the 20
+    coarse superclasses (``coarse_labels``), the usual clustering protocol. Each batch is a
+    pickled dict whose ``data`` rows are 3072 bytes in (C, H, W) order. ``split: all`` is train
+    (50000) then test (10000). The checksum covers the batch files in reading order, then the meta
+    file. ``download: true`` fetches missing files with ``torchvision.datasets.CIFAR10/100``.
+    """
+    name = str(name)
+    split = _check_split(split, name)
+    if variant not in CIFAR_FILES:
+        raise DataError(f"dataset '{name}': unknown variant {variant!r} (choose from {', '.join(CIFAR_FILES)})")
+    if n_clusters is not None:
+        _check_n_clusters(n_clusters, name)
+    spec = CIFAR_FILES[variant]
+    source = source or CIFAR_SOURCE
+    root_p = _path(root, name)
+    folder = root_p / spec["folder"]
+    splits = ("train", "test") if split == "all" else (split,)
+    batches = [f for sp in splits for f in spec[sp]]
+    _fetch(
+        name, spec["torchvision"], root_p, folder, [*batches, spec["meta"]], spec["archive"], source,
+        download, ({"train": True}, {"train": False}),
+    )
+    h = hashlib.sha256()
+    images, labels = [], []
+    for f in batches:
+        p = folder / f
+        d = _read_pickle(p, name, ("data", spec["labels"]), h)
+        x = np.asarray(d["data"])
+        y = np.asarray(d[spec["labels"]]).reshape(-1)
+        if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
+            raise DataError(
+                f"dataset '{name}': 'data' in {p} holds {x.dtype} of shape {x.shape}; "
+                "expected uint8 (n, 3072) rows of 3x32x32 images"
+            )
+        if y.shape[0] != x.shape[0] or y.dtype.kind not in "iu":
+            raise DataError(
+                f"dataset '{name}': {spec['labels']!r} in {p} holds {y.shape[0]} {y.dtype} values; "
+                f"expected {x.shape[0]} integer labels"
+            )
+        images.append(x.reshape(-1, 3, 32, 32))  # rows are (C, H, W) already
+        labels.append(y)
+    meta_p = folder / spec["meta"]
+    names = [_text(v) for v in _read_pickle(meta_p, name, (spec["names"],), h)[spec["names"]]]
+    y = np.concatenate(labels).astype(np.int64)
+    if y.min() < 0 or y.max() >= len(names):
+        raise DataError(
+            f"dataset '{name}': {spec['labels']!r} in {folder} has values in [{y.min()}, {y.max()}] "
+            f"but {meta_p} names {len(names)} classes"
+        )
+    return _labelled(name, np.concatenate(images), y, n_clusters, h.hexdigest(), str(folder), split, names=names)
+
+
+# --------------------------------------------------------------------------------------------
+# STL-10 (binary files)
+# --------------------------------------------------------------------------------------------
+STL10_SOURCE = (
+    "https://cs.stanford.edu/~acoates/stl10/ (torchvision.datasets.STL10 downloads "
+    "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz)"
+)
+# torchvision's file names, per split: (images, labels)
+STL10_FILES = {
+    "train": ("train_X.bin", "train_y.bin"),
+    "test": ("test_X.bin", "test_y.bin"),
+    "unlabeled": ("unlabeled_X.bin",),
+}
+_STL10_FOLDER = "stl10_binary"
+_STL10_SHAPE = (3, 96, 96)
+_STL10_BYTES = 3 * 96 * 96
+_STL10_CHUNK = 2048  # images per read: the 2.8 GB unlabeled file is never held twice
+
+
+def _read_stl_images(p: Path, name: str, h: Any) -> np.ndarray:
+    """An STL-10 ``*_X.bin``: uint8 images, each channel stored column-major (Fortran order, as
+    MATLAB wrote them), returned upright ``(n, 3, 96, 96)``."""
+    try:
+        size = p.stat().st_size
+        if size == 0 or size % _STL10_BYTES:
+            raise DataError(
+                f"dataset '{name}': {p} holds {size} bytes; expected a positive multiple of "
+                f"{_STL10_BYTES} (uint8 3x96x96 images)"
+            )
+        n = size // _STL10_BYTES
+        out = np.empty((n, *_STL10_SHAPE), dtype=np.uint8)
+        with p.open("rb") as f:
+            for start in range(0, n, _STL10_CHUNK):
+                m = min(_STL10_CHUNK, n - start)
+                data = f.read(m * _STL10_BYTES)
+                if len(data) != m * _STL10_BYTES:
+                    raise DataError(f"dataset '{name}': {p} ended early (changed while being read?)")
+                h.update(data)
+                # bytes per image read as (C, W, H): swap the last two axes for (C, H, W)
+                out[start:start + m] = np.frombuffer(data, np.uint8).reshape(m, 3, 96, 96).transpose(0, 1, 3, 2)
+    except OSError as e:
+        raise DataError(f"dataset '{name}': cannot read {p} ({_one_line(e)})") from None
+    return out
+
+
+def load_stl10(
+    name: str = "stl10",
+    root: str = "data",
+    split: Split = "all",
+    unlabeled: bool = False,
+    download: bool = False,
+    n_clusters: int | None = None,
+    source: str | None = None,
+) -> ImageData:
+    """STL-10 from torchvision's layout ``<root>/stl10_binary/``, as uint8 ``(N, 3, 96, 96)``.
+
+    ``train_X.bin`` / ``test_X.bin`` hold the images (column-major per channel), ``train_y.bin`` /
+    ``test_y.bin`` one uint8 label 1..10 per image (mapped to 0..9), ``class_names.txt`` (optional)
+    one name per line. ``split: all`` is train (5000) then test (8000). ``unlabeled: true`` also
+    reads ``unlabeled_X.bin`` (100000 images, 2.8 GB) into ``ImageData.unlabeled``. The checksum
+    covers the files in reading order (split files, unlabeled_X.bin, class_names.txt).
+    ``download: true`` fetches the archive with ``torchvision.datasets.STL10``.
+    """
+    name = str(name)
+    split = _check_split(split, name)
+    if n_clusters is not None:
+        _check_n_clusters(n_clusters, name)
+    source = source or STL10_SOURCE
+    root_p = _path(root, name)
+    folder = root_p / _STL10_FOLDER
+    splits = ("train", "test") if split == "all" else (split,)
+    files = [f for sp in splits for f in STL10_FILES[sp]]
+    extra = list(STL10_FILES["unlabeled"]) if unlabeled else []
+    # one STL10(split="train") call downloads and unpacks the whole archive (unlabeled included)
+    _fetch(name, "STL10", root_p, folder, [*files, *extra], "stl10_binary.tar.gz", source, download, ({"split": "train"},))
+    h = hashlib.sha256()
+    images, labels = [], []
+    for sp in splits:
+        fx, fy = (folder / f for f in STL10_FILES[sp])
+        x = _read_stl_images(fx, name, h)
+        y = np.frombuffer(_read(fy, name, h), dtype=np.uint8)
+        if y.shape[0] != x.shape[0]:
+            raise DataError(f"dataset '{name}': {fy} holds {y.shape[0]} labels; expected {x.shape[0]} to match {fx}")
+        if y.size and (y.min() < 1 or y.max() > 10):
+            raise DataError(f"dataset '{name}': {fy} has labels in [{y.min()}, {y.max()}]; expected 1..10")
+        images.append(x)
+        labels.append(y.astype(np.int64) - 1)
+    u = _read_stl_images(folder / STL10_FILES["unlabeled"][0], name, h) if unlabeled else None
+    names_p = folder / "class_names.txt"
+    names = None
+    if names_p.is_file():  # optional, as in torchvision
+        text = _read(names_p, name, h).decode("utf-8", errors="replace")
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(names) != 10:
+            raise DataError(f"dataset '{name}': {names_p} names {len(names)} classes; expected 10, one per line")
+    return _labelled(
+        name, np.concatenate(images), np.concatenate(labels), n_clusters, h.hexdigest(), str(folder), split,
+        names=names, unlabeled=u,
     )
