@@ -504,6 +504,27 @@ class MultiViewAugment:
         for view in self.views:
             if isinstance(view, BatchAugment):
                 view.set_size(size)
+        self.size = _size(size) or self._op_size()
+
+    def _op_size(self) -> tuple[int, int] | None:
+        """The output side set on the first view's crop/resize ops, when `size` is not given."""
+        first = self.views[0]
+        for op in getattr(first, "ops", []):
+            if getattr(op, "size", None) is not None:
+                return _size(op.size)
+        return None
+
+    def test_view(self, x: torch.Tensor) -> torch.Tensor:
+        """The unaugmented view evaluation sees: float in [0, 1], resized to the training
+        views' size, normalised as the first view is (its Normalize ops, if any)."""
+        _check(x)
+        x = to_float(x)
+        if self.size is not None and tuple(x.shape[-2:]) != self.size:
+            x = Resize(self.size)(x)
+        for op in getattr(self.views[0], "ops", []):
+            if isinstance(op, Normalize):
+                x = op(x)
+        return x
 
     def __len__(self) -> int:
         return len(self.views)

@@ -19,6 +19,8 @@ class Hardware:
         precision: Literal["auto", "fp32", "bf16"] = "auto",
         deterministic: bool = False,
         num_threads: int | None = None,
+        channels_last: bool = False,
+        compile: bool = False,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -35,6 +37,10 @@ class Hardware:
         self.precision = precision
         self.deterministic = deterministic
         self.num_threads = num_threads
+        # NHWC weights and image batches: faster convolutions on tensor cores (bf16)
+        self.channels_last = channels_last
+        # torch.compile the method's training step (the first steps pay the compile time)
+        self.compile = compile
 
     def setup(self) -> None:
         """Applies global settings; call once before building the model."""
@@ -51,13 +57,25 @@ class Hardware:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
 
+    def maybe_compile(self, fn):
+        """`fn` compiled with torch.compile when `compile` is set, else `fn` itself."""
+        if not self.compile:
+            return fn
+        return torch.compile(fn)
+
     def autocast(self):
         if self.precision == "bf16":
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def describe(self) -> dict:
-        info = {"device": str(self.device), "precision": self.precision, "deterministic": self.deterministic}
+        info = {
+            "device": str(self.device),
+            "precision": self.precision,
+            "deterministic": self.deterministic,
+            "channels_last": self.channels_last,
+            "compile": self.compile,
+        }
         if self.device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(self.device)
         return info

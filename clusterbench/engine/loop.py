@@ -23,7 +23,9 @@ from clusterbench.engine.checkpoint import (
     seed_everything,
     write_json,
 )
+from clusterbench.data.augment import build_augment
 from clusterbench.engine.ensemble import check_members, member_optimizer_state, member_state, stack_states
+from clusterbench.engine.inputs import build_inputs
 from clusterbench.engine.provenance import git_state, package_versions
 from clusterbench.errors import ClusterbenchError, ConfigError, TrainingError
 from clusterbench.methods.base import ClusteringMethod, DataInfo
@@ -56,6 +58,7 @@ SELECTION_RULES = {
     "best_acc": "acc",  # highest ACC over evaluations: label-selected
 }
 LABEL_SELECTED = {"best_acc"}
+AUGMENT_SEED_OFFSET = 1_000_003  # the augmentation stream's seed is seed + this
 
 
 class _StepContext:
@@ -92,18 +95,18 @@ def build_optimizers(method: ClusteringMethod, trainer_cfg: DictConfig) -> dict[
 
 
 @torch.no_grad()
-def predict_outputs(method: ClusteringMethod, views: list[torch.Tensor], batch_size: int, hardware, fn=None) -> torch.Tensor | None:
+def predict_outputs(method: ClusteringMethod, inputs, batch_size: int, hardware, fn=None) -> torch.Tensor | None:
     """`method.predict` (or `fn`, e.g. `method.embed`) on every sample in eval mode, batch by
-    batch (with the batch's sample indices, for transductive methods), concatenated in sample
-    order."""
+    batch (`inputs.eval_batch`: unaugmented; with the batch's sample indices, for transductive
+    methods), concatenated in sample order."""
     fn = fn or method.predict
     method.eval()
-    n = views[0].shape[0]
+    n = inputs.n_samples
     outputs = []
     with hardware.autocast():
         for start in range(0, n, batch_size):
-            index = torch.arange(start, min(start + batch_size, n), device=views[0].device)
-            out = fn([v[start : start + batch_size] for v in views], index)
+            index = torch.arange(start, min(start + batch_size, n), device=hardware.device)
+            out = fn(inputs.eval_batch(index), index)
             if out is None:
                 return None
             outputs.append(out.float())
@@ -207,12 +210,21 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     hardware = build(cfg.hardware)
     hardware.setup()
     generator = seed_everything(cfg.seed)
+    # augmentation draws its per-sample parameters on the training device (no host copies in
+    # the step), from its own stream derived from the seed
+    augment_generator = torch.Generator(device=hardware.device).manual_seed(int(cfg.seed) + AUGMENT_SEED_OFFSET)
 
     data = build(cfg.dataset)
+    augment = build(cfg.augment) if cfg.get("augment") else None
+    inputs = build_inputs(data, augment, hardware.device, hardware.channels_last)
     n_clusters = int(data.n_clusters)
-    info = DataInfo(dims=tuple(int(d) for d in data.dims), n_clusters=n_clusters, n_samples=int(data.n_samples))
+    info = DataInfo(
+        dims=tuple(int(d) for d in data.dims), n_clusters=n_clusters, n_samples=int(data.n_samples), image_shape=inputs.image_shape
+    )
     method = build_members(cfgs, info, generator).to(hardware.device)
-    views = [v.to(hardware.device) for v in data.views]
+    if hardware.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    step_fn = hardware.maybe_compile(method.training_step)
     labels = data.labels.cpu().numpy()
     optimizers = build_optimizers(method, trainer)
     ctx = _StepContext(optimizers, hardware.device)
@@ -233,6 +245,8 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         for group, optimizer in optimizers.items():
             optimizer.load_state_dict(state["optimizers"][group])
         restore_rng(state["rng"], generator)
+        if "augment_rng" in state:
+            augment_generator.set_state(state["augment_rng"])
         start_epoch = state["epoch"]
         member.evaluations = state["evaluations"]
         member.latest = member.evaluations[-1]["metrics"] if member.evaluations else {}
@@ -262,6 +276,7 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
                 "method": method_state if one else member_state(method_state, g, n_members),
                 "optimizers": {k: s if one else member_optimizer_state(s, g, n_members) for k, s in optimizer_states.items()},
                 "rng": rng,
+                "augment_rng": augment_generator.get_state(),
                 "evaluations": member.evaluations,
                 "wall_time_s": previous_wall + time.perf_counter() - started,
                 "dataset_checksum": data.checksum,
@@ -273,7 +288,7 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
 
     def record_evaluations(epoch: int, rows: list[dict[str, Any]]) -> None:
         batch = info.n_samples if method.full_batch_predict else trainer.eval_batch_size
-        outputs = method.member_outputs(predict_outputs(method, views, batch, hardware))
+        outputs = method.member_outputs(predict_outputs(method, inputs, batch, hardware))
         for member, member_out, row in zip(members, outputs, rows):
             if member.error is not None:
                 continue
@@ -297,31 +312,43 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
             raise member.error
 
     if start_epoch == 0:
-        method.on_fit_start(views)
+        method.on_fit_start(inputs.full())
     n = info.n_samples
     batch_size = min(int(trainer.batch_size), n)
     n_batches = n // batch_size if trainer.drop_last else math.ceil(n / batch_size)
+    # STL-10's unlabeled split: instance-only steps before each epoch's labelled batches
+    n_unlabeled = inputs.n_unlabeled if method.unlabeled_step is not None else 0
+    unlabeled_batches = n_unlabeled // batch_size if n_unlabeled else 0
     bar = tqdm(total=max_epochs, initial=start_epoch, disable=not trainer.progress, desc="train", unit="epoch", dynamic_ncols=True)
     try:
         for epoch in range(start_epoch + 1, max_epochs + 1):
             method.train()
             ctx.epoch = epoch
             method.on_epoch_start(epoch)
-            order = torch.randperm(n, generator=generator).to(hardware.device)
             sums: dict[str, torch.Tensor] = {}
+            if unlabeled_batches:
+                order = torch.randperm(n_unlabeled, generator=generator).to(hardware.device)
+                for b in range(unlabeled_batches):
+                    index = order[b * batch_size : (b + 1) * batch_size]
+                    with hardware.autocast():
+                        terms = method.unlabeled_step(inputs.unlabeled_batch(index, augment_generator), ctx)
+                    ctx.optimize("main", terms["loss"].sum())
+                    method.on_train_batch_end(ctx)
+                    ctx.step += 1
+                    _accumulate(sums, terms, prefix="unlabeled_", scale=1.0 / unlabeled_batches)
+            order = torch.randperm(n, generator=generator).to(hardware.device)
             for b in range(n_batches):
                 index = order[b * batch_size : (b + 1) * batch_size]
                 with hardware.autocast():
-                    terms = method.training_step([v[index] for v in views], index, ctx)
+                    terms = step_fn(inputs.train_batch(index, augment_generator), index, ctx)
                 # members are independent: the gradient of the sum is each member's own gradient
                 ctx.optimize("main", terms["loss"].sum())
+                method.on_train_batch_end(ctx)
                 ctx.step += 1
-                for name, value in terms.items():
-                    value = value.detach().float().reshape(-1)
-                    sums[name] = sums[name] + value if name in sums else value
+                _accumulate(sums, terms, scale=1.0 / n_batches)
             # one host sync per epoch: a (terms + 1) x members table
             names = [*sums, "last_batch_loss"]
-            table = torch.stack([*(sums[k] / n_batches for k in sums), terms["loss"].detach().float().reshape(-1)]).t().tolist()
+            table = torch.stack([*sums.values(), terms["loss"].detach().float().reshape(-1)]).t().tolist()
             rows = [{"epoch": epoch, **dict(zip(names, values))} for values in table]
             for member, row in zip(members, rows):
                 if member.error is None and not all(math.isfinite(row[k]) for k in names):
@@ -351,7 +378,7 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         save(0)
 
     if trainer.save_embedding:
-        save_embeddings(method, members, views, info.n_samples if method.full_batch_predict else trainer.eval_batch_size, hardware)
+        save_embeddings(method, members, inputs, info.n_samples if method.full_batch_predict else trainer.eval_batch_size, hardware)
 
     wall = round(previous_wall + time.perf_counter() - started, 3)
     outcomes: list[dict[str, Any] | TrainingError] = []
@@ -369,10 +396,18 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     return outcomes
 
 
-def save_embeddings(method: ClusteringMethod, members: list[_Member], views: list[torch.Tensor], batch_size: int, hardware) -> None:
+def _accumulate(sums: dict[str, torch.Tensor], terms: dict[str, torch.Tensor], prefix: str = "", scale: float = 1.0) -> None:
+    """Adds a step's loss terms (scaled: the epoch mean) to the running sums, on the device."""
+    for name, value in terms.items():
+        value = value.detach().float().reshape(-1) * scale
+        key = prefix + name
+        sums[key] = sums[key] + value if key in sums else value
+
+
+def save_embeddings(method: ClusteringMethod, members: list[_Member], inputs, batch_size: int, hardware) -> None:
     """embedding.npz per member: the final model's representation (report's t-SNE input) with
     the clusters of the final evaluation. One pass over the data at the end of the run."""
-    embedded = predict_outputs(method, views, batch_size, hardware, fn=method.embed)
+    embedded = predict_outputs(method, inputs, batch_size, hardware, fn=method.embed)
     if embedded is None:
         return
     for member, features in zip(members, method.member_outputs(embedded)):

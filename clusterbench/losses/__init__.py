@@ -1,5 +1,6 @@
 """Pure loss functions (torch) used by the clustering methods."""
 
+from .bootstrap import bootstrap_loss
 from .contrastive import cluster_contrastive_loss, instance_contrastive_loss, nt_xent
 from .entropy import entropy, marginal_entropy, mean_entropy
 from .information import (
@@ -11,6 +12,7 @@ from .information import (
 )
 
 __all__ = [
+    "bootstrap_loss",
     "instance_contrastive_loss",
     "cluster_contrastive_loss",
     "nt_xent",

@@ -12,6 +12,12 @@ The engine calls:
 - `training_step(views, index, ctx)` -> dict of named scalar tensors; the key "loss" is
   minimised by the "main" optimiser, the other keys are logged. A method may take extra
   optimiser steps itself through `ctx.optimize(group, loss)` (critic updates, Algorithm 1).
+- `on_train_batch_end(ctx)` after each main optimiser step (HTCN's EMA target update);
+  `unlabeled_step(views, ctx)`, optional, on samples that are never evaluated (STL-10's
+  unlabeled split), at the start of every epoch.
+- Image methods: with an `augment` config the views of a training step are the augmented
+  views of a batch of images (engine/inputs.py) and evaluation's single view is the
+  unaugmented image; `data_info.image_shape` is their (C, H, W).
 - `predict(views, index)` per evaluation batch in eval mode -> tensor with the batch first.
   `index` (int64, on the device) holds the batch's sample indices into the full data that
   `on_fit_start` saw, so transductive methods (spectral clustering has no out-of-sample rule)
@@ -39,6 +45,8 @@ class DataInfo:
     dims: tuple[int, ...]
     n_clusters: int
     n_samples: int
+    # (C, H, W) of the image views a step sees (after augmentation's resize); None: feature views
+    image_shape: tuple[int, int, int] | None = None
 
     @property
     def n_views(self) -> int:
@@ -88,6 +96,14 @@ class ClusteringMethod(nn.Module):
 
     def training_step(self, views: list[torch.Tensor], index: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError
+
+    def on_train_batch_end(self, ctx: StepContext) -> None:
+        """After each optimiser step of the main group (EMA target updates go here)."""
+
+    # Optional `unlabeled_step(views, ctx)` -> loss terms, for samples without evaluation
+    # (STL-10's unlabeled split): when a method defines it and the data have such samples,
+    # the engine runs it over them at the start of every epoch (CC's instance-only steps).
+    unlabeled_step = None
 
     def predict(self, views: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
