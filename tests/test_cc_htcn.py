@@ -232,3 +232,34 @@ def test_stl10_unlabeled_split_gets_instance_only_steps(tmp_path):
     assert all(float(r["unlabeled_loss"]) > 0 for r in rows)
     # 64 unlabeled / 16 = 4 instance-only steps + 4 labelled steps per epoch
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["step"] == 2 * (4 + 4)
+
+
+# --------------------------------------------------------------------------- presets
+PRESETS = {
+    # preset: (model, dataset, clusters, batch, views)
+    "cc_cifar10": ("cc", "cifar10", 10, 256, 2),
+    "cc_cifar100": ("cc", "cifar100", 20, 256, 2),
+    "cc_imagenet10": ("cc", "imagenet10", 10, 256, 2),
+    "htcn_cifar100": ("htcn", "cifar100", 20, 128, 3),
+    "htcn_imagenet10": ("htcn", "imagenet10", 10, 128, 3),
+    "htcn_imagenet_dogs": ("htcn", "imagenet_dogs", 15, 128, 3),
+    "htcn_tiny_imagenet": ("htcn", "tiny_imagenet", 200, 128, 3),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_paper_presets_compose_with_the_papers_settings_and_take_a_step(preset):
+    model, dataset, clusters, batch, n_views = PRESETS[preset]
+    cfg = compose_config([f"+experiment={preset}"])
+    assert cfg.dataset.name == dataset and cfg.model._target_.endswith("ContrastiveClustering" if model == "cc" else "HTCN")
+    assert cfg.backbone.depth == 34 and cfg.backbone.stem == "imagenet" and cfg.augment.size == 224
+    assert cfg.trainer.batch_size == batch and cfg.trainer.max_epochs == 1000 and cfg.trainer.optimizer.lr == 3e-4
+    assert len(cfg.augment.views) == n_views
+    assert ("GaussianBlur" in str(cfg.augment)) == (preset != "cc_cifar10" and preset != "cc_cifar100")
+    # the preset's model, one step at reduced size (the real data are not here)
+    augment = build(OmegaConf.merge(cfg.augment, {"size": 32}))
+    info = DataInfo(dims=(3 * 32 * 32,), n_clusters=clusters, n_samples=4, image_shape=(3, 32, 32))
+    method = build_method(cfg, info)
+    views = augment(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.Generator().manual_seed(0))
+    terms = method.training_step(views, torch.arange(4), None)
+    assert torch.isfinite(terms["loss"]) and terms["loss"].shape == ()
