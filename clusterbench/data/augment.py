@@ -220,12 +220,14 @@ class RandomResizedCrop:
         top, left, h, w = self.boxes(x, generator).unbind(1)
         # align_corners=False: normalised -1 / +1 are the outer pixel edges, so the box edges
         # [left, left + w] map to [2 left / W - 1, 2 (left + w) / W - 1]
-        theta = torch.zeros(n, 2, 3, dtype=x.dtype, device=x.device)
-        theta[:, 0, 0] = w / width
-        theta[:, 0, 2] = (2 * left + w) / width - 1
-        theta[:, 1, 1] = h / height
-        theta[:, 1, 2] = (2 * top + h) / height - 1
-        grid = F.affine_grid(theta, [n, c, out_h, out_w], align_corners=False)
+        # the affine map is a per-sample scale and shift of each axis: built by broadcasting
+        # (what F.affine_grid computes with a batched matmul, several times slower on CPU)
+        scale = torch.stack((w / width, h / height), dim=1).to(x.dtype).view(n, 1, 1, 2)
+        shift = torch.stack(((2 * left + w) / width - 1, (2 * top + h) / height - 1), dim=1).to(x.dtype).view(n, 1, 1, 2)
+        xs = (torch.arange(out_w, dtype=x.dtype, device=x.device) * 2 + 1) / out_w - 1  # pixel centres
+        ys = (torch.arange(out_h, dtype=x.dtype, device=x.device) * 2 + 1) / out_h - 1
+        base = torch.stack(torch.broadcast_tensors(xs.view(1, -1), ys.view(-1, 1)), dim=-1)  # out_h x out_w x 2
+        grid = base * scale + shift
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
