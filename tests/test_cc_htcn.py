@@ -263,3 +263,17 @@ def test_paper_presets_compose_with_the_papers_settings_and_take_a_step(preset):
     views = augment(torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8), torch.Generator().manual_seed(0))
     terms = method.training_step(views, torch.arange(4), None)
     assert torch.isfinite(terms["loss"]) and terms["loss"].shape == ()
+
+
+def test_channels_last_run_matches_the_contiguous_run(tmp_path):
+    plain = run(_config("cc", "trainer.max_epochs=1"), tmp_path / "plain")
+    nhwc = run(_config("cc", "trainer.max_epochs=1", "hardware.channels_last=true"), tmp_path / "nhwc")
+    assert nhwc["hardware"]["channels_last"] is True
+    # same model, data and random stream; only the memory layout (float summation order) differs
+    assert nhwc["metrics"]["acc"] == pytest.approx(plain["metrics"]["acc"], abs=0.02)
+
+
+@pytest.mark.slow
+def test_compiled_training_step_runs(tmp_path):
+    results = run(_config("htcn", "trainer.max_epochs=1", "hardware.compile=true"), tmp_path)
+    assert results["status"] == "finished" and results["hardware"]["compile"] is True
