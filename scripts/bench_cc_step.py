@@ -68,6 +68,9 @@ from clusterbench.engine.inputs import ImageInputs
 from clusterbench.engine.loop import AUGMENT_SEED_OFFSET, _accumulate, _StepContext, build_method, build_optimizers
 from clusterbench.methods.base import DataInfo
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling script, also when loaded by path
+from bench_augment import TwoViewPIL, torchvision_transform  # noqa: E402  (the same PIL baseline)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONFIGS = str(ROOT / "configs")
 N_CLUSTERS = 10
@@ -217,35 +220,6 @@ class Clusterbench:
 
 
 # --------------------------------------------------------------------------- plain PyTorch
-class TwoViewPIL(torch.utils.data.Dataset):
-    """Two torchvision (PIL) views of each image of a prebuilt PIL list."""
-
-    def __init__(self, pil_images: list, transform) -> None:
-        self.images = pil_images
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        image = self.images[i]
-        return self.transform(image), self.transform(image)
-
-
-def cc_transform(size: int):
-    import torchvision.transforms as T
-
-    return T.Compose(
-        [
-            T.RandomResizedCrop(size),  # scale (0.08, 1), ratio (3/4, 4/3): torchvision defaults
-            T.RandomHorizontalFlip(),
-            T.RandomApply([T.ColorJitter(0.4, 0.4, 0.4, 0.1)], p=0.8),
-            T.RandomGrayscale(p=0.2),
-            T.ToTensor(),
-        ]
-    )
-
-
 def to_pil(images: torch.Tensor) -> list:
     from PIL import Image
 
@@ -285,7 +259,7 @@ class Plain:
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(cfg.trainer.optimizer.lr))
         self.workers = args.workers
         self.loader = torch.utils.data.DataLoader(
-            TwoViewPIL(pil_images, cc_transform(images.shape[-1])),
+            TwoViewPIL(pil_images, torchvision_transform(images.shape[-1])),
             batch_size=args.batch_size,
             shuffle=True,
             num_workers=args.workers,
@@ -357,15 +331,20 @@ def optimizer_step_ms(pipeline, repeats: int) -> float:
     return 1e3 * (time.perf_counter() - start) / repeats
 
 
+def warm_up(p, steps: int) -> None:
+    """Untimed steps, then the pipeline's counters reset and its clock on."""
+    p.enter()
+    for _ in range(steps):
+        p.step()
+    sync(p.device)
+    p.reset()
+    p.clock.on = True
+
+
 def run_sequential(pipelines: list, args) -> dict:
     seconds = {}
     for p in pipelines:
-        p.enter()
-        for _ in range(args.warmup):
-            p.step()
-        sync(p.device)
-        p.reset()
-        p.clock.on = True
+        warm_up(p, args.warmup)
         start = time.perf_counter()
         for _ in range(args.steps):
             p.step()
@@ -378,12 +357,7 @@ def run_sequential(pipelines: list, args) -> dict:
 
 def run_interleaved(pipelines: list, args) -> dict:
     for p in pipelines:
-        p.enter()
-        for _ in range(args.warmup):
-            p.step()
-        sync(p.device)
-        p.reset()
-        p.clock.on = True
+        warm_up(p, args.warmup)
     seconds = {p.name: 0.0 for p in pipelines}
     for _ in range(args.steps):
         for p in pipelines:

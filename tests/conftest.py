@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 import pytest
@@ -33,3 +34,11 @@ def tiny_config():
         return compose_config([*network, *RUNNER, *extra])
 
     return make
+
+
+def load_script(name: str):
+    """A script of scripts/ imported as a module (scripts/ is not a package)."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

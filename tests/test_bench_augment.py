@@ -1,21 +1,11 @@
 """scripts/bench_augment.py runs end to end with tiny settings and returns its summary."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_augment.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_augment", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_bench_augment_tiny(capsys):
-    bench = load_script()
+    bench = load_script("bench_augment")
     result = bench.main(["--n", "32", "--batch-size", "8", "--batches", "2", "--warmup", "1", "--workers", "0", "--threads", "1"])
     pipelines = {r["pipeline"]: r for r in result["results"]}
     assert len(result["results"]) == 2

@@ -1,23 +1,13 @@
 """scripts/bench_cc_step.py runs end to end with tiny settings; both pipelines train the same model."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import torch
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_cc_step.py"
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location("bench_cc_step", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from conftest import load_script
 
 
 def test_bench_cc_step_tiny(capsys):
-    bench = load_script()
+    bench = load_script("bench_cc_step")
     result = bench.main(["--backbone", "small_cnn", "--batch-size", "8", "--warmup", "1", "--steps", "2",
                          "--workers", "0", "--threads", "1"])
     rows = {r["pipeline"]: r for r in result["results"]}
@@ -39,7 +29,7 @@ def test_bench_cc_step_tiny(capsys):
 
 
 def test_bench_cc_step_sequential():
-    bench = load_script()
+    bench = load_script("bench_cc_step")
     result = bench.main(["--backbone", "small_cnn", "--batch-size", "8", "--warmup", "1", "--steps", "2",
                          "--workers", "0", "--threads", "1", "--schedule", "sequential", "--order", "ours-first",
                          "--optim-repeats", "0"])
@@ -48,7 +38,7 @@ def test_bench_cc_step_sequential():
 
 
 def test_both_pipelines_build_the_same_model():
-    bench = load_script()
+    bench = load_script("bench_cc_step")
     cfg = bench.compose_cc("small_cnn")
     info = bench.DataInfo(dims=(3072,), n_clusters=10, n_samples=16, image_shape=(3, 32, 32))
     ours = bench.build_model(cfg, info, 0)
