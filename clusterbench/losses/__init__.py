@@ -10,6 +10,20 @@ from .information import (
     shuffle_pairs,
     softmax_kl_term,
 )
+from .dcsm import (
+    DCSM_TABLE2,
+    cluster_entropy_loss,
+    cluster_standard_weights,
+    dcsm_objective,
+    dt_loss,
+    ft_loss,
+    jsd_mi_loss,
+    label_features,
+    local_mi_jsd,
+    mi_pair_masks,
+    similarity_targets,
+    threshold_similarity_targets,
+)
 
 __all__ = [
     "bootstrap_loss",
@@ -24,4 +38,16 @@ __all__ = [
     "jsd_mine_term",
     "shuffle_pairs",
     "softmax_kl_term",
+    "DCSM_TABLE2",
+    "label_features",
+    "similarity_targets",
+    "threshold_similarity_targets",
+    "dt_loss",
+    "cluster_standard_weights",
+    "ft_loss",
+    "mi_pair_masks",
+    "jsd_mi_loss",
+    "local_mi_jsd",
+    "cluster_entropy_loss",
+    "dcsm_objective",
 ]
