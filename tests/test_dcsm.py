@@ -1,0 +1,129 @@
+"""DCSM as a method (model=dcsm): the per-batch k-means targets, the 1x1-conv discriminator's
+pairwise scores, one training step, the DCSM-oc override, and 2-epoch runs on scikit-learn's
+digits through clusterbench.train.run."""
+from __future__ import annotations
+
+import csv
+import math
+
+import pytest
+import torch
+
+from clusterbench.engine.loop import build_method
+from clusterbench.errors import ConfigError
+from clusterbench.methods.base import DataInfo
+from clusterbench.methods.dcsm import DCSM, TERMS, DCSMObjective, PairDiscriminator, batch_kmeans
+from clusterbench.train import run
+from conftest import RUNNER, compose_config
+
+TINY = ["model=dcsm", "dataset=digits", "backbone.widths=[8,16]", "backbone.out_dim=32", "model.discriminator_hidden_dim=16"]
+LOGGED = (*TERMS, "mi")
+
+
+def _config(*extra: str):
+    return compose_config([*TINY, *RUNNER, *extra])
+
+
+def _method(*extra: str) -> DCSM:
+    cfg = _config(*extra)
+    info = DataInfo(dims=(64,), n_clusters=10, n_samples=100, image_shape=(1, 8, 8))
+    return build_method(cfg, info)
+
+
+class _Ctx:
+    epoch, step, device = 0, 0, torch.device("cpu")
+
+    def optimize(self, group, loss):  # pragma: no cover - DCSM takes no extra steps
+        raise AssertionError
+
+
+def test_kmeans_targets_put_same_cluster_pairs_at_one():
+    torch.manual_seed(0)
+    centers = torch.eye(3) * 10
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 2, 0, 1])
+    x = centers[labels] + 0.1 * torch.randn(9, 3)
+    assign = batch_kmeans(x, 3, iters=5)
+    # the k-means partition is the true one (up to the names of the clusters)
+    same_true = labels[:, None] == labels[None, :]
+    same_km = assign[:, None] == assign[None, :]
+    assert torch.equal(same_true, same_km)
+    from clusterbench.losses.dcsm import similarity_targets
+
+    r = similarity_targets(assign)
+    assert torch.equal(r.bool(), same_true) and bool((r.diagonal() == 1).all())
+    # more clusters than samples: one cluster per sample at most
+    assert batch_kmeans(x[:2], 10).unique().numel() == 2
+
+
+def test_discriminator_pairwise_scores_shape_and_diagonal():
+    torch.manual_seed(0)
+    disc = PairDiscriminator(5, 7, hidden_dim=6)
+    z, fmap, fmap2 = torch.randn(4, 5), torch.randn(4, 7, 3, 2), torch.randn(4, 5, 3, 2)
+    scores = disc.pairwise(z, fmap)
+    assert scores.shape == (4, 4, 3, 2)
+    # the pairwise scores are the 1x1 conv on the concatenation [z_i ; C_j(a, b)]
+    for j in range(4):
+        assert torch.allclose(scores[:, j], disc(z, fmap[j : j + 1].expand(4, -1, -1, -1)), atol=1e-5)
+    local = disc.pairwise(fmap2, fmap)  # local-local at matching locations
+    assert local.shape == (4, 4, 3, 2)
+    assert torch.allclose(local.diagonal(dim1=0, dim2=1).permute(2, 0, 1), disc(fmap2, fmap), atol=1e-5)
+
+
+def test_training_step_terms_are_finite_and_reach_every_block():
+    torch.manual_seed(0)
+    method = _method()
+    x = torch.rand(16, 1, 8, 8)
+    # encode's global feature is the backbone's own output
+    method.eval()
+    assert torch.allclose(method.encode(x)[1], method.backbone(x), atol=1e-6)
+    method.train()
+    out = method.training_step([x, x.flip(-1)], torch.arange(16), _Ctx())
+    assert set(LOGGED) <= set(out) and torch.isfinite(out["loss"])
+    assert all(torch.isfinite(out[k]) for k in LOGGED)
+    assert out["lmi"] > 0 and out["lmic"] > 0
+    out["loss"].backward()
+    for block in (method.c_block, method.ir_block, method.global_disc, method.local_disc, method.backbone):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in block.parameters())
+    method.eval()
+    with torch.no_grad():
+        l = method.predict([x], torch.arange(16))
+        z = method.embed([x], torch.arange(16))
+    assert l.shape == (16, 10) and z.shape == (16, 30)
+    assert torch.allclose(l.norm(dim=1), torch.ones(16), atol=1e-5) and bool((l >= 0).all() and (l <= 1).all())
+
+
+def test_dcsm_oc_override_drops_the_mi_terms():
+    torch.manual_seed(0)
+    oc = ("loss.weights.lmi=0", "loss.weights.lmit=0", "loss.weights.lmic=0")
+    method = _method(*oc)
+    x = torch.rand(16, 1, 8, 8)
+    out = method.training_step([x, x], torch.arange(16), _Ctx())
+    assert all(out[k].item() == 0 for k in ("lmi", "lmit", "lmic", "mi"))
+    assert math.isclose(out["loss"].item(), (out["dt"] + out["ft"] + out["e"]).item(), rel_tol=1e-6)
+    out["loss"].backward()
+    assert all(p.grad is None for p in method.global_disc.parameters())
+
+
+def test_objective_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"loss.weights.mii"):
+        DCSMObjective(weights={"mii": 1.0})
+    with pytest.raises(ConfigError, match=r"loss.targets='dac'"):
+        DCSMObjective(targets="dac")
+    with pytest.raises(ConfigError, match=r"loss.ft_threshold=1.5"):
+        DCSMObjective(ft_threshold=1.5)
+
+
+@pytest.mark.parametrize("variant", ["dcsm", "dcsm_oc"])
+def test_two_epoch_run_on_digits(variant, tmp_path):
+    extra = ("loss.weights.lmi=0", "loss.weights.lmit=0", "loss.weights.lmic=0") if variant == "dcsm_oc" else ()
+    results = run(_config(*extra), tmp_path)
+    assert results["status"] == "finished" and results["epochs"] == 2
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2]
+    for r in rows:
+        assert all(r.get(k, "") != "" and math.isfinite(float(r[k])) for k in ("loss", *LOGGED))
+        if variant == "dcsm_oc":
+            assert float(r["mi"]) == 0 and float(r["lmi"]) == 0
+        else:
+            assert float(r["lmi"]) > 0 and float(r["lmit"]) > 0 and float(r["lmic"]) > 0
+    assert 0 < results["metrics"]["acc"] <= 1
