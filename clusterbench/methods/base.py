@@ -39,6 +39,18 @@ from typing import Protocol
 import torch
 from torch import nn
 
+from clusterbench.errors import ConfigError
+
+
+def term_weights(weights: dict[str, float] | None, terms: tuple[str, ...], what: str = "") -> dict[str, float]:
+    """`loss.weights` of a method's named loss terms: every term's multiplier (1 unless given);
+    an unknown name is a one-line ConfigError (`what` names the method, e.g. "SDCIB ")."""
+    weights = dict(weights or {})
+    unknown = set(weights) - set(terms)
+    if unknown:
+        raise ConfigError(f"loss.weights.{sorted(unknown)[0]}: unknown {what}term (terms: {', '.join(terms)})")
+    return {name: float(weights.get(name, 1.0)) for name in terms}
+
 
 @dataclass(frozen=True)
 class DataInfo:

@@ -17,7 +17,7 @@ from torch import nn
 
 from clusterbench.errors import ConfigError
 from clusterbench.losses import cluster_contrastive_loss, instance_contrastive_loss
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
 
 TERMS = ("instance", "cluster")
 
@@ -38,15 +38,12 @@ class CCObjective:
         entropy_weight: float = 1.0,
         entropy: Literal["paper", "official"] = "paper",
     ) -> None:
-        unknown = set(weights) - set(TERMS)
-        if unknown:
-            raise ConfigError(f"loss.weights.{sorted(unknown)[0]}: unknown term (terms: {', '.join(TERMS)})")
+        self.weights = term_weights(weights, TERMS)
         if entropy not in ("paper", "official"):
             raise ConfigError(f"loss.entropy={entropy!r}: expected paper or official")
         for key, value in (("instance_temperature", instance_temperature), ("cluster_temperature", cluster_temperature)):
             if value <= 0:
                 raise ConfigError(f"loss.{key}={value}: must be positive")
-        self.weights = {name: float(weights.get(name, 1.0)) for name in TERMS}
         self.instance_temperature = float(instance_temperature)
         self.cluster_temperature = float(cluster_temperature)
         self.entropy_weight = float(entropy_weight)

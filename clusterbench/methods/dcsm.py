@@ -45,7 +45,7 @@ from clusterbench.losses.dcsm import (
     similarity_targets,
     threshold_similarity_targets,
 )
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
 from clusterbench.methods.cc import build_backbone, check_views, mlp_head
 
 TERMS = ("dt", "ft", "lmi", "lmit", "lmic", "e")
@@ -154,11 +154,8 @@ class DCSMObjective:
         ft_reduction: Literal["mean", "sum"] = "mean",
         entropy_normalize: bool = True,
     ) -> None:
-        weights = dict(weights or {})
-        unknown = set(weights) - set(TERMS)
-        if unknown:
-            raise ConfigError(f"loss.weights.{sorted(unknown)[0]}: unknown term (terms: {', '.join(TERMS)})")
-        for key, value in weights.items():
+        self.weights = term_weights(weights, TERMS)
+        for key, value in self.weights.items():
             if float(value) < 0:
                 raise ConfigError(f"loss.weights.{key}={value}: must be >= 0")
         if targets not in ("kmeans", "threshold"):
@@ -173,7 +170,6 @@ class DCSMObjective:
                 raise ConfigError(f"loss.{key}={value!r}: expected mean or sum")
         if kmeans_iters < 0:
             raise ConfigError(f"loss.kmeans_iters={kmeans_iters}: must be >= 0")
-        self.weights = {name: float(weights.get(name, 1.0)) for name in TERMS}
         self.eps, self.lam = float(eps), float(lam)
         self.alpha, self.beta, self.delta = float(alpha), float(beta), float(delta)
         self.ft_threshold = float(ft_threshold)

@@ -21,7 +21,7 @@ from torch import nn
 
 from clusterbench.errors import ConfigError
 from clusterbench.losses import bootstrap_loss, cluster_contrastive_loss
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
 from clusterbench.methods.cc import build_backbone, check_views, mlp_head
 
 TERMS = ("instance", "cluster")
@@ -43,12 +43,9 @@ class HTCNObjective:
         entropy_weight: float = 1.0,
         symmetric: bool = False,
     ) -> None:
-        unknown = set(weights) - set(TERMS)
-        if unknown:
-            raise ConfigError(f"loss.weights.{sorted(unknown)[0]}: unknown term (terms: {', '.join(TERMS)})")
+        self.weights = term_weights(weights, TERMS)
         if cluster_temperature <= 0:
             raise ConfigError(f"loss.cluster_temperature={cluster_temperature}: must be positive")
-        self.weights = {name: float(weights.get(name, 1.0)) for name in TERMS}
         self.cluster_temperature = float(cluster_temperature)
         self.entropy_weight = float(entropy_weight)
         self.symmetric = bool(symmetric)

@@ -35,7 +35,7 @@ from clusterbench.errors import ConfigError
 from clusterbench.losses.contrastive import pairwise_nt_xent
 from clusterbench.losses.entropy import entropy
 from clusterbench.losses.information import gaussian_kl_to_standard_normal, jsd_mine_term, mine_lower_bound, softmax_kl_term
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
 from clusterbench.metrics import hungarian_match
 from clusterbench.nn.mlp import BatchedMLP, EnsembleLinear, GaussianLayerOutput
 
@@ -53,10 +53,7 @@ class SDCIBObjective:
         cluster_temperature: float = 0.1,
         cluster_entropy_weight: float = 0.0,
     ) -> None:
-        unknown = set(weights) - set(TERMS)
-        if unknown:
-            raise ConfigError(f"loss.weights.{sorted(unknown)[0]}: unknown SDCIB term (terms: {', '.join(TERMS)})")
-        self.weights = {name: float(weights.get(name, 1.0)) for name in TERMS}
+        self.weights = term_weights(weights, TERMS, "SDCIB ")
         self.layers = layers
         self.instance_temperature = instance_temperature
         self.cluster_temperature = cluster_temperature
