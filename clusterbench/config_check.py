@@ -35,7 +35,7 @@ def check_config(cfg: DictConfig) -> None:
             check_node(node, path)
     for name, node in (OmegaConf.select(cfg, "trainer.optimizers") or {}).items():
         check_node(node, f"trainer.optimizers.{name}")
-    for key in ("max_epochs", "batch_size", "eval_every", "checkpoint_every", "eval_batch_size"):
+    for key in ("max_epochs", "batch_size", "repeats_per_batch", "eval_every", "checkpoint_every", "eval_batch_size"):
         value = OmegaConf.select(cfg, f"trainer.{key}")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"trainer.{key}={value!r}: expected a positive integer")

@@ -189,3 +189,31 @@ def test_embedding_is_saved_with_the_kept_predictions_and_changes_nothing(tiny_c
     kmeans_dir = tmp_path / "kmeans"
     run(tiny_config("model=kmeans", "model.n_init=1"), kmeans_dir)
     assert not (kmeans_dir / "embedding.npz").exists()
+
+
+def test_repeats_per_batch_trains_each_batch_several_times_on_fresh_views(tiny_config, tmp_path, monkeypatch):
+    """trainer.repeats_per_batch=R: R optimiser steps per batch, each on the same samples; the
+    epoch's logged loss is the mean over all R x batches steps."""
+    from clusterbench.engine import inputs as inputs_module
+
+    seen = []
+    original = inputs_module.FeatureInputs.train_batch
+
+    def recording(self, index, generator):
+        seen.append(index.clone())
+        return original(self, index, generator)
+
+    monkeypatch.setattr(inputs_module.FeatureInputs, "train_batch", recording)
+    run(tiny_config("trainer.repeats_per_batch=3", "trainer.max_epochs=1", "trainer.batch_size=500"), tmp_path)
+    # 2000 samples / 500 = 4 batches, 3 repetitions each
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["step"] == 12
+    assert len(seen) == 12
+    for b in range(4):
+        group = seen[3 * b : 3 * b + 3]
+        assert all(torch.equal(group[0], other) for other in group[1:])
+    assert not torch.equal(seen[0], seen[3])
+
+
+def test_repeats_per_batch_must_be_positive(tiny_config, tmp_path):
+    with pytest.raises(ConfigError, match="trainer.repeats_per_batch=0"):
+        run(tiny_config("trainer.repeats_per_batch=0"), tmp_path)

@@ -316,6 +316,7 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     n = info.n_samples
     batch_size = min(int(trainer.batch_size), n)
     n_batches = n // batch_size if trainer.drop_last else math.ceil(n / batch_size)
+    repeats = int(trainer.repeats_per_batch)
     # STL-10's unlabeled split: instance-only steps before each epoch's labelled batches
     n_unlabeled = inputs.n_unlabeled if method.unlabeled_step is not None else 0
     unlabeled_batches = n_unlabeled // batch_size if n_unlabeled else 0
@@ -339,13 +340,15 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
             order = torch.randperm(n, generator=generator).to(hardware.device)
             for b in range(n_batches):
                 index = order[b * batch_size : (b + 1) * batch_size]
-                with hardware.autocast():
-                    terms = step_fn(inputs.train_batch(index, augment_generator), index, ctx)
-                # members are independent: the gradient of the sum is each member's own gradient
-                ctx.optimize("main", terms["loss"].sum())
-                method.on_train_batch_end(ctx)
-                ctx.step += 1
-                _accumulate(sums, terms, scale=1.0 / n_batches)
+                # DCSM trains each batch several times; every repetition draws fresh views
+                for _ in range(repeats):
+                    with hardware.autocast():
+                        terms = step_fn(inputs.train_batch(index, augment_generator), index, ctx)
+                    # members are independent: the gradient of the sum is each member's own gradient
+                    ctx.optimize("main", terms["loss"].sum())
+                    method.on_train_batch_end(ctx)
+                    ctx.step += 1
+                    _accumulate(sums, terms, scale=1.0 / (n_batches * repeats))
             # one host sync per epoch: a (terms + 1) x members table
             names = [*sums, "last_batch_loss"]
             table = torch.stack([*sums.values(), terms["loss"].detach().float().reshape(-1)]).t().tolist()
