@@ -217,3 +217,28 @@ def test_repeats_per_batch_trains_each_batch_several_times_on_fresh_views(tiny_c
 def test_repeats_per_batch_must_be_positive(tiny_config, tmp_path):
     with pytest.raises(ConfigError, match="trainer.repeats_per_batch=0"):
         run(tiny_config("trainer.repeats_per_batch=0"), tmp_path)
+
+
+def test_predict_all_gives_on_epoch_start_every_sample_in_eval_mode(tiny_config, tmp_path, monkeypatch):
+    """ctx.predict_all(fn): fn on every sample's unaugmented view, in order, in eval mode; the
+    method trains again afterwards (what a k-means over the whole set at each epoch needs)."""
+    from clusterbench.methods.sdcib import SDCIB
+
+    calls = []
+
+    def on_epoch_start(self, epoch, ctx):
+        modes = []
+
+        def fn(views, index):
+            modes.append(self.training)
+            return index.float()[:, None]
+
+        out = ctx.predict_all(fn)
+        calls.append((epoch, out, modes, self.training))
+
+    monkeypatch.setattr(SDCIB, "on_epoch_start", on_epoch_start)
+    run(tiny_config("trainer.batch_size=500"), tmp_path)
+    assert [c[0] for c in calls] == [1, 2]
+    for _, out, modes, training_after in calls:
+        assert torch.equal(out[:, 0], torch.arange(2000, dtype=torch.float32))
+        assert modes and not any(modes) and training_after

@@ -145,7 +145,7 @@ def test_official_loss_minimises_the_jsd_term_with_log_n_offsets():
 def test_official_critics_take_100_extra_steps_at_each_epochs_first_batch_and_minimise():
     method = make(variant="official")
     ctx = Recording(method)
-    method.on_epoch_start(1)
+    method.on_epoch_start(1, ctx)
     method.training_step(batch(), torch.arange(40), ctx)
     assert ctx.calls == ["critic"] * 101
     method.training_step(batch(), torch.arange(40), ctx)
@@ -153,7 +153,7 @@ def test_official_critics_take_100_extra_steps_at_each_epochs_first_batch_and_mi
     # the critics minimise the JSD term: their loss is +I, which goes down
     assert ctx.values[100] < ctx.values[0]
     paper = make()
-    paper.on_epoch_start(1)
+    paper.on_epoch_start(1, ctx)
     paper_ctx = Recording(paper)
     paper.training_step(batch(), torch.arange(40), paper_ctx)
     assert paper_ctx.calls == ["critic"]

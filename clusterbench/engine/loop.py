@@ -69,6 +69,9 @@ class _StepContext:
         self.device = device
         self.epoch = 0
         self.step = 0
+        # set by the loop: fn over every sample's unaugmented view, in eval mode, concatenated in
+        # sample order; train mode is restored afterwards (PICI's k-means over all samples)
+        self.predict_all = None
 
     def optimize(self, group: str, loss: torch.Tensor) -> None:
         optimizer = self.optimizers[group]
@@ -311,6 +314,12 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         if n_members == 1:
             raise member.error
 
+    def predict_all(fn):
+        outputs = predict_outputs(method, inputs, trainer.eval_batch_size, hardware, fn)
+        method.train()
+        return outputs
+
+    ctx.predict_all = predict_all
     if start_epoch == 0:
         method.on_fit_start(inputs.full())
     n = info.n_samples
@@ -325,7 +334,7 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         for epoch in range(start_epoch + 1, max_epochs + 1):
             method.train()
             ctx.epoch = epoch
-            method.on_epoch_start(epoch)
+            method.on_epoch_start(epoch, ctx)
             sums: dict[str, torch.Tensor] = {}
             if unlabeled_batches:
                 order = torch.randperm(n_unlabeled, generator=generator).to(hardware.device)

@@ -9,6 +9,8 @@ The engine calls:
 - `param_groups()` -> {group name: parameters}; each group gets its own optimiser (SDCIB's
   MINE critics are a second group). Empty for methods that do not train.
 - `on_fit_start(views)` once, with all samples on the training device (k-means fits here).
+- `on_epoch_start(epoch, ctx)` before each epoch's batches; `ctx.predict_all(fn)` there runs
+  `fn(views, index)` over every sample's unaugmented view (eval mode, then train mode again).
 - `training_step(views, index, ctx)` -> dict of named scalar tensors; the key "loss" is
   minimised by the "main" optimiser, the other keys are logged. A method may take extra
   optimiser steps itself through `ctx.optimize(group, loss)` (critic updates, Algorithm 1).
@@ -72,6 +74,8 @@ class StepContext(Protocol):
 
     def optimize(self, group: str, loss: torch.Tensor) -> None: ...
 
+    def predict_all(self, fn) -> torch.Tensor | None: ...
+
 
 class ClusteringMethod(nn.Module):
     # Vectorised sweeps (engine/ensemble.py): a method that accepts `members=G` keeps G
@@ -103,8 +107,9 @@ class ClusteringMethod(nn.Module):
     def on_fit_start(self, views: list[torch.Tensor]) -> None:
         pass
 
-    def on_epoch_start(self, epoch: int) -> None:
-        pass
+    def on_epoch_start(self, epoch: int, ctx: StepContext) -> None:
+        """Before each epoch's batches; `ctx.predict_all(fn)` runs `fn(views, index)` on every
+        sample's unaugmented view in eval mode (e.g. features for a k-means over the whole set)."""
 
     def training_step(self, views: list[torch.Tensor], index: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         raise NotImplementedError

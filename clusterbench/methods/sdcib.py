@@ -183,7 +183,7 @@ class SDCIB(ClusteringMethod):
             "critic": list(self.critics.parameters()),
         }
 
-    def on_epoch_start(self, epoch: int) -> None:
+    def on_epoch_start(self, epoch: int, ctx) -> None:
         self._first_batch = True
 
     def _forward(self, views: list[torch.Tensor]):
