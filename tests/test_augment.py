@@ -16,6 +16,7 @@ from clusterbench.data.augment import (
     GaussianBlur,
     MultiViewAugment,
     Normalize,
+    RandomAffine,
     RandomGrayscale,
     RandomHorizontalFlip,
     RandomResizedCrop,
@@ -28,7 +29,7 @@ from clusterbench.data.augment import (
 )
 
 AUGMENT_DIR = Path(__file__).resolve().parents[1] / "configs" / "augment"
-PIPELINES = {"cc": 2, "pici": 2, "mfavbs": 2, "htcn": 3}
+PIPELINES = {"cc": 2, "pici": 2, "mfavbs": 2, "htcn": 3, "dcsm": 2}
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -56,7 +57,7 @@ def test_to_float_and_shapes():
     assert to_float(y) is y
     with pytest.raises(TypeError):
         to_float(x.to(torch.int32))
-    for op in (RandomResizedCrop(size=5), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4, 0.1),
+    for op in (RandomResizedCrop(size=5), RandomAffine(20, [0.1, 0.1]), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4, 0.1),
                RandomGrayscale(0.5), GaussianBlur(3), RandomSolarize(), Normalize([0.5] * 3, [0.2] * 3)):
         out = op(x, gen())
         assert out.dtype == torch.float32 and out.shape[:2] == x.shape[:2]
@@ -240,10 +241,45 @@ def test_crop_exact_on_a_pixel_aligned_box():
     torch.testing.assert_close(crop(x, gen()), x[:, :, 2:6, 4:8], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("angle, dx, dy, zoom, shape", [
+    (90.0, 0.0, 0.0, 1.0, (8, 8)), (30.0, 0.0, 0.0, 1.0, (8, 8)), (0.0, 2.0, -3.0, 1.0, (8, 8)),
+    (-20.0, 1.0, 2.0, 1.2, (8, 8)), (90.0, 0.0, 0.0, 1.0, (6, 10)), (12.0, -1.0, 1.0, 0.9, (7, 9)),
+])
+def test_affine_matches_torchvision(angle, dx, dy, zoom, shape):
+    """Rotation direction, shift, zoom and black fill as torchvision's affine (bilinear)."""
+    from torchvision.transforms.v2 import functional as TF
+
+    x = to_float(images(3, h=shape[0], w=shape[1]))
+    params = torch.tensor([[angle, dx, dy, zoom]]).expand(3, 4)
+    ours = RandomAffine().apply(x, params)
+    ref = TF.affine(x, angle=angle, translate=[dx, dy], scale=zoom, shear=[0.0, 0.0],
+                    interpolation=TF.InterpolationMode.BILINEAR)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+
+
+def test_affine_parameter_ranges_identity_and_fill():
+    x = images(500, h=10, w=20)
+    params = RandomAffine(degrees=15, translate=[0.1, 0.2], scale=[0.9, 1.1]).parameters(to_float(x), gen())
+    angle, dx, dy, zoom = params.unbind(1)
+    assert angle.abs().max() <= 15 and angle.min() < -13 and angle.max() > 13
+    assert dx.abs().max() <= 2.0 and dx.abs().max() > 1.8  # 0.1 x width 20
+    assert dy.abs().max() <= 2.0 and dy.abs().max() > 1.8  # 0.2 x height 10
+    assert zoom.min() >= 0.9 and zoom.max() <= 1.1
+    assert distinct(angle[:, None]) == 500
+    torch.testing.assert_close(RandomAffine()(x[:4], gen()), to_float(x[:4]), rtol=0, atol=1e-6)
+    # a shift of a whole image width leaves only the fill
+    shifted = RandomAffine(fill=0.25).apply(to_float(x[:2]), torch.tensor([[0.0, 20.0, 0.0, 1.0]] * 2))
+    torch.testing.assert_close(shifted, torch.full_like(shifted, 0.25))
+    with pytest.raises(ValueError, match="translate"):
+        RandomAffine(translate=[1.5, 0.0])
+    with pytest.raises(ValueError, match="degrees"):
+        RandomAffine(degrees=-3)
+
+
 # --------------------------------------------------------------------------- per-sample randomness
 def test_identical_images_get_different_views():
     x = same_image(16)
-    for op in (RandomResizedCrop(), ColorJitter(0.4, 0.4, 0.4, 0.1, p=1.0)):
+    for op in (RandomResizedCrop(), RandomAffine(20, [0.1, 0.1]), ColorJitter(0.4, 0.4, 0.4, 0.1, p=1.0)):
         assert distinct(op(x, gen())) == 16
     view = BatchAugment([RandomResizedCrop(), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
                          RandomGrayscale(0.2)])
@@ -267,7 +303,7 @@ def test_sample_result_does_not_depend_on_batch_mates():
     x = images(6)
     y = x.clone()
     y[3:] = images(3, seed=9)
-    for op in (RandomResizedCrop(size=5), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
+    for op in (RandomResizedCrop(size=5), RandomAffine(20, [0.1, 0.1]), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
                RandomGrayscale(0.5), GaussianBlur(3, p=0.5), RandomSolarize(p=0.5)):
         assert torch.equal(op(x, gen(2))[:3], op(y, gen(2))[:3]), type(op).__name__
 

@@ -231,6 +231,77 @@ class RandomResizedCrop:
         return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
 
+class RandomAffine:
+    """Rotate, shift and (optionally) scale each image by its own random parameters, in one
+    grid_sample call; the output keeps the input's H x W (DCSM's "small perturbations").
+
+    Per sample, as torchvision's RandomAffine: angle ~ U(degrees) (counter-clockwise on screen,
+    about the image centre), shift ~ U(-translate[0] W, translate[0] W) pixels across and
+    U(-translate[1] H, translate[1] H) down, zoom ~ U(scale). Shifts are continuous (sub-pixel),
+    not rounded to whole pixels as in torchvision; pixels from outside the image are ``fill``
+    (torchvision's default 0: black). Bilinear; ``degrees`` may be one number d (U(-d, d)) or a
+    pair [min, max].
+    """
+
+    def __init__(
+        self,
+        degrees: float | Sequence[float] = 0.0,
+        translate: Sequence[float] | None = None,
+        scale: Sequence[float] | None = None,
+        fill: float = 0.0,
+    ) -> None:
+        self.degrees = _pair(degrees, "degrees", 0.0, None)
+        if translate is None:
+            translate = (0.0, 0.0)
+        self.translate = tuple(float(v) for v in _seq(translate, 2, "translate"))
+        if not all(0.0 <= t <= 1.0 for t in self.translate):
+            raise ValueError(f"translate={self.translate}: expected fractions in [0, 1]")
+        self.scale = (1.0, 1.0) if scale is None else tuple(float(v) for v in _seq(scale, 2, "scale"))
+        if not 0 < self.scale[0] <= self.scale[1]:
+            raise ValueError(f"scale={self.scale}: expected 0 < min <= max")
+        self.fill = float(fill)
+
+    def parameters(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Per-sample (angle in degrees, shift right in px, shift down in px, zoom), N x 4."""
+        n, _, height, width = x.shape
+        u = _rand(n, generator, x, 4)
+        angle = self.degrees[0] + (self.degrees[1] - self.degrees[0]) * u[:, 0]
+        dx = (2 * u[:, 1] - 1) * self.translate[0] * width
+        dy = (2 * u[:, 2] - 1) * self.translate[1] * height
+        zoom = self.scale[0] + (self.scale[1] - self.scale[0]) * u[:, 3]
+        return torch.stack((angle, dx, dy, zoom), dim=1)
+
+    def apply(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """The transform with given per-sample parameters (``parameters``' layout)."""
+        _check(x)
+        x = to_float(x)
+        n, _, height, width = x.shape
+        angle, dx, dy, zoom = params.to(x.dtype).unbind(1)
+        theta = torch.deg2rad(angle)
+        cos, sin = torch.cos(theta).view(n, 1, 1), torch.sin(theta).view(n, 1, 1)
+        # output pixel centres in pixels from the image centre (x right, y down)
+        us = (torch.arange(width, dtype=x.dtype, device=x.device) + 0.5 - width / 2).view(1, 1, -1)
+        vs = (torch.arange(height, dtype=x.dtype, device=x.device) + 0.5 - height / 2).view(1, -1, 1)
+        # inverse map: undo the shift, the counter-clockwise (on screen, y down) rotation, the zoom
+        u = us - dx.view(n, 1, 1)
+        v = vs - dy.view(n, 1, 1)
+        src_u = (cos * u + sin * v) / zoom.view(n, 1, 1)
+        src_v = (cos * v - sin * u) / zoom.view(n, 1, 1)
+        # align_corners=False: -1 / +1 are the outer pixel edges
+        grid = torch.stack((2 * src_u / width, 2 * src_v / height), dim=-1)
+        if self.fill == 0.0:
+            return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        # sample a ones channel too: where it falls below 1 the pixel came (partly) from outside
+        ones = torch.ones_like(x[:, :1])
+        out = F.grid_sample(torch.cat((x, ones), dim=1), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        inside = out[:, -1:]
+        return out[:, :-1] + (1 - inside) * self.fill
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        _check(x)
+        return self.apply(x, self.parameters(x, generator))
+
+
 class Resize:
     """Deterministic bilinear resize to ``size`` (antialiased when shrinking); None: identity."""
 
