@@ -17,7 +17,7 @@ from clusterbench.nn import backbones
 from clusterbench.nn.backbones import VGG, ResNet, SmallCNN
 from conftest import CONFIG_DIR
 
-BACKBONE_CONFIGS = ["resnet18", "resnet34", "resnet50", "small_cnn", "vgg16"]
+BACKBONE_CONFIGS = ["resnet18", "resnet34", "resnet50", "small_cnn", "vgg16", "vgg_small"]
 
 
 def _features(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -90,6 +90,14 @@ def test_vgg_shapes(channels):
     assert _features(model, torch.randn(2, channels, 28, 28)).shape == (2, 512)
 
 
+def test_vgg_width_scales_every_stage():
+    small = VGG(depth=11, width=16, in_channels=1)
+    convs = [m.out_channels for m in small.features if isinstance(m, torch.nn.Conv2d)]
+    full = [m.out_channels for m in VGG(depth=11).features if isinstance(m, torch.nn.Conv2d)]
+    assert convs == [c // 4 for c in full] == [16, 32, 64, 64, 128, 128, 128, 128]
+    assert small.out_dim == 128 and _features(small, torch.randn(2, 1, 28, 28)).shape == (2, 128)
+
+
 def test_vgg_without_batch_norm():
     model = VGG(depth=11, batch_norm=False, in_channels=3)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
@@ -106,6 +114,8 @@ def test_vgg_without_batch_norm():
         (lambda: ResNet(weights="IMAGENET1K_V1", stem="imagenet", in_channels=1), r"needs backbone\.stem=imagenet and 3 input channels"),
         (lambda: ResNet(weights="IMAGENET1K_V1", stem="cifar"), r"needs backbone\.stem=imagenet"),
         (lambda: VGG(weights="IMAGENET1K_V1", in_channels=1), r"needs 3 input channels"),
+        (lambda: VGG(weights="IMAGENET1K_V1", width=16), r"needs backbone\.width=64 \(got 16\)"),
+        (lambda: VGG(width=0), r"backbone\.width=0: expected a positive integer"),
         (lambda: ResNet(weights="NOPE", stem="imagenet"), r"backbone\.weights='NOPE': no such weights for resnet18"),
     ],
 )

@@ -186,19 +186,30 @@ class VGG(nn.Module):
     pooled to 1 x 1: ``N x C x H x W -> N x 512``. torchvision's 7 x 7 pool and 4096-wide
     classifier are dropped (they assume 224 px). The five max-pools round up (ceil_mode), so
     odd sizes such as 28 px reach 1 x 1 instead of 0 x 0; for even sizes (32, 224) this is the
-    same as torchvision."""
+    same as torchvision.
 
-    def __init__(self, depth: int = 16, batch_norm: bool = True, in_channels: int = 3, weights: str | None = None) -> None:
+    ``width`` is the first stage's channels (torchvision: 64); every stage scales with it, so
+    ``width=16`` is a VGG a quarter as wide (1/16 of the FLOPs) for 28-96 px images on a CPU,
+    with ``out_dim = 8 * width``. Pretrained weights need ``width=64``."""
+
+    def __init__(
+        self, depth: int = 16, batch_norm: bool = True, in_channels: int = 3, weights: str | None = None, width: int = 64
+    ) -> None:
         super().__init__()
         if depth not in _VGGS or isinstance(depth, bool):
             raise ConfigError(f"backbone.depth={depth!r}: expected one of 11, 13, 16, 19")
         _check_in_channels(in_channels)
+        if not isinstance(width, int) or isinstance(width, bool) or width < 1:
+            raise ConfigError(f"backbone.width={width!r}: expected a positive integer (torchvision's VGG: 64)")
         if weights is not None and in_channels != 3:
             raise ConfigError(f"backbone.weights={weights!r} needs 3 input channels (got in_channels={in_channels}): the pretrained first conv is RGB")
+        if weights is not None and width != 64:
+            raise ConfigError(f"backbone.weights={weights!r} needs backbone.width=64 (got {width}): the pretrained layers have torchvision's widths")
         name = f"vgg{depth}" + ("_bn" if batch_norm else "")
         # torchvision's own layer list for vgg{depth}(_bn), without building its 120M-parameter
         # classifier; initialised as torchvision's VGG does (BatchNorm keeps its 1/0 default)
-        features = tv_vgg.make_layers(tv_vgg.cfgs[_VGGS[depth]], batch_norm=batch_norm)
+        layout = [v if v == "M" else v * width // 64 for v in tv_vgg.cfgs[_VGGS[depth]]]
+        features = tv_vgg.make_layers(layout, batch_norm=batch_norm)
         for m in features:
             if isinstance(m, nn.Conv2d):
                 _conv_init(m)
@@ -207,14 +218,14 @@ class VGG(nn.Module):
             # only the conv part is used (IMAGENET1K_FEATURES weights carry no trained classifier)
             features.load_state_dict({k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")})
         if in_channels != 3:
-            features[0] = nn.Conv2d(in_channels, 64, kernel_size=3, padding=1)
+            features[0] = nn.Conv2d(in_channels, width, kernel_size=3, padding=1)
             _conv_init(features[0])
         for m in features:
             if isinstance(m, nn.MaxPool2d):
                 m.ceil_mode = True
         self.features = features
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.out_dim = 512
+        self.out_dim = 8 * width
         self.depth = depth
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
