@@ -8,8 +8,9 @@ import math
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
-from clusterbench.engine.loop import build_method
+from clusterbench.engine.loop import build, build_method
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.dcsm import DCSM, TERMS, DCSMObjective, PairDiscriminator, batch_kmeans
@@ -127,3 +128,82 @@ def test_two_epoch_run_on_digits(variant, tmp_path):
         else:
             assert float(r["lmi"]) > 0 and float(r["lmit"]) > 0 and float(r["lmic"]) > 0
     assert 0 < results["metrics"]["acc"] <= 1
+
+
+# --------------------------------------------------------------------------- feature map, k-means scope
+def test_map_after_pool_takes_the_intermediate_map_and_keeps_the_global_feature():
+    torch.manual_seed(0)
+    cfg = compose_config(["+experiment=dcsm_mnist", "backbone.width=4", "model.discriminator_hidden_dim=8"])
+    info = DataInfo(dims=(784,), n_clusters=10, n_samples=8, image_shape=(1, 28, 28))
+    method = build_method(cfg, info).eval()
+    x = torch.rand(8, 1, 28, 28)
+    fmap, h = method.encode(x)
+    # VGG-11's third pool: 28 -> 14 -> 7 -> 4 (ceil), 4 x width 4 = 16 channels
+    assert fmap.shape == (8, 16, 4, 4) and method.map_dim == 16
+    assert torch.allclose(h, method.backbone(x), atol=1e-6)  # the global feature is unchanged
+    with pytest.raises(ConfigError, match=r"model.map_after_pool=9: expected null or 1..5"):
+        build_method(OmegaConf.merge(cfg, {"model": {"map_after_pool": 9}}), info)
+
+
+def test_dataset_kmeans_scope_clusters_all_samples_each_epoch_and_batches_read_them():
+    torch.manual_seed(0)
+    method = _method("loss.kmeans_scope=dataset")
+    images = torch.rand(100, 1, 8, 8)
+
+    class Ctx(_Ctx):
+        def predict_all(self, fn):
+            with torch.no_grad():
+                return fn([images], torch.arange(100))
+
+    method.on_epoch_start(1, Ctx())
+    clusters = method.dataset_clusters.clone()
+    with torch.no_grad():
+        expected = batch_kmeans(method.predict([images], torch.arange(100)), 10, method.objective.kmeans_iters)
+    assert torch.equal(clusters, expected) and clusters.unique().numel() > 1
+    index = torch.tensor([5, 17, 42, 99])
+    assert torch.equal(method.cluster_targets(torch.rand(4, 10), index), clusters[index])
+    # saved with the model, so a resumed run reads the same targets
+    assert torch.equal(method.state_dict()["dataset_clusters"], clusters)
+    with pytest.raises(ConfigError, match=r"loss.kmeans_scope='epoch'"):
+        DCSMObjective(kmeans_scope="epoch")
+
+
+def test_dataset_kmeans_scope_trains_through_the_engine(tmp_path):
+    results = run(_config("loss.kmeans_scope=dataset", "trainer.max_epochs=1"), tmp_path)
+    assert results["status"] == "finished"
+
+
+# --------------------------------------------------------------------------- presets
+DCSM_PRESETS = {
+    # preset: (dataset, backbone depth, width, repetitions, (alpha, beta, delta), input side)
+    "dcsm_mnist": ("mnist", 11, 16, 4, (0.2, 1.0, 0.1), 28),
+    "dcsm_cifar10": ("cifar10", 16, 64, 8, (0.1, 0.5, 0.2), 32),
+    "dcsm_stl10": ("stl10", 16, 64, 8, (0.1, 1.0, 0.1), 96),
+    "dcsm_imagenet10": ("imagenet10", 16, 64, 8, (0.3, 1.0, 0.3), 128),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(DCSM_PRESETS))
+def test_dcsm_presets_have_the_papers_settings_and_take_a_step(preset):
+    from clusterbench.losses.dcsm import DCSM_TABLE2
+
+    dataset, depth, width, repeats, coefficients, side = DCSM_PRESETS[preset]
+    cfg = compose_config([f"+experiment={preset}"])
+    assert cfg.dataset.name == dataset and cfg.model._target_.endswith("DCSM")
+    assert cfg.backbone._target_.endswith("VGG") and cfg.backbone.depth == depth and cfg.backbone.batch_norm
+    assert cfg.backbone.get("width", 64) == width
+    assert cfg.trainer.batch_size == 32 and cfg.trainer.optimizer.lr == 1e-3 and cfg.trainer.repeats_per_batch == repeats
+    assert (cfg.loss.alpha, cfg.loss.beta, cfg.loss.delta) == coefficients
+    assert tuple(DCSM_TABLE2[dataset]) == coefficients
+    if dataset == "imagenet10":
+        assert cfg.dataset.image_size == side
+    # one step at the preset's input side (the real data are not here), narrowed for speed
+    channels = 1 if dataset == "mnist" else 3
+    small = OmegaConf.merge(cfg, {"backbone": {"width": 4}, "model": {"discriminator_hidden_dim": 8}})
+    info = DataInfo(dims=(channels * side * side,), n_clusters=10, n_samples=4, image_shape=(channels, side, side))
+    method = build_method(small, info)
+    augment = build(small.augment)
+    views = augment(torch.randint(0, 256, (4, channels, side, side), dtype=torch.uint8), torch.Generator().manual_seed(0))
+    out = method.training_step(views, torch.arange(4), _Ctx())
+    assert torch.isfinite(out["loss"])
+    assert method.encode(views[0])[0].shape[-1] == math.ceil(side / 8)  # the map after the third pool

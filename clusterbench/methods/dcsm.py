@@ -130,6 +130,9 @@ class DCSMObjective:
     - `targets`: "kmeans" (the paper's Eq. 2, k-means on the original view's label features
       every batch, `kmeans_iters` iterations) or "threshold" (the DAC / DCCM baseline of Table
       4: ``l_i . l_j >= target_threshold``, on the original view).
+    - `kmeans_scope`: "batch" (k-means on each batch's original view, every step) or "dataset"
+      (k-means on every sample's unaugmented label features at the start of each epoch; a
+      batch reads its samples' clusters). Also the MI pairs' clusters with `mi_pairs=kmeans`.
     - `mi_pairs`: "kmeans" (positives = same k-means cluster, the recommended reading) or
       "predicted" (same argmax of the original view's label features).
     - `ft_threshold`: Eq. 4's threshold on the L2-normalised label features (0.99).
@@ -149,6 +152,7 @@ class DCSMObjective:
         targets: Literal["kmeans", "threshold"] = "kmeans",
         target_threshold: float = 0.95,
         kmeans_iters: int = 10,
+        kmeans_scope: Literal["batch", "dataset"] = "batch",
         mi_pairs: Literal["kmeans", "predicted"] = "kmeans",
         dt_reduction: Literal["mean", "sum"] = "mean",
         ft_reduction: Literal["mean", "sum"] = "mean",
@@ -160,6 +164,8 @@ class DCSMObjective:
                 raise ConfigError(f"loss.weights.{key}={value}: must be >= 0")
         if targets not in ("kmeans", "threshold"):
             raise ConfigError(f"loss.targets={targets!r}: expected kmeans or threshold")
+        if kmeans_scope not in ("batch", "dataset"):
+            raise ConfigError(f"loss.kmeans_scope={kmeans_scope!r}: expected batch or dataset")
         if mi_pairs not in ("kmeans", "predicted"):
             raise ConfigError(f"loss.mi_pairs={mi_pairs!r}: expected kmeans or predicted")
         for key, value in (("ft_threshold", ft_threshold), ("target_threshold", target_threshold)):
@@ -176,6 +182,7 @@ class DCSMObjective:
         self.targets = targets
         self.target_threshold = float(target_threshold)
         self.kmeans_iters = int(kmeans_iters)
+        self.kmeans_scope = kmeans_scope
         self.mi_pairs = mi_pairs
         self.dt_reduction, self.ft_reduction = dt_reduction, ft_reduction
         self.entropy_normalize = bool(entropy_normalize)
@@ -218,6 +225,7 @@ class DCSM(ClusteringMethod):
         head_hidden_dim: int | None = None,
         discriminator_hidden_dim: int = 64,
         kmeans_clusters: int | None = None,
+        map_after_pool: int | None = None,
     ) -> None:
         super().__init__()
         if not isinstance(loss, DCSMObjective):
@@ -225,9 +233,17 @@ class DCSM(ClusteringMethod):
         self.objective = loss
         self.backbone = build_backbone(backbone, data_info, "dcsm")
         features = getattr(self.backbone, "features", None)
-        if not isinstance(features, nn.Module):
-            raise ConfigError("model=dcsm needs the feature map: use backbone=small_cnn | vgg16 | vgg_small (a module with .features)")
-        convs = [m for m in features.modules() if isinstance(m, nn.Conv2d)]
+        if not isinstance(features, nn.Sequential):
+            raise ConfigError("model=dcsm needs the feature map: use backbone=small_cnn | vgg16 | vgg_small (an nn.Sequential .features)")
+        # C for the local MI: the map after the k-th pooling layer (DIM reads an intermediate
+        # map; a VGG's last map is 1x1 at 28-32 px), or the last conv stage's output (null)
+        self.map_cut = len(features)
+        if map_after_pool is not None:
+            pools = [i for i, m in enumerate(features) if "Pool" in type(m).__name__]
+            if not isinstance(map_after_pool, int) or isinstance(map_after_pool, bool) or not 1 <= map_after_pool <= len(pools):
+                raise ConfigError(f"model.map_after_pool={map_after_pool!r}: expected null or 1..{len(pools)} (the backbone's pooling layers)")
+            self.map_cut = pools[map_after_pool - 1] + 1
+        convs = [m for m in features[: self.map_cut].modules() if isinstance(m, nn.Conv2d)]
         self.map_dim = convs[-1].out_channels
         width = self.backbone.out_dim
         hidden = head_hidden_dim or width
@@ -236,14 +252,19 @@ class DCSM(ClusteringMethod):
         self.c_block = mlp_head(width, hidden, data_info.n_clusters)  # logits -> label features (Eq. 3)
         self.ir_block = mlp_head(width, hidden, instance_dim)
         self.global_disc = PairDiscriminator(instance_dim, self.map_dim, discriminator_hidden_dim)
+        # kmeans_scope=dataset: every sample's cluster, refreshed at each epoch's start (saved in
+        # checkpoints, so a resumed run reads the same targets)
+        self.register_buffer("dataset_clusters", torch.zeros(data_info.n_samples, dtype=torch.long))
         self.local_disc = PairDiscriminator(self.map_dim, self.map_dim, discriminator_hidden_dim)
 
     # ------------------------------------------------------------------ forward parts
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(feature map C: N x map_dim x h x w, global feature: N x out_dim); the global feature
         equals backbone(x) for SmallCNN and VGG (pooling, then SmallCNN's projection)."""
-        fmap = self.backbone.features(x)
-        h = torch.flatten(self.backbone.avgpool(fmap), 1)
+        features = self.backbone.features
+        fmap = features[: self.map_cut](x)
+        rest = features[self.map_cut :](fmap) if self.map_cut < len(features) else fmap
+        h = torch.flatten(self.backbone.avgpool(rest), 1)
         head = getattr(self.backbone, "head", None)
         if head is not None:
             h = head(h)
@@ -252,9 +273,17 @@ class DCSM(ClusteringMethod):
     def label_features(self, h: torch.Tensor) -> torch.Tensor:
         return label_features(self.c_block(h))
 
-    def cluster_targets(self, l_orig: torch.Tensor) -> torch.Tensor:
-        """k-means assignments of the original view's label features (recomputed every batch)."""
+    def cluster_targets(self, l_orig: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The batch's k-means clusters: of the original view's label features, recomputed every
+        batch (kmeans_scope=batch), or read from the epoch's k-means over all samples (dataset)."""
+        if self.objective.kmeans_scope == "dataset":
+            return self.dataset_clusters[index]
         return batch_kmeans(l_orig, self.kmeans_clusters, self.objective.kmeans_iters)
+
+    def on_epoch_start(self, epoch: int, ctx: StepContext) -> None:
+        if self.objective.kmeans_scope == "dataset":
+            features = ctx.predict_all(self.predict)
+            self.dataset_clusters.copy_(batch_kmeans(features, self.kmeans_clusters, self.objective.kmeans_iters))
 
     # ------------------------------------------------------------------ engine contract
     def training_step(self, views: list[torch.Tensor], index: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
@@ -264,7 +293,7 @@ class DCSM(ClusteringMethod):
         ct_map, ht = self.encode(views[1])  # transformed
         l, lt = self.label_features(h), self.label_features(ht)
 
-        assign = self.cluster_targets(l)
+        assign = self.cluster_targets(l, index)
         terms: dict[str, torch.Tensor | None] = dict.fromkeys(TERMS)
         if obj.uses("dt"):
             if obj.targets == "kmeans":
