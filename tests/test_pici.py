@@ -129,3 +129,20 @@ def test_presets_compose(name):
     if "official" in name:
         assert cfg.model.variant == "official" and len(cfg.augment.views) == 2
         assert cfg.augment.views[0] == cfg.augment.views[1]  # both strong
+
+
+def test_official_boosting_keeps_its_first_pseudo_labels_and_matches_per_batch():
+    model = _pici(variant="official", stage_epochs=[0, 0, 2], max_epochs=2)
+    x = torch.randn(8, 1, 16, 16)
+    ctx = _Ctx(model, x)
+    model.on_epoch_start(1, ctx)
+    first = model.cli_targets.clone()
+    terms = model.training_step([x, x], torch.arange(8), ctx)
+    assert terms["cli"].item() > 0 and terms["pisd"].item() == 0
+    # softmax applied twice: the term is bounded by log K (uniform logits in [0, 1])
+    assert terms["cli"].item() <= math.log(3) + 1e-6
+    model.cli_targets.fill_(0)
+    model.cli_targets[:4] = 1
+    kept = model.cli_targets.clone()
+    model.on_epoch_start(2, ctx)  # computed once, at the start of boosting: not recomputed
+    assert torch.equal(model.cli_targets, kept) and first.shape == kept.shape
