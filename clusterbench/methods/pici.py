@@ -30,10 +30,9 @@ from sklearn.cluster import KMeans
 from torch import nn
 
 from clusterbench.errors import ConfigError
-from clusterbench.losses.contrastive import cluster_contrastive_loss, instance_contrastive_loss
 from clusterbench.losses.pici import cli_loss, masked_patch_mse, match_pseudo_labels, pisd_loss
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
-from clusterbench.methods.cc import check_views, mlp_head
+from clusterbench.methods.cc import CCObjective, check_views, mlp_head
 from clusterbench.nn.vit import MAEDecoder, MAEEncoder, patchify
 from clusterbench.nn.vit import vit_size as vit_size_of
 
@@ -54,18 +53,15 @@ class PICIObjective:
         entropy_weight: float = 1.0,
     ) -> None:
         self.weights = term_weights(weights, TERMS, "PICI ")
-        for key, value in (("instance_temperature", instance_temperature), ("cluster_temperature", cluster_temperature)):
-            if value <= 0:
-                raise ConfigError(f"loss.{key}={value}: must be positive")
-        self.instance_temperature = float(instance_temperature)
-        self.cluster_temperature = float(cluster_temperature)
-        self.entropy_weight = float(entropy_weight)
+        # PICD is CC's pair of losses: CC's objective computes them (and whatever it does across
+        # processes), PICI only weights them
+        self.picd = CCObjective({}, instance_temperature, cluster_temperature, entropy_weight)
 
     def instance(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
-        return instance_contrastive_loss(z_a, z_b, self.instance_temperature)
+        return self.picd.instance(z_a, z_b)
 
     def cluster(self, c_a: torch.Tensor, c_b: torch.Tensor) -> torch.Tensor:
-        return cluster_contrastive_loss(c_a, c_b, self.cluster_temperature, self.entropy_weight)
+        return self.picd.cluster(c_a, c_b)
 
     def combine(self, terms: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         """The stage's weighted sum as "loss"; every term is logged (0 where the stage has none,
