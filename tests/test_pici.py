@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import csv
 import math
+import shutil
 
 import numpy as np
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.errors import ConfigError
 from clusterbench.losses.pici import cli_loss, match_pseudo_labels
 from clusterbench.methods.base import DataInfo
@@ -111,14 +113,27 @@ def test_each_stage_trains_its_terms_and_test_inference_is_unmasked():
         assert not torch.equal(official.predict([x], torch.arange(8)), official.predict([x], torch.arange(8)))
 
 
-def test_run_through_all_three_stages(tmp_path):
-    cfg = compose_config([*RUNNER, "model=pici", *TINY, "trainer.max_epochs=3", "model.stage_epochs=[1,1,1]"])
-    results = run(cfg, tmp_path)
+def test_run_through_all_three_stages_and_resume_into_boosting(tmp_path):
+    overrides = [*RUNNER, "model=pici", *TINY, "trainer.max_epochs=3", "model.stage_epochs=[1,1,1]", "trainer.keep_checkpoints=true"]
+    results = run(compose_config(overrides), tmp_path / "full")
     assert results["status"] == "finished" and results["epochs"] == 3
     assert results["selection"]["uses_labels"] is False
-    rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
+    rows = list(csv.DictReader((tmp_path / "full" / "metrics.csv").open()))
     assert [float(r["pisd"]) > 0 for r in rows] == [True, True, False]
     assert [float(r["cli"]) > 0 for r in rows] == [False, False, True]
+    # stopped after the training stage and resumed: the stage comes from the epoch, the
+    # k-means seed from the restored RNG, so boosting ends with the same weights
+    stopped = tmp_path / "stopped"
+    shutil.copytree(tmp_path / "full", stopped)
+    (stopped / "results.json").unlink()
+    shutil.copy(stopped / "checkpoints" / "epoch_0002.pt", stopped / "checkpoints" / "last.pt")
+    (stopped / ".hydra").mkdir()
+    OmegaConf.save(compose_config(overrides), stopped / ".hydra" / "config.yaml")
+    resumed = run(compose_config([*overrides, f"resume={stopped}"]), tmp_path / "ignored")
+    assert resumed["metrics"] == results["metrics"]
+    a = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")["method"]
+    b = load_checkpoint(stopped / "checkpoints" / "last.pt")["method"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
 
 
 @pytest.mark.parametrize("name", ["pici_tiny", "pici_rsod", "pici_chaoyang", "[pici_rsod,pici_official]"])
