@@ -207,3 +207,18 @@ def test_dcsm_presets_have_the_papers_settings_and_take_a_step(preset):
     out = method.training_step(views, torch.arange(4), _Ctx())
     assert torch.isfinite(out["loss"])
     assert method.encode(views[0])[0].shape[-1] == math.ceil(side / 8)  # the map after the third pool
+
+
+def test_target_noise_script_counts_split_and_merged_pairs():
+    from conftest import load_script
+
+    pair_errors = load_script("dcsm_target_noise").pair_errors
+    labels = torch.tensor([0, 0, 0, 1, 1])
+    # class 0 split into {0, 1} and {2}; sample 2 also shares a cluster with class 1
+    assign = torch.tensor([0, 0, 1, 1, 1])
+    split, merged = pair_errors(assign, labels)
+    # same-class ordered pairs (i != j): 6 in class 0 + 2 in class 1; split: (0,2), (2,0), (1,2), (2,1)
+    assert split == pytest.approx(4 / 8)
+    # different-class ordered pairs: 12; merged: (2,3), (3,2), (2,4), (4,2)
+    assert merged == pytest.approx(4 / 12)
+    assert pair_errors(labels, labels) == (0.0, 0.0)
