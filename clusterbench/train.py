@@ -9,7 +9,9 @@ Examples:
 """
 from __future__ import annotations
 
+import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,19 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clusterbench.config_check import check_config
+from clusterbench.engine.checkpoint import write_json
+from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
+from clusterbench.engine.hardware import JOB_DEVICE_ENV
+from clusterbench.engine.launch import acquire_gpu, device_for, release_gpus
 from clusterbench.engine.loop import fit, fit_members
-from clusterbench.errors import ClusterbenchError, ConfigError
+from clusterbench.engine.provenance import config_hash
+from clusterbench.engine.sweep import job_state, read_results
+from clusterbench.errors import ClusterbenchError, ConfigError, first_line
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+# run folders are named with ${cb_now:...}: Hydra's `now`, except under torchrun, where every
+# rank uses rank 0's start time so that all of them name the same folder
+OmegaConf.register_new_resolver("cb_now", run_stamp, use_cache=True, replace=True)
 
 
 def load_resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
@@ -72,12 +83,22 @@ def prepare_job(cfg: DictConfig) -> dict[str, Any]:
 
 
 def train_group(jobs: list[dict[str, Any]]) -> list[dict[str, Any] | BaseException]:
-    """Trains one group of a vectorised sweep as one batched model; one outcome per job."""
+    """Trains one group of a vectorised sweep as one batched model; one outcome per job. A job
+    already finished with its config (a re-run of the sweep) is skipped; unfinished members
+    are trained afresh (a batched model does not resume single members)."""
+    done: dict[int, dict[str, Any]] = {}
+    for i, job in enumerate(jobs):
+        if job_state(job["cfg"], job["run_dir"])[0] == "skip":
+            done[i] = read_results(job["run_dir"])
+            print(f"skipped: {job['run_dir']}: finished with this config")
+    todo = [job for i, job in enumerate(jobs) if i not in done]
     try:
-        outcomes = fit_members([j["cfg"] for j in jobs], [j["run_dir"] for j in jobs], [j["meta"] for j in jobs])
+        trained = fit_members([j["cfg"] for j in todo], [j["run_dir"] for j in todo], [j["meta"] for j in todo]) if todo else []
     except ClusterbenchError as err:
         print(f"error: {err}", file=sys.stderr)
-        return [err] * len(jobs)
+        return [done[i] if i in done else err for i in range(len(jobs))]
+    trained_iter = iter(trained)
+    outcomes = [done[i] if i in done else next(trained_iter) for i in range(len(jobs))]
     for job, outcome in zip(jobs, outcomes):
         if isinstance(outcome, BaseException):
             print(f"error: {job['run_dir']}: {outcome}", file=sys.stderr)
@@ -86,20 +107,98 @@ def train_group(jobs: list[dict[str, Any]]) -> list[dict[str, Any] | BaseExcepti
     return outcomes
 
 
+# what a failed multirun job returns: NaN, which Optuna records as a failed trial and goes on
+# (None would stop its search)
+FAILED_JOB_VALUE = float("nan")
+
+
+def _is_multirun(hydra_cfg) -> bool:
+    return hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN"
+
+
+def sweep_job(cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """One job of a multirun, re-runnable: a job already finished with this config is skipped
+    (its results are returned), one with a checkpoint of this config but no results.json (it
+    was killed) is resumed from it, anything else trains afresh (engine/sweep.py)."""
+    if cfg.get("resume"):
+        return run(cfg, run_dir, meta)
+    check_config(cfg)  # a wrong key fails with its name here, before the folder is looked at
+    action, why = job_state(cfg, run_dir)
+    if action == "skip":
+        results = read_results(run_dir)
+        print(f"skipped: {run_dir}: {why}")
+        return results
+    if action == "resume":
+        print(f"resuming: {run_dir}: {why}")
+        with open_dict(cfg):
+            cfg.resume = str(run_dir)
+    return run(cfg, run_dir, meta)
+
+
+def record_failure(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], error: str) -> None:
+    """results.json with status failed for a job that stopped before the engine wrote one (a
+    config error, a bug): the sweep summary lists it and a re-run of the sweep trains it again."""
+    existing = read_results(run_dir)
+    if existing is not None and existing.get("status") == "failed" and existing.get("error") == error:
+        return  # the engine's own record (with the dataset) of this very failure
+    try:
+        digest = config_hash(cfg)
+    except Exception:  # an unresolvable config: the failure itself
+        digest = None
+    write_json(
+        run_dir / "results.json",
+        {"status": "failed", "error": error, "model": meta.get("model"), "overrides": meta.get("overrides", []), "config_sha256": digest},
+    )
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     meta = job_meta(hydra_cfg)
-    try:
-        results = run(cfg, Path(hydra_cfg.runtime.output_dir), meta)
-    except ClusterbenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        if hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN":
-            return None  # one bad job does not stop the sweep; its results.json says why
-        sys.exit(2)
-    print(summary_line(results, meta, hydra_cfg.runtime.output_dir))
+    run_dir = Path(hydra_cfg.runtime.output_dir)
+    if not _is_multirun(hydra_cfg):
+        try:
+            results = run(cfg, run_dir, meta)
+        except ClusterbenchError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+    else:
+        # one bad job never stops the sweep: whatever it raises is recorded in its results.json
+        # (a traceback for a non-clusterbench error in error.txt) and listed by the summary
+        try:
+            gpus = cfg.get("launcher_gpus")
+            if gpus:  # +launcher=local_gpus: this job holds one GPU while it runs
+                gpu = acquire_gpu(list(gpus), int(hydra_cfg.job.num), Path(hydra_cfg.sweep.dir) / ".gpus")
+                os.environ[JOB_DEVICE_ENV] = device_for(gpu)
+                print(f"job {hydra_cfg.job.num}: GPU {gpu}")
+            results = sweep_job(cfg, run_dir, meta)
+        except ClusterbenchError as err:
+            print(f"error: {run_dir}: {err}", file=sys.stderr)
+            record_failure(cfg, run_dir, meta, str(err))
+            return FAILED_JOB_VALUE
+        except Exception as err:  # noqa: BLE001 - a bug in one job must not lose the others
+            message = f"{type(err).__name__}: {first_line(err)}"
+            print(f"error: {run_dir}: {message} (traceback in {run_dir / 'error.txt'})", file=sys.stderr)
+            (run_dir / "error.txt").write_text(traceback.format_exc())
+            record_failure(cfg, run_dir, meta, message)
+            return FAILED_JOB_VALUE
+        finally:
+            release_gpus()
+            os.environ.pop(JOB_DEVICE_ENV, None)
+    print(summary_line(results, meta, run_dir))
     return results["metrics"]["acc"]
 
 
+def _distributed_launch() -> None:
+    """Under torchrun (hardware=ddp): one run folder for all ranks, and only rank 0 lets Hydra
+    write its .hydra/ files and log file there."""
+    if not launched_by_torchrun():
+        return
+    share_run_stamp()
+    if int(os.environ["RANK"]) != 0:
+        sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+
+
 if __name__ == "__main__":
+    _distributed_launch()
     main()

@@ -11,6 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from clusterbench.errors import ClusterbenchError, first_line
+
+
+class CheckpointError(ClusterbenchError):
+    """A checkpoint file is missing or cannot be read; the message names the file."""
+
 
 def atomic_write_bytes(path: Path, write) -> None:
     """Writes via a temporary file in the same folder, then renames: never a half-written file."""
@@ -29,12 +35,73 @@ def atomic_write_bytes(path: Path, write) -> None:
         raise
 
 
-def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    atomic_write_bytes(path, lambda handle: torch.save(state, handle))
+def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = False) -> None:
+    """torch.save via a temporary file and a rename. With `keep_previous`, the file already at
+    `path` is first renamed to previous.pt beside it, so that one good checkpoint survives
+    whatever happens to the newest one (resume falls back to it, see load_latest_checkpoint)."""
+    if not keep_previous:
+        atomic_write_bytes(path, lambda handle: torch.save(state, handle))
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(state, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        # killed between the two renames: only previous.pt is there, and resume uses it
+        if path.exists():
+            os.replace(path, previous_checkpoint(path))
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def previous_checkpoint(path: Path) -> Path:
+    return Path(path).with_name(PREVIOUS)
+
+
+PREVIOUS = "previous.pt"
+CHECKPOINT_KEYS = ("epoch", "step", "method", "optimizers", "rng")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """A checkpoint, or CheckpointError naming the file and what is wrong with it (missing,
+    truncated, corrupted, not a clusterbench checkpoint)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist")
+    try:
+        state = load_checkpoint(path)
+    except Exception as err:  # torch/zipfile/pickle raise many types for a damaged file
+        raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {first_line(err)})") from None
+    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
+        raise CheckpointError(f"{path} is not a clusterbench checkpoint (keys {', '.join(CHECKPOINT_KEYS)} expected)")
+    return state
+
+
+def load_latest_checkpoint(path: Path, warn=None) -> tuple[dict[str, Any], Path]:
+    """The checkpoint at `path` (checkpoints/last.pt), or, when that one is missing or damaged,
+    the previous.pt beside it, with one line through `warn` saying so. CheckpointError (one
+    line, both files named) when neither can be read."""
+    try:
+        return read_checkpoint(path), Path(path)
+    except CheckpointError as first:
+        previous = previous_checkpoint(path)
+        try:
+            state = read_checkpoint(previous)
+        except CheckpointError as second:
+            raise CheckpointError(f"no usable checkpoint: {first}; {second}") from None
+        if warn is not None:
+            warn(f"warning: {first}; resuming from {previous} (epoch {state['epoch']})")
+        return state, previous
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ import torch
 
 from clusterbench.errors import ConfigError
 
+JOB_DEVICE_ENV = "CLUSTERBENCH_JOB_DEVICE"
+
 
 class Hardware:
     """Resolves `device` (auto | cpu | cuda | cuda:N) and `precision` (auto | fp32 | bf16)."""
@@ -21,9 +23,18 @@ class Hardware:
         num_threads: int | None = None,
         channels_last: bool = False,
         compile: bool = False,
+        distributed: bool = False,
+        backend: str = "auto",
+        sync_batchnorm: bool = False,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and os.environ.get(JOB_DEVICE_ENV):
+            # the GPU a multirun job holds (+launcher=local_gpus, engine/launch.py); kept out of
+            # the config so that the job's config hash does not depend on which GPU it got
+            device = os.environ[JOB_DEVICE_ENV]
+        if distributed and device == "cuda":
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"  # one GPU per torchrun process
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ConfigError(f"hardware.device={device}: no CUDA device is available here (use hardware=cpu or hardware=auto)")
         try:
@@ -41,9 +52,27 @@ class Hardware:
         self.channels_last = channels_last
         # torch.compile the method's training step (the first steps pay the compile time)
         self.compile = compile
+        # DDP (hardware=ddp, under torchrun): one process per device, global-batch losses
+        # (engine/distributed.py); `backend` auto is gloo on CPU and nccl on CUDA
+        self.distributed = distributed
+        self.backend = backend
+        # BatchNorm statistics over the global batch (CUDA only: torch's SyncBatchNorm has no CPU kernel)
+        self.sync_batchnorm = sync_batchnorm
 
     def setup(self) -> None:
         """Applies global settings; call once before building the model."""
+        if self.distributed:
+            import torch.distributed as dist
+
+            from clusterbench.engine.distributed import init_from_env
+
+            if not dist.is_initialized():
+                if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+                    raise ConfigError(
+                        "hardware=ddp: start the run with torchrun, e.g. "
+                        "torchrun --nproc_per_node=2 -m clusterbench.train hardware=ddp ..."
+                    )
+                init_from_env(self.backend)
         if self.num_threads:
             torch.set_num_threads(self.num_threads)
         if self.deterministic:
@@ -76,6 +105,13 @@ class Hardware:
             "channels_last": self.channels_last,
             "compile": self.compile,
         }
+        if self.distributed:
+            from clusterbench.engine.distributed import world_size
+
+            info.update({"distributed": True, "world_size": world_size(), "sync_batchnorm": self.sync_batchnorm})
         if self.device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(self.device)
+        from clusterbench.engine.provenance import device_record
+
+        info.update(device_record(self.device))
         return info

@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -15,19 +18,21 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
 from clusterbench.engine.checkpoint import (
+    CheckpointError,
     atomic_write_bytes,
     capture_rng,
-    load_checkpoint,
+    load_latest_checkpoint,
     restore_rng,
     save_checkpoint,
     seed_everything,
     write_json,
 )
 from clusterbench.data.augment import build_augment
+from clusterbench.engine import distributed as ddp
 from clusterbench.engine.ensemble import check_members, member_optimizer_state, member_state, stack_states
 from clusterbench.engine.inputs import build_inputs
-from clusterbench.engine.provenance import git_state, package_versions
-from clusterbench.errors import ClusterbenchError, ConfigError, TrainingError
+from clusterbench.engine.provenance import config_hash, git_state, package_versions
+from clusterbench.errors import ClusterbenchError, ConfigError, TrainingError, first_line
 from clusterbench.methods.base import ClusteringMethod, DataInfo
 from clusterbench.metrics import collapse_stats, evaluate_clustering
 
@@ -59,6 +64,10 @@ SELECTION_RULES = {
 }
 LABEL_SELECTED = {"best_acc"}
 AUGMENT_SEED_OFFSET = 1_000_003  # the augmentation stream's seed is seed + this
+# DDP: rank r > 0 reseeds its torch and augmentation streams at every epoch from
+# (seed, rank, epoch), so its noise and views differ from rank 0's and a resume re-derives them;
+# rank 0 keeps the single-process streams (engine/distributed.py)
+RANK_SEED_OFFSET = 7_919_993
 
 
 class _StepContext:
@@ -77,6 +86,8 @@ class _StepContext:
         optimizer = self.optimizers[group]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        # DDP: the mean gradient over ranks (a no-op in one process), see engine/distributed.py
+        ddp.average_gradients(p for g in optimizer.param_groups for p in g["params"])
         optimizer.step()
 
 
@@ -105,15 +116,26 @@ def predict_outputs(method: ClusteringMethod, inputs, batch_size: int, hardware,
     fn = fn or method.predict
     method.eval()
     n = inputs.n_samples
+    if ddp.is_distributed():
+        # DDP: each rank predicts its padded share; the gathered shares, in rank order and cut
+        # to n rows, are every sample once in sample order (the padding duplicates dropped)
+        indices, _ = ddp.shard(n)
+        indices = indices.to(hardware.device)
+    else:
+        indices = torch.arange(n, device=hardware.device)
     outputs = []
     with hardware.autocast():
-        for start in range(0, n, batch_size):
-            index = torch.arange(start, min(start + batch_size, n), device=hardware.device)
+        for start in range(0, len(indices), batch_size):
+            index = indices[start : start + batch_size]
             out = fn(inputs.eval_batch(index), index)
             if out is None:
                 return None
             outputs.append(out.float())
-    return torch.cat(outputs)
+    outputs = torch.cat(outputs)
+    if ddp.is_distributed():
+        # outputs are batch-first (members, if any, come after the batch dimension)
+        outputs = ddp.gather_nograd(outputs, dim=0)[:n]
+    return outputs
 
 
 def _score(labels: np.ndarray, pred: np.ndarray, n_clusters: int) -> dict[str, Any]:
@@ -165,19 +187,54 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
     return fit_members([cfg], [Path(run_dir)], [meta or {}])[0]
 
 
+def check_writable(folder: Path) -> None:
+    """Creates `folder` and writes (then removes) a file in it; ConfigError naming the folder
+    when that fails, before any data are loaded or anything is trained."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise ConfigError(f"output folder {folder} is not writable ({err.strerror or first_line(err)})") from None
+
+
+def _warn(message: str) -> None:
+    log.warning(message)
+    print(message, file=sys.stderr)
+
+
+class _NullLogger:
+    """DDP ranks other than 0 log nothing (rank 0 writes metrics.csv and wandb)."""
+
+    def start(self, *args, **kwargs) -> None:
+        pass
+
+    def log(self, row) -> None:
+        pass
+
+    def summary(self, results) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
 class _Member:
     """One run's own share of a (possibly vectorised) fit: its folder, config, logs, evaluations."""
 
     def __init__(self, cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> None:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(self.run_dir)
         self.meta = dict(meta)
         self.evaluations: list[dict[str, Any]] = []
         self.latest: dict[str, Any] = {}
         self.error: TrainingError | None = None
         self.latest_pred: tuple[int, np.ndarray] | None = None  # (epoch, hard labels) of the last evaluation
         self.logger = None
+        self.config_sha256 = config_hash(cfg)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -212,6 +269,16 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     trainer = cfg.trainer
     hardware = build(cfg.hardware)
     hardware.setup()
+    rank, world = ddp.rank(), ddp.world_size()
+    main_process = rank == 0  # only rank 0 writes into the run folders
+    if world > 1:
+        if n_members > 1:
+            raise ConfigError("hardware=ddp trains one run; a vectorised sweep (+launcher=vectorized) cannot use it")
+        if not trainer.drop_last or int(trainer.batch_size) % world:
+            raise ConfigError(
+                f"trainer.batch_size={trainer.batch_size} with hardware=ddp on {world} processes: the global batch must "
+                f"divide by {world} and trainer.drop_last must be true (every rank gets an equal share)"
+            )
     generator = seed_everything(cfg.seed)
     # augmentation draws its per-sample parameters on the training device (no host copies in
     # the step), from its own stream derived from the seed
@@ -227,6 +294,8 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     method = build_members(cfgs, info, generator).to(hardware.device)
     if hardware.channels_last:
         method = method.to(memory_format=torch.channels_last)
+    if world > 1 and getattr(hardware, "sync_batchnorm", False):
+        torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # replaces BatchNorm children in place
     step_fn = hardware.maybe_compile(method.training_step)
     labels = data.labels.cpu().numpy()
     optimizers = build_optimizers(method, trainer)
@@ -239,9 +308,11 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         if n_members > 1:
             raise ConfigError("resume= continues one run folder; resume each member of a vectorised sweep on its own")
         member = members[0]
-        if not member.checkpoint_path.exists():
-            raise ConfigError(f"resume={cfg.resume}: no checkpoint at {member.checkpoint_path}")
-        state = load_checkpoint(member.checkpoint_path)
+        # checkpoints/last.pt, or previous.pt when last.pt is missing, truncated or corrupted
+        try:
+            state, _ = load_latest_checkpoint(member.checkpoint_path, warn=_warn)
+        except CheckpointError as err:
+            raise ConfigError(f"resume={cfg.resume}: {err}") from None
         if state["dataset_checksum"] != data.checksum:
             raise ConfigError(f"resume={cfg.resume}: dataset file changed since the run started (checksum differs)")
         method.load_state_dict(state["method"])
@@ -258,7 +329,7 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         log.info("resuming %s from epoch %d", member.run_dir, start_epoch)
 
     for member in members:
-        member.logger = build(member.cfg.logger)
+        member.logger = build(member.cfg.logger) if main_process else _NullLogger()
         member.logger.start(
             member.run_dir, OmegaConf.to_container(member.cfg, resolve=True), member.run_dir.name, resume_epoch=start_epoch if resumed else None
         )
@@ -266,6 +337,8 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     active = [m for m in members if m.error is None]
 
     def save(epoch: int) -> None:
+        if not main_process:
+            return
         method_state = method.state_dict()
         optimizer_states = {g: o.state_dict() for g, o in optimizers.items()}
         rng = capture_rng(generator)
@@ -284,8 +357,9 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
                 "wall_time_s": previous_wall + time.perf_counter() - started,
                 "dataset_checksum": data.checksum,
                 "config": OmegaConf.to_container(member.cfg, resolve=True),
+                "config_sha256": member.config_sha256,
             }
-            save_checkpoint(member.checkpoint_path, state)
+            save_checkpoint(member.checkpoint_path, state, keep_previous=True)
             if trainer.keep_checkpoints:
                 save_checkpoint(member.run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
 
@@ -299,7 +373,7 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
             member.evaluations.append({"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics})
             if candidates is not None:
                 member.evaluations[-1]["candidates"] = candidates
-            if _select(member.evaluations, trainer.selection) is member.evaluations[-1]:
+            if main_process and _select(member.evaluations, trainer.selection) is member.evaluations[-1]:
                 atomic_write_bytes(
                     member.run_dir / "predictions.npz", lambda f: np.savez_compressed(f, y_true=labels, y_pred=pred, epoch=epoch)
                 )
@@ -309,7 +383,8 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
 
     def fail(member: _Member, message: str) -> None:
         member.error = TrainingError(message)
-        _write_failure(member.run_dir, member.cfg, member.meta, data, message)
+        if main_process:
+            _write_failure(member.run_dir, member.cfg, member.meta, data, message)
         member.logger.finish()
         if n_members == 1:
             raise member.error
@@ -322,8 +397,13 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     ctx.predict_all = predict_all
     if start_epoch == 0:
         method.on_fit_start(inputs.full())
+    ddp.broadcast_module(method)  # DDP: every rank starts from rank 0's weights
     n = info.n_samples
     batch_size = min(int(trainer.batch_size), n)
+    local = batch_size // world  # DDP: this rank's share of each global batch
+
+    def share(index: torch.Tensor) -> torch.Tensor:
+        return index if world == 1 else index[rank * local : (rank + 1) * local]
     n_batches = n // batch_size if trainer.drop_last else math.ceil(n / batch_size)
     repeats = int(trainer.repeats_per_batch)
     # STL-10's unlabeled split: instance-only steps before each epoch's labelled batches
@@ -334,12 +414,16 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         for epoch in range(start_epoch + 1, max_epochs + 1):
             method.train()
             ctx.epoch = epoch
+            if rank > 0:
+                rank_seed = int(cfg.seed) + RANK_SEED_OFFSET * rank + epoch
+                torch.manual_seed(rank_seed)
+                augment_generator.manual_seed(rank_seed + AUGMENT_SEED_OFFSET)
             method.on_epoch_start(epoch, ctx)
             sums: dict[str, torch.Tensor] = {}
             if unlabeled_batches:
                 order = torch.randperm(n_unlabeled, generator=generator).to(hardware.device)
                 for b in range(unlabeled_batches):
-                    index = order[b * batch_size : (b + 1) * batch_size]
+                    index = share(order[b * batch_size : (b + 1) * batch_size])
                     with hardware.autocast():
                         terms = method.unlabeled_step(inputs.unlabeled_batch(index, augment_generator), ctx)
                     ctx.optimize("main", terms["loss"].sum())
@@ -348,7 +432,7 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
                     _accumulate(sums, terms, prefix="unlabeled_", scale=1.0 / unlabeled_batches)
             order = torch.randperm(n, generator=generator).to(hardware.device)
             for b in range(n_batches):
-                index = order[b * batch_size : (b + 1) * batch_size]
+                index = share(order[b * batch_size : (b + 1) * batch_size])
                 # DCSM trains each batch several times; every repetition draws fresh views
                 for _ in range(repeats):
                     with hardware.autocast():
@@ -360,7 +444,9 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
                     _accumulate(sums, terms, scale=1.0 / (n_batches * repeats))
             # one host sync per epoch: a (terms + 1) x members table
             names = [*sums, "last_batch_loss"]
-            table = torch.stack([*sums.values(), terms["loss"].detach().float().reshape(-1)]).t().tolist()
+            table = torch.stack([*sums.values(), terms["loss"].detach().float().reshape(-1)])
+            # DDP: the mean over ranks, so every rank logs and stops (non-finite) alike
+            table = ddp.mean_over_ranks(table).t().tolist()
             rows = [{"epoch": epoch, **dict(zip(names, values))} for values in table]
             for member, row in zip(members, rows):
                 if member.error is None and not all(math.isfinite(row[k]) for k in names):
@@ -390,7 +476,9 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         save(0)
 
     if trainer.save_embedding:
-        save_embeddings(method, members, inputs, info.n_samples if method.full_batch_predict else trainer.eval_batch_size, hardware)
+        save_embeddings(
+            method, members, inputs, info.n_samples if method.full_batch_predict else trainer.eval_batch_size, hardware, main_process
+        )
 
     wall = round(previous_wall + time.perf_counter() - started, 3)
     outcomes: list[dict[str, Any] | TrainingError] = []
@@ -401,7 +489,8 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
         results = _results(member, trainer, data, hardware, max_epochs, wall)
         if n_members > 1:
             results["vectorised"] = {"members": n_members, "member": g, "wall_time_is_shared": True}
-        write_json(member.run_dir / "results.json", results)
+        if main_process:
+            write_json(member.run_dir / "results.json", results)
         member.logger.summary(results)
         member.logger.finish()
         outcomes.append(results)
@@ -416,11 +505,11 @@ def _accumulate(sums: dict[str, torch.Tensor], terms: dict[str, torch.Tensor], p
         sums[key] = sums[key] + value if key in sums else value
 
 
-def save_embeddings(method: ClusteringMethod, members: list[_Member], inputs, batch_size: int, hardware) -> None:
+def save_embeddings(method: ClusteringMethod, members: list[_Member], inputs, batch_size: int, hardware, write: bool = True) -> None:
     """embedding.npz per member: the final model's representation (report's t-SNE input) with
     the clusters of the final evaluation. One pass over the data at the end of the run."""
     embedded = predict_outputs(method, inputs, batch_size, hardware, fn=method.embed)
-    if embedded is None:
+    if embedded is None or not write:
         return
     for member, features in zip(members, method.member_outputs(embedded)):
         if member.error is None and member.latest_pred is not None:
@@ -453,6 +542,9 @@ def _results(member: _Member, trainer, data, hardware, max_epochs: int, wall: fl
         "epochs": max_epochs,
         "hardware": hardware.describe(),
         "overrides": member.meta.get("overrides", []),
+        # sha256 of the full resolved config (`resume` left out): a resumed sweep skips a job whose
+        # finished results.json carries its config's hash
+        "config_sha256": member.config_sha256,
         "versions": package_versions(),
         "git": git_state(),
         "wall_time_s": wall,
@@ -484,5 +576,15 @@ def _dataset_record(data, meta: dict[str, Any]) -> dict[str, Any]:
 def _write_failure(run_dir: Path, cfg: DictConfig, meta: dict[str, Any], data, error: str) -> None:
     write_json(
         run_dir / "results.json",
-        {"status": "failed", "error": error, "model": meta.get("model"), "dataset": _dataset_record(data, meta), "seed": int(cfg.seed)},
+        {
+            "status": "failed",
+            "error": error,
+            "model": meta.get("model"),
+            "dataset": _dataset_record(data, meta),
+            "seed": int(cfg.seed),
+            "overrides": meta.get("overrides", []),
+            "config_sha256": config_hash(cfg),
+            "versions": package_versions(),
+            "git": git_state(),
+        },
     )

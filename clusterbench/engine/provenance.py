@@ -35,3 +35,47 @@ def git_state() -> dict[str, str | bool | None]:
         return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
+
+
+# keys left out of the config hash: `resume` names the folder a run continues in, not what it computes
+UNHASHED_KEYS = ("resume",)
+
+
+def config_hash(config) -> str:
+    """sha256 of the full resolved config as canonical JSON (sorted keys, no spaces), `resume`
+    left out: equal hashes mean the same run. Takes a DictConfig or a plain dict."""
+    import hashlib
+    import json
+
+    from omegaconf import DictConfig, OmegaConf
+
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)
+    payload = {k: v for k, v in config.items() if k not in UNHASHED_KEYS}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cpu_name() -> str:
+    """The CPU model (/proc/cpuinfo's `model name` on Linux), else platform.processor()."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def device_record(device) -> dict[str, str | int | None]:
+    """What ran the job: the CPU model always, the CUDA device's name and CUDA version on GPU, the host."""
+    import torch
+
+    record: dict[str, str | int | None] = {"cpu": cpu_name(), "host": platform.node(), "platform": platform.platform()}
+    if getattr(device, "type", str(device)) == "cuda":
+        record["device_name"] = torch.cuda.get_device_name(device)
+        record["cuda"] = torch.version.cuda
+    else:
+        record["device_name"] = record["cpu"]
+    return record

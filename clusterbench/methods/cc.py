@@ -15,6 +15,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
+from clusterbench.engine.distributed import gather
 from clusterbench.errors import ConfigError
 from clusterbench.losses import cluster_contrastive_loss, instance_contrastive_loss
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
@@ -50,9 +51,12 @@ class CCObjective:
         self.entropy = entropy
 
     def instance(self, z_a: torch.Tensor, z_b: torch.Tensor) -> torch.Tensor:
+        # DDP: over the global batch (rows of every rank, with gradients); identity in one process
+        z_a, z_b = gather(z_a), gather(z_b)
         return instance_contrastive_loss(z_a, z_b, self.instance_temperature)
 
     def cluster(self, c_a: torch.Tensor, c_b: torch.Tensor) -> torch.Tensor:
+        c_a, c_b = gather(c_a), gather(c_b)  # DDP: cluster columns over the global batch
         loss = cluster_contrastive_loss(c_a, c_b, self.cluster_temperature, self.entropy_weight)
         if self.entropy == "official":
             loss = loss + 2 * self.entropy_weight * math.log(c_a.shape[1])

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
+from clusterbench.engine.distributed import gather
 from clusterbench.errors import ConfigError
 from clusterbench.losses.contrastive import pairwise_nt_xent
 from clusterbench.losses.entropy import entropy
@@ -213,6 +214,9 @@ class SDCIB(ClusteringMethod):
         w = obj.weights
         layers, probs = self._forward(views)
         hidden = [torch.stack([out[l].sample for out in layers], dim=1) for l in self.layer_ids]
+        # DDP: the batch-level terms (critics, NT-Xent, cluster sizes) see the global batch, gathered
+        # with gradients; the compression term stays a per-rank mean. Identity in one process.
+        hidden, probs = [gather(h, dim=-2) for h in hidden], gather(probs, dim=-2)
         g, m, n, k = probs.shape
         zero = probs.new_zeros(g, dtype=torch.float32)
         if w["relevance"] != 0.0:
