@@ -116,3 +116,11 @@ def test_vit_sizes_and_config_errors():
     assert vit(torch.randn(3, 1, 16, 16), torch.randn(3, 1, 32)).shape == (3, 32)
     with pytest.raises(ConfigError, match="model.stem='cnn'"):
         VisionTransformer(16, 1, 4, 32, depth=2, num_heads=4, stem="cnn")
+
+
+def test_epoch_benchmark_script_runs_on_the_tiny_presets():
+    from conftest import load_script
+
+    result = load_script("bench_vit_epoch").main(["hardware=cpu", "--tiny", "--n", "32", "--size", "16", "--warmup", "0"])
+    assert set(result["seconds_per_epoch"]) == {"vtcc", "mfavbs", "pici pretrain", "pici train", "pici boost"}
+    assert all(s > 0 for s in result["seconds_per_epoch"].values())
