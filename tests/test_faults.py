@@ -176,3 +176,35 @@ def test_cli_unwritable_run_folder_is_one_line_before_hydra_writes(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert lines == [f"error: hydra.run.dir={blocker}/run: output folder is not writable ({blocker} is not a folder)"]
     assert blocker.read_text() == ""
+
+
+def test_cli_unwritable_sweep_folder_is_one_line_before_any_job(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "clusterbench.train", "-m", "model=kmeans", "seed=0,1", f"hydra.sweep.dir={blocker}/sweep"],
+        capture_output=True, text=True, cwd=ROOT, timeout=120,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: hydra.sweep.dir={blocker}/sweep: output folder is not writable ({blocker} is not a folder)"
+    ]
+    assert "Launching" not in result.stdout + result.stderr
+
+
+def test_wandb_offline_with_an_unreachable_server_and_proxy_does_not_wait(tiny_config, tmp_path, monkeypatch):
+    """Offline wandb never contacts its server: a dead server address and dead proxies change
+    nothing (test_engine.py covers the default offline run and online without login)."""
+    pytest.importorskip("wandb")
+    for key, value in {
+        "WANDB_BASE_URL": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
+        "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path), "WANDB_API_KEY": "x" * 40,
+    }.items():
+        monkeypatch.setenv(key, value)
+    started = time.perf_counter()
+    results = run(tiny_config("logger=wandb", "logger.init_timeout=90", "trainer.max_epochs=1", "trainer.save_embedding=false"), tmp_path)
+    assert results["status"] == "finished"
+    assert list((tmp_path / "wandb").glob("offline-run-*"))
+    # not a benchmark: a run that waited for the network would sit out init_timeout (90 s); this
+    # one trains for a few seconds
+    assert time.perf_counter() - started < 60
