@@ -6,6 +6,9 @@ Examples:
     python -m clusterbench.train -m seed=0,1,2,3,4
     python -m clusterbench.train -m +sweep=sdcib_alpha_beta +launcher=vectorized   # one process, batched
     python -m clusterbench.train resume=outputs/runs/<run folder>
+    python -m clusterbench.train -m seed=0,1,2 hydra.sweep.dir=outputs/multirun/s   # again: skips finished jobs
+    torchrun --nproc_per_node=4 -m clusterbench.train hardware=ddp model=cc dataset=cifar10
+(docs/reliability.md: DDP, launchers, resumable sweeps, faults, provenance)
 """
 from __future__ import annotations
 

@@ -271,6 +271,8 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     hardware.setup()
     rank, world = ddp.rank(), ddp.world_size()
     main_process = rank == 0  # only rank 0 writes into the run folders
+    if world > 1 and not getattr(hardware, "distributed", False):
+        raise ConfigError(f"started on {world} processes (torchrun) without hardware=ddp: add hardware=ddp")
     if world > 1:
         if n_members > 1:
             raise ConfigError("hardware=ddp trains one run; a vectorised sweep (+launcher=vectorized) cannot use it")
@@ -401,6 +403,8 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     n = info.n_samples
     batch_size = min(int(trainer.batch_size), n)
     local = batch_size // world  # DDP: this rank's share of each global batch
+    if batch_size % world:  # trainer.batch_size above n: the batch is the whole data set
+        raise ConfigError(f"hardware=ddp on {world} processes: the global batch ({batch_size} samples) must divide by {world}")
 
     def share(index: torch.Tensor) -> torch.Tensor:
         return index if world == 1 else index[rank * local : (rank + 1) * local]
