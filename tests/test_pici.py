@@ -161,3 +161,11 @@ def test_official_boosting_keeps_its_first_pseudo_labels_and_matches_per_batch()
     kept = model.cli_targets.clone()
     model.on_epoch_start(2, ctx)  # computed once, at the start of boosting: not recomputed
     assert torch.equal(model.cli_targets, kept) and first.shape == kept.shape
+
+
+@pytest.mark.slow
+def test_tiny_preset_end_to_end(tmp_path):
+    """pici_tiny as shipped (about a minute on 2 idle cores; docs/vit_methods.md)."""
+    results = run(compose_config(["+experiment=pici_tiny", "hardware=cpu", "trainer.progress=false"]), tmp_path)
+    assert results["status"] == "finished" and results["epochs"] == 8
+    assert results["metrics"]["nonempty_clusters"] >= 2

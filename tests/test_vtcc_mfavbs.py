@@ -156,3 +156,12 @@ def test_presets_compose(name):
     cfg = compose_config([f"+experiment={name}"])
     OmegaConf.to_container(cfg, resolve=True)
     assert cfg.model._target_.split(".")[-1] in ("VTCC", "MFAVBsCC")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["vtcc_tiny", "mfavbs_tiny"])
+def test_tiny_preset_end_to_end(name, tmp_path):
+    """The CPU preset as shipped (about a minute on 2 idle cores; docs/vit_methods.md)."""
+    results = run(compose_config([f"+experiment={name}", "hardware=cpu", "trainer.progress=false"]), tmp_path)
+    assert results["status"] == "finished" and results["epochs"] == 6
+    assert results["metrics"]["nonempty_clusters"] >= 2
