@@ -212,3 +212,32 @@ def test_torchrun_two_processes_write_one_run_folder(tmp_path):
     rows = (folders[0] / "metrics.csv").read_text().splitlines()
     assert len(rows) == 3  # header + 2 epochs, written once (rank 0)
     assert result.stdout.count("ACC") == 2  # each rank prints its summary line
+
+
+def _torchrun(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "clusterbench.train", *args],
+        capture_output=True, text=True, cwd=ROOT, timeout=600,
+    )
+
+
+@pytest.mark.slow  # three torchrun launches
+def test_torchrun_resume_is_bit_exact(tmp_path):
+    """A DDP run resumed from its epoch-2 checkpoint ends like the uninterrupted one: rank 0's
+    streams come from the checkpoint, rank 1 re-derives its own from (seed, rank, epoch)."""
+    common = [
+        "hardware=ddp", "hardware.device=cpu", "hardware.num_threads=1", "backbone.hidden_dims=[16]", "model.critic_hidden_dims=[8]",
+        "trainer.max_epochs=3", "trainer.checkpoint_every=1", "trainer.batch_size=200", "trainer.progress=false",
+        "trainer.save_embedding=false",
+    ]
+    full = tmp_path / "full"
+    first = _torchrun(*common, f"hydra.run.dir={full}")
+    assert first.returncode == 0, first.stderr[-3000:]
+    expected = json.loads((full / "results.json").read_text())
+    (full / "results.json").unlink()
+    (full / "checkpoints" / "previous.pt").replace(full / "checkpoints" / "last.pt")  # back to epoch 2
+    again = _torchrun(f"resume={full}", f"hydra.run.dir={tmp_path / 'resume_log'}")
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads((full / "results.json").read_text())
+    assert resumed["metrics"] == expected["metrics"]
+    assert resumed["last_epoch_metrics"] == expected["last_epoch_metrics"]

@@ -125,6 +125,18 @@ def broadcast_module(module: torch.nn.Module) -> None:
 
 
 @torch.no_grad()
+def broadcast_buffers(module: torch.nn.Module) -> None:
+    """Rank 0's buffers (BatchNorm running statistics) on every rank, as torch DDP's
+    broadcast_buffers does: each rank updates its own from its share of the batch, so before an
+    evaluation every rank takes rank 0's, and the evaluated model is one model (rank 0's, the
+    one its checkpoint holds: a resume is then exact on every rank)."""
+    if not is_distributed():
+        return
+    for tensor in module.buffers():
+        dist.broadcast(tensor.data, src=0)
+
+
+@torch.no_grad()
 def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
     if not is_distributed():
         return x

@@ -117,6 +117,7 @@ def predict_outputs(method: ClusteringMethod, inputs, batch_size: int, hardware,
     method.eval()
     n = inputs.n_samples
     if ddp.is_distributed():
+        ddp.broadcast_buffers(method)  # one model: rank 0's BatchNorm statistics on every rank
         # DDP: each rank predicts its padded share; the gathered shares, in rank order and cut
         # to n rows, are every sample once in sample order (the padding duplicates dropped)
         indices, _ = ddp.shard(n)
