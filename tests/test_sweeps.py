@@ -202,3 +202,14 @@ def test_vectorised_sweep_rerun_skips_finished_members(tmp_path, monkeypatch, ca
     train.main()
     assert capsys.readouterr().out.count("skipped: ") == 2
     assert [p.stat().st_mtime_ns for p in jobs] == stamps
+
+
+def test_joblib_sweep_with_a_failing_job_completes_the_other(tmp_path):
+    """The same with parallel worker processes (+launcher=local): the failing job is recorded,
+    the other finishes, the summary lists the failure."""
+    sweep = tmp_path / "sweep"
+    result = _train("-m", "+launcher=local", *KMEANS, "model.view=0,9", f"hydra.sweep.dir={sweep}")
+    assert result.returncode == 1, result.stderr[-2000:]
+    statuses = {p.name: json.loads((p / "results.json").read_text())["status"] for p in sweep.iterdir() if p.is_dir()}
+    assert statuses == {"0_kmeans_handwritten": "finished", "1_kmeans_handwritten": "failed"}
+    assert "failed: 1_kmeans_handwritten [model.view=9] model.view=9" in result.stdout
