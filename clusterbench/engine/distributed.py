@@ -16,10 +16,15 @@ mean the average of W local means is the global mean: both equal the one-process
 from __future__ import annotations
 
 import os
+import warnings
 from datetime import datetime
 
 import torch
 import torch.distributed as dist
+
+# torch 2.x marks the differentiable all_gather deprecated (in favour of functional collectives);
+# it still works, and tests/test_ddp.py checks that its backward sums over ranks as used here
+warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated", category=FutureWarning)
 
 # env vars torchrun sets for every process
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
