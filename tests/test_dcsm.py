@@ -222,3 +222,11 @@ def test_target_noise_script_counts_split_and_merged_pairs():
     # different-class ordered pairs: 12; merged: (2,3), (3,2), (2,4), (4,2)
     assert merged == pytest.approx(4 / 12)
     assert pair_errors(labels, labels) == (0.0, 0.0)
+
+
+def test_a_bad_backbone_key_is_one_line_through_the_method(tmp_path):
+    """The method instantiates its backbone itself: the backbone's ConfigError still comes out
+    unwrapped (not as Hydra's multi-line InstantiationException)."""
+    with pytest.raises(ConfigError, match=r"^backbone\.width=0: expected a positive integer") as info:
+        run(compose_config(["model=dcsm", "dataset=digits", "backbone=vgg_small", "backbone.width=0", *RUNNER]), tmp_path)
+    assert "\n" not in str(info.value)

@@ -39,16 +39,21 @@ from clusterbench.metrics import collapse_stats, evaluate_clustering
 log = logging.getLogger(__name__)
 
 
+def _raise_our_error(err: InstantiationException) -> None:
+    """Raises the one-line ClusterbenchError that Hydra's wrapping hides, if there is one."""
+    cause = err.__cause__
+    while cause is not None:
+        if isinstance(cause, ClusterbenchError):
+            raise cause from None
+        cause = cause.__cause__
+
+
 def build(node, *args, **kwargs):
     """hydra.utils.instantiate that lets our one-line errors through unwrapped."""
     try:
         return instantiate(node, *args, **kwargs)
     except InstantiationException as err:
-        cause = err.__cause__
-        while cause is not None:
-            if isinstance(cause, ClusterbenchError):
-                raise cause from None
-            cause = cause.__cause__
+        _raise_our_error(err)
         raise
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -97,7 +102,11 @@ def build_method(cfg: DictConfig, info: DataInfo, **extra) -> ClusteringMethod:
     backbone = cfg.backbone if "_target_" in cfg.backbone else None
     # objects built here (not config) are passed to the partial, so Hydra does not convert them
     make_method = build(cfg.model, _partial_=True, _recursive_=False, _convert_="all")
-    return make_method(data_info=info, backbone=backbone, loss=loss, **extra)
+    try:
+        return make_method(data_info=info, backbone=backbone, loss=loss, **extra)
+    except InstantiationException as err:  # the method builds its backbone with instantiate
+        _raise_our_error(err)
+        raise
 
 
 def build_optimizers(method: ClusteringMethod, trainer_cfg: DictConfig) -> dict[str, torch.optim.Optimizer]:
