@@ -293,7 +293,9 @@ class DCSM(ClusteringMethod):
         ct_map, ht = self.encode(views[1])  # transformed
         l, lt = self.label_features(h), self.label_features(ht)
 
-        assign = self.cluster_targets(l, index)
+        # k-means only where its clusters are read (not for threshold targets with predicted pairs)
+        needs_clusters = (obj.uses("dt") and obj.targets == "kmeans") or (obj.uses_mi and obj.mi_pairs == "kmeans")
+        assign = self.cluster_targets(l, index) if needs_clusters else None
         terms: dict[str, torch.Tensor | None] = dict.fromkeys(TERMS)
         if obj.uses("dt"):
             if obj.targets == "kmeans":
