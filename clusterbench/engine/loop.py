@@ -3,9 +3,7 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from clusterbench.engine import distributed as ddp
 from clusterbench.engine.ensemble import check_members, member_optimizer_state, member_state, stack_states
 from clusterbench.engine.inputs import build_inputs
 from clusterbench.engine.provenance import config_hash, git_state, package_versions
+from clusterbench.engine.sweep import folder_problem
 from clusterbench.errors import ClusterbenchError, ConfigError, TrainingError, first_line
 from clusterbench.methods.base import ClusteringMethod, DataInfo
 from clusterbench.metrics import collapse_stats, evaluate_clustering
@@ -198,16 +197,16 @@ def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
 
 
 def check_writable(folder: Path) -> None:
-    """Creates `folder` and writes (then removes) a file in it; ConfigError naming the folder
-    when that fails, before any data are loaded or anything is trained."""
+    """Creates `folder` and probes it with a temporary file (engine/sweep.py's folder_problem);
+    ConfigError naming the folder when that fails, before any data are loaded or trained."""
     folder = Path(folder)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-test.")
-        os.close(fd)
-        os.unlink(probe)
     except OSError as err:
         raise ConfigError(f"output folder {folder} is not writable ({err.strerror or first_line(err)})") from None
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise ConfigError(f"output folder {folder} is not writable ({problem})")
 
 
 def _warn(message: str) -> None:
