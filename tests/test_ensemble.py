@@ -47,10 +47,11 @@ def test_stack_and_slice_are_inverse():
 
 @pytest.mark.parametrize("variant", ["paper", "official"])
 def test_members_match_their_separate_runs(tiny_config, tmp_path, variant):
-    """Each member of a batched ensemble ends where its own run (same seed) ends. On one
-    thread every member's slice of a batched matmul is summed in the same order as the
-    one-member run, so the match is exact; with several threads, BLAS splits reductions
-    differently and Adam amplifies the round-off (results then agree to seed-noise level)."""
+    """Each member of a batched ensemble ends where its own run (same seed) ends, up to
+    round-off: BLAS builds may block a batched matmul differently from a one-member one
+    (seen: NMI 0.10582 vs 0.10589 on another machine), and Adam amplifies the difference, so
+    metrics agree to a sample or two and parameters to 1e-4. A member trained with another
+    member's alpha/beta, data order or seed lands far outside these bounds."""
     extra = ("trainer.batch_size=100", "trainer.max_epochs=2", f"model.variant={variant}", "hardware.num_threads=1")
     cfgs = _member_configs(tiny_config, *extra)
     dirs = [tmp_path / f"member{g}" for g in range(len(GRID))]
@@ -58,11 +59,11 @@ def test_members_match_their_separate_runs(tiny_config, tmp_path, variant):
     for g, (cfg, outcome) in enumerate(zip(_member_configs(tiny_config, *extra), outcomes)):
         alone = run(cfg, tmp_path / f"alone{g}")
         for key in ("acc", "nmi", "ari"):
-            assert outcome["metrics"][key] == pytest.approx(alone["metrics"][key], abs=1e-9), (g, key)
+            assert outcome["metrics"][key] == pytest.approx(alone["metrics"][key], abs=0.01), (g, key)
         batched_rows = list(csv.DictReader(open(dirs[g] / "metrics.csv")))
         alone_rows = list(csv.DictReader(open(tmp_path / f"alone{g}" / "metrics.csv")))
         for key in ("loss", "compression", "relevance", "instance", "cluster"):
-            assert float(batched_rows[-1][key]) == pytest.approx(float(alone_rows[-1][key]), rel=1e-5, abs=1e-5), (g, key)
+            assert float(batched_rows[-1][key]) == pytest.approx(float(alone_rows[-1][key]), rel=1e-3, abs=1e-4), (g, key)
         # the member's checkpoint is a plain one-member run's: same keys and shapes
         mine = load_checkpoint(dirs[g] / "checkpoints" / "last.pt")["method"]
         theirs = load_checkpoint(tmp_path / f"alone{g}" / "checkpoints" / "last.pt")["method"]
@@ -73,11 +74,11 @@ def test_members_match_their_separate_runs(tiny_config, tmp_path, variant):
         # biases (and the running means they shift) are arbitrary and excluded; the BatchNorm
         # outputs then agree to round-off only, which the critics' 100 extra steps amplify
         arbitrary = ("linear.bias", "norm.running_mean") if variant == "official" else ()
-        atol = 1e-3 if variant == "official" else 1e-6
+        atol = 1e-3 if variant == "official" else 1e-4
         differ = {
             k: (mine[k] - theirs[k]).abs().max().item()
             for k in mine
-            if not k.endswith(arbitrary) and not torch.allclose(mine[k], theirs[k], rtol=1e-5, atol=atol)
+            if not k.endswith(arbitrary) and not torch.allclose(mine[k], theirs[k], rtol=1e-4, atol=atol)
         }
         assert not differ, differ
 
