@@ -94,6 +94,13 @@ class _StepContext:
         ddp.average_gradients(p for g in optimizer.param_groups for p in g["params"])
         optimizer.step()
 
+    def apply_gradients(self, group: str) -> None:
+        """Steps `group` on the gradients it already holds (e.g. those the main loss's backward
+        left on a critic, as SDCIB's released code updates its critics)."""
+        optimizer = self.optimizers[group]
+        ddp.average_gradients(p for g in optimizer.param_groups for p in g["params"])
+        optimizer.step()
+
 
 def build_method(cfg: DictConfig, info: DataInfo, **extra) -> ClusteringMethod:
     """The `model` of a composed config, with its backbone config and built `loss` object."""
