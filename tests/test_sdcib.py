@@ -30,6 +30,10 @@ class Steps:
         loss.backward()
         opt.step()
 
+    def apply_gradients(self, group):
+        self.calls.append(f"apply {group}")
+        self.optimizers[group].step()
+
 
 def make(weights=None, layers="all", **kwargs) -> SDCIB:
     torch.manual_seed(0)
@@ -142,16 +146,17 @@ def test_official_loss_minimises_the_jsd_term_with_log_n_offsets():
     assert terms["compression"] >= 0 and terms["relevance"] <= 0
 
 
-def test_official_critics_take_100_extra_steps_at_each_epochs_first_batch_and_minimise():
+def test_official_critics_take_100_steps_at_each_epochs_first_batch_and_minimise():
     method = make(variant="official")
     ctx = Recording(method)
     method.on_epoch_start(1, ctx)
     method.training_step(batch(), torch.arange(40), ctx)
-    assert ctx.calls == ["critic"] * 101
+    assert ctx.calls == ["critic"] * 100
+    # later batches: no separate critic step (the critics step on the main loss's gradient)
     method.training_step(batch(), torch.arange(40), ctx)
-    assert ctx.calls == ["critic"] * 102
+    assert ctx.calls == ["critic"] * 100
     # the critics minimise the JSD term: their loss is +I, which goes down
-    assert ctx.values[100] < ctx.values[0]
+    assert ctx.values[99] < ctx.values[0]
     paper = make()
     paper.on_epoch_start(1, ctx)
     paper_ctx = Recording(paper)
@@ -178,8 +183,8 @@ def test_official_predicts_with_the_train_mode_network_on_all_samples():
     assert not torch.equal(a, b)  # sampled, as in the released evaluation
 
 
-def test_official_aligns_each_modality_to_the_previous_and_sums_probabilities():
-    method = make(variant="official")
+def test_official_without_the_alignment_quirk_aligns_to_the_previous_and_sums_probabilities():
+    method = make(variant="official", official_alignment=False)
     eye = torch.eye(4)
     y0 = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
     # modality 1 relabels 0<->1; modality 2 follows modality 1's labels but puts sample 7 elsewhere
@@ -192,3 +197,151 @@ def test_official_aligns_each_modality_to_the_previous_and_sums_probabilities():
     assert labels.tolist() == [0, 1, 2, 3, 0, 1, 2, 1]
     assert make().assign(torch.stack([p(y0, 0.3), p(y1, 0.3), p(y2, 1.0)], dim=1))[0].tolist()[7] == 3
     assert torch.allclose(soft.sum(dim=1), torch.ones(8))
+
+
+def test_official_alignment_matches_the_released_cluster_py():
+    """Released Cluster.py: modality v is matched to the UNALIGNED modality v-1, and the matched
+    pair (row i of v-1, column j of v) moves column i of v to column j (the inverse permutation)."""
+    from scipy.optimize import linear_sum_assignment
+
+    def released(probs):  # written from the released code's behaviour, numpy
+        out = [probs[0]]
+        for v in range(1, len(probs)):
+            a, b = probs[v - 1].argmax(1), probs[v].argmax(1)
+            k = probs[v].shape[1]
+            cost = -np.array([[np.sum((a == i) & (b == j)) for j in range(k)] for i in range(k)])
+            rows, cols = linear_sum_assignment(cost)
+            matched = np.zeros_like(probs[v])
+            for r, c in zip(rows, cols):
+                matched[:, c] += probs[v][:, r]
+            out.append(matched)
+        return np.sum(out, axis=0).argmax(1)
+
+    import numpy as np
+
+    g = torch.Generator().manual_seed(5)
+    p0 = torch.softmax(torch.randn(60, 4, generator=g) * 2, dim=1)
+    p1 = torch.softmax(torch.randn(60, 4, generator=g) * 2 + 4 * p0[:, [1, 2, 3, 0]], dim=1)  # a 3-cycle+: not self-inverse
+    p2 = torch.softmax(torch.randn(60, 4, generator=g) * 2 + 4 * p1[:, [2, 3, 0, 1]], dim=1)
+    stacked = torch.stack([p0, p1, p2], dim=1)
+    labels, _ = make(variant="official").assign(stacked)
+    assert labels.tolist() == released([p.numpy() for p in (p0, p1, p2)]).tolist()
+    fixed, _ = make(variant="official", official_alignment=False).assign(stacked)
+    assert fixed.tolist() != labels.tolist()  # the quirk changes the partition here
+
+
+def test_side_heads_encoder_trunk_is_deterministic_and_heads_read_the_clean_activation():
+    from clusterbench.nn.mlp import VIBEncoder
+
+    torch.manual_seed(0)
+    encoder = VIBEncoder(6, [8, 5], head="official").train()
+    x = torch.randn(20, 6)
+    seen = []
+    hooks = [layer.register_forward_hook(lambda m, inp, out: seen.append(inp[0])) for layer in encoder.layers]
+    trunk_out = []
+    hooks += [t.register_forward_hook(lambda m, inp, out: trunk_out.append(out)) for t in encoder.trunk]
+    first = encoder(x)
+    second = encoder(x)
+    for h in hooks:
+        h.remove()
+    # the trunk does not sample: the same x gives the same activations and Gaussian parameters
+    assert torch.equal(trunk_out[0], trunk_out[2]) and torch.equal(trunk_out[1], trunk_out[3])
+    assert all(torch.equal(a.mean, b.mean) and torch.equal(a.std, b.std) for a, b in zip(first, second))
+    assert not torch.equal(first[1].sample, second[1].sample)  # the heads do
+    # each head reads its trunk layer's clean activation, never the previous sample
+    assert torch.equal(seen[0], trunk_out[0]) and torch.equal(seen[1], trunk_out[1])
+    assert [o.sample.shape[-1] for o in first] == [8, 5]
+
+
+def test_chained_encoder_feeds_each_sample_to_the_next_layer():
+    from clusterbench.nn.mlp import VIBEncoder
+
+    torch.manual_seed(0)
+    encoder = VIBEncoder(6, [8, 5], layout="chained").train()
+    seen = []
+    encoder.layers[1].register_forward_hook(lambda m, inp, out: seen.append(inp[0]))
+    outputs = encoder(torch.randn(20, 6))
+    assert encoder.trunk is None and torch.equal(seen[0], outputs[0].sample)
+
+
+def test_unknown_encoder_layout_names_the_key():
+    from clusterbench.nn.mlp import VIBEncoder
+
+    with pytest.raises(ValueError, match="backbone.layout='stacked'"):
+        VIBEncoder(6, [8], layout="stacked")
+
+
+def test_official_critic_is_the_released_network_with_batchnorm():
+    method = make(variant="official")
+    widths = method.encoders[0].out_dims  # [16, 8]
+    for critic, width in zip(method.critics, widths):
+        shapes = [tuple(w.shape[1:]) for w in critic.weights]
+        assert shapes == [(width + 4, width // 2), (width // 2, width // 2), (width // 2, 1)]
+        assert critic.norms is not None and len(critic.norms) == 2
+    paper = make()
+    assert [tuple(w.shape[1:]) for w in paper.critics[0].weights] == [(16 + 4, 256), (256, 1)] and paper.critics[0].norms is None
+
+
+def test_official_critic_orders_inputs_and_rolls_the_first_in_separate_passes():
+    method = make(variant="official")
+    inputs = []
+    method.critics[0].register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach().clone()))
+    g = torch.Generator().manual_seed(1)
+    h = [torch.randn(1, 3, 10, 16, generator=g)]
+    y = torch.softmax(torch.randn(1, 3, 10, 4, generator=g), dim=-1)
+    method._relevance(h, y, detach=True, order="yh")
+    joint, marginal = inputs  # two passes: separate BatchNorm statistics
+    assert torch.equal(joint[..., :4], y[0]) and torch.equal(joint[..., 4:], h[0][0])
+    assert torch.equal(marginal[..., :4], y[0].roll(1, dims=-2)) and torch.equal(marginal[..., 4:], h[0][0])
+    inputs.clear()
+    method._relevance(h, y, detach=True, order="hy")
+    assert torch.equal(inputs[1][..., :16], h[0][0].roll(1, dims=-2)) and torch.equal(inputs[1][..., 16:], y[0])
+
+
+def test_official_critics_step_on_the_main_loss_gradient():
+    method = make(variant="official")
+    ctx = Steps(method)
+    method.on_epoch_start(1, ctx)
+    method.training_step(batch(), torch.arange(40), ctx)  # first batch: 100 own steps
+    ctx.calls.clear()
+    before = [p.clone() for p in method.critics.parameters()]
+    terms = method.training_step(batch(), torch.arange(40), ctx)
+    assert all(p.grad is None for p in method.critics.parameters())  # nothing left from the own steps
+    ctx.optimize("main", terms["loss"])
+    grads = [p.grad.clone() for p in method.critics.parameters()]
+    assert any(gr.abs().sum() > 0 for gr in grads)
+    method.on_train_batch_end(ctx)
+    assert ctx.calls == ["main", "apply critic"]
+    # SGD(lr=0.1): each critic parameter moved by -0.1 x the main loss's gradient
+    for b, p, gr in zip(before, method.critics.parameters(), grads):
+        assert torch.allclose(p, b - 0.1 * gr, atol=1e-6)
+    paper = make()
+    paper_ctx = Steps(paper)
+    paper.on_train_batch_end(paper_ctx)
+    assert paper_ctx.calls == []
+
+
+def test_official_compression_is_kl_of_the_reference_to_a_fresh_sample():
+    from clusterbench.methods.sdcib import VARIANTS, _fresh_sample, _softmax_kl
+    from clusterbench.nn.mlp import GaussianLayerOutput
+
+    g = torch.Generator().manual_seed(2)
+    mean, std = torch.randn(1, 10, 6, generator=g), torch.rand(1, 10, 6, generator=g) + 0.1
+    layer = GaussianLayerOutput(mean + std, mean, std)
+    torch.manual_seed(7)
+    fresh = _fresh_sample(layer)
+    torch.manual_seed(7)
+    assert torch.allclose(fresh, mean + std * torch.randn(10, 6))
+    assert VARIANTS["official"].ib_sample is _fresh_sample
+    torch.manual_seed(8)
+    value = _softmax_kl(layer, fresh)
+    torch.manual_seed(8)
+    e = torch.randn(10, 6)
+    # F.kl_div(log softmax(h), softmax(e), batchmean) = KL(softmax(e) || softmax(h))
+    expected = torch.nn.functional.kl_div(torch.log_softmax(fresh[0], -1), torch.softmax(e, -1), reduction="batchmean")
+    assert value.shape == (1,) and value.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+def test_unknown_variant_names_the_key():
+    with pytest.raises(ConfigError, match="model.variant='offical'"):
+        make(variant="offical")

@@ -1,7 +1,7 @@
 """Fully connected encoders and small networks.
 
 Modules whose parameters carry a leading *member* dimension (EnsembleLinear,
-EnsembleBatchNorm1d, GaussianLayer, VIBEncoder) hold G independent networks of one shape: a
+EnsembleBatchNorm1d, EnsembleLinearBNReLU, GaussianLayer, VIBEncoder) hold G independent networks of one shape: a
 plain run has G = 1, a vectorised sweep stacks G grid members and trains them with one batched
 matmul per layer (engine/ensemble.py). Inputs are ``N x D`` (shared by every member) or
 ``G x N x D``; outputs are ``G x N x D_out``.
@@ -99,10 +99,26 @@ class GaussianLayer(nn.Module):
         return GaussianLayerOutput(mean + std * noise, mean, std)
 
 
+class EnsembleLinearBNReLU(nn.Sequential):
+    """Linear -> BatchNorm -> ReLU for G members: one deterministic trunk layer."""
+
+    def __init__(self, members: int, in_dim: int, out_dim: int) -> None:
+        super().__init__(EnsembleLinear(members, in_dim, out_dim), EnsembleBatchNorm1d(members, out_dim), nn.ReLU())
+
+
+ENCODER_LAYOUTS = ("side_heads", "chained")
+
+
 class VIBEncoder(nn.Module):
-    """Variational IB encoder (SDCIB Sec. 2.3): a Gaussian p(h_l | x) at every layer; layer l+1
-    takes the sample h_l. `forward` returns one GaussianLayerOutput per layer, H_1 .. H_L, each
-    ``members x N x width``."""
+    """Variational IB encoder (SDCIB Sec. 2.3): a Gaussian p(h_l | x) at every layer.
+
+    layout="side_heads" (the network the authors ran, their released network.py): a
+        deterministic trunk of Linear-BN-ReLU layers; beside trunk layer l a Gaussian head reads
+        the clean activation a_l and gives p(h_l | x); trunk layer l+1 takes a_l, not the sample.
+    layout="chained": there is no trunk; layer l+1 takes the noisy sample h_l (the other reading
+        of the paper's text; it does not cluster: docs/sdcib.md).
+    `forward` returns one GaussianLayerOutput per layer, H_1 .. H_L, each ``members x N x width``.
+    """
 
     def __init__(
         self,
@@ -111,20 +127,33 @@ class VIBEncoder(nn.Module):
         min_std: float = 1e-4,
         members: int = 1,
         head: Literal["paper", "official"] = "paper",
+        layout: Literal["side_heads", "chained"] = "side_heads",
     ) -> None:
         super().__init__()
         if not hidden_dims:
             raise ValueError("backbone.hidden_dims must name at least one layer")
+        if layout not in ENCODER_LAYOUTS:
+            raise ValueError(f"backbone.layout={layout!r}: expected one of {', '.join(ENCODER_LAYOUTS)}")
         dims = [in_dim, *hidden_dims]
-        self.layers = nn.ModuleList(GaussianLayer(a, b, min_std, members, head) for a, b in zip(dims[:-1], dims[1:]))
+        self.layout = layout
+        if layout == "side_heads":
+            self.trunk = nn.ModuleList(EnsembleLinearBNReLU(members, a, b) for a, b in zip(dims[:-1], dims[1:]))
+            self.layers = nn.ModuleList(GaussianLayer(b, b, min_std, members, head) for b in hidden_dims)
+        else:
+            self.trunk = None
+            self.layers = nn.ModuleList(GaussianLayer(a, b, min_std, members, head) for a, b in zip(dims[:-1], dims[1:]))
         self.out_dims = list(hidden_dims)
 
     def forward(self, x: torch.Tensor) -> list[GaussianLayerOutput]:
         outputs = []
-        for layer in self.layers:
-            out = layer(x)
-            outputs.append(out)
-            x = out.sample
+        for l, layer in enumerate(self.layers):
+            if self.trunk is not None:
+                x = self.trunk[l](x)
+                outputs.append(layer(x))
+            else:
+                out = layer(x)
+                outputs.append(out)
+                x = out.sample
         return outputs
 
 
@@ -145,7 +174,7 @@ class BatchedMLP(nn.Module):
     nn.Linear. Used for SDCIB's per-modality MINE critics (one kernel instead of G).
     """
 
-    def __init__(self, n_models: int, in_dim: int, hidden_dims: list[int], out_dim: int) -> None:
+    def __init__(self, n_models: int, in_dim: int, hidden_dims: list[int], out_dim: int, batch_norm: bool = False) -> None:
         super().__init__()
         dims = [in_dim, *hidden_dims, out_dim]
         self.weights = nn.ParameterList()
@@ -154,11 +183,16 @@ class BatchedMLP(nn.Module):
             bound = 1.0 / a**0.5
             self.weights.append(nn.Parameter(torch.empty(n_models, a, b).uniform_(-bound, bound)))
             self.biases.append(nn.Parameter(torch.empty(n_models, 1, b).uniform_(-bound, bound)))
+        # BatchNorm after each hidden Linear, per model over its own batch (statistics of one
+        # forward pass: pass joint and marginal batches separately to keep them apart)
+        self.norms = nn.ModuleList(EnsembleBatchNorm1d(n_models, b) for b in hidden_dims) if batch_norm else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         last = len(self.weights) - 1
         for i, (weight, bias) in enumerate(zip(self.weights, self.biases)):
             x = torch.baddbmm(bias, x, weight)
             if i < last:
+                if self.norms is not None:
+                    x = self.norms[i](x)
                 x = F.relu(x)
         return x
