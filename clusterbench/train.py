@@ -22,6 +22,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from clusterbench._configs import config_dir
 from clusterbench.config_check import check_config
 from clusterbench.engine.checkpoint import write_json
 from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
@@ -32,7 +33,7 @@ from clusterbench.engine.provenance import config_hash
 from clusterbench.engine.sweep import job_state, read_results
 from clusterbench.errors import ClusterbenchError, ConfigError, first_line
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "configs")
+CONFIG_DIR = config_dir()  # configs/ of the checkout, or clusterbench/configs/ in an installed wheel
 # run folders are named with ${cb_now:...}: Hydra's `now`, except under torchrun, where every
 # rank uses rank 0's start time so that all of them name the same folder
 OmegaConf.register_new_resolver("cb_now", run_stamp, use_cache=True, replace=True)
@@ -202,6 +203,11 @@ def _distributed_launch() -> None:
         sys.argv += ["hydra.output_subdir=null", "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The `clusterbench-train` console script: the same as `python -m clusterbench.train`."""
     _distributed_launch()
     main()
+
+
+if __name__ == "__main__":
+    cli()
