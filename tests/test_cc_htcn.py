@@ -17,7 +17,7 @@ from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.engine.inputs import ImageInputs, build_inputs
 from clusterbench.engine.loop import build, build_method
 from clusterbench.errors import ConfigError
-from clusterbench.losses import bootstrap_loss
+from clusterbench.losses import bootstrap_loss, cluster_contrastive_loss
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.cc import CCObjective, ContrastiveClustering
 from clusterbench.methods.htcn import HTCN, HTCNObjective
@@ -95,17 +95,51 @@ def test_bootstrap_loss_is_two_minus_two_cosine_and_stops_the_target_gradient():
 
 
 # --------------------------------------------------------------------------- HTCN mechanics
-def _htcn(momentum: float = 0.99, symmetric: bool = False) -> HTCN:
+def _htcn(momentum: float = 0.99, pairs: str = "exchanged") -> HTCN:
     cfg = OmegaConf.create({"_target_": "clusterbench.nn.backbones.SmallCNN", "widths": [4], "out_dim": 8})
     info = DataInfo(dims=(64,), n_clusters=3, n_samples=10, image_shape=(1, 8, 8))
-    objective = HTCNObjective(weights={}, symmetric=symmetric)
+    objective = HTCNObjective(weights={}, pairs=pairs)
     return HTCN(info, cfg, objective, projection_dim=6, projector_hidden_dim=10, momentum=momentum)
 
 
-@pytest.mark.parametrize("symmetric", [False, True])
-def test_htcn_no_gradient_reaches_the_target(symmetric):
+@pytest.mark.parametrize("pairs", ["exchanged", "printed"])
+def test_htcn_pairings_and_weights(pairs):
+    """exchanged = the released loop: instance = SUM of p(a)->t(b), p(b)->t(a), p(c)->t(b),
+    p(b)->t(c); cluster = MEAN of the same four pairs. printed = Eq. 5 and 11: (a, b) + (c, b)."""
     torch.manual_seed(0)
-    model = _htcn(symmetric=symmetric)
+    model = _htcn(pairs=pairs)
+    views = [torch.rand(6, 1, 8, 8) for _ in range(3)]
+    out = model.training_step(views, torch.arange(6), None)
+    y = {v: model._online(views[v]) for v in range(3)}  # train-mode BN: batch statistics, same outputs
+    t = {v: model._target(views[v]) for v in range(3)}
+
+    def inst(o, g):
+        return (2 - 2 * torch.nn.functional.cosine_similarity(y[o][0], t[g][0], dim=1)).mean()
+
+    def clus(o, g):
+        return cluster_contrastive_loss(y[o][1], t[g][1], 1.0, 1.0)
+
+    if pairs == "exchanged":
+        four = [(0, 1), (1, 0), (2, 1), (1, 2)]
+        instance = sum(inst(o, g) for o, g in four)
+        cluster = sum(clus(o, g) for o, g in four) / 4
+    else:
+        instance = inst(0, 1) + inst(2, 1)
+        cluster = clus(0, 1) + clus(2, 1)
+    torch.testing.assert_close(out["instance"], instance.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["cluster"], cluster.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["loss"].detach(), (instance + cluster).detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_htcn_pairs_option_checked():
+    with pytest.raises(ConfigError, match="loss.pairs"):
+        HTCNObjective(weights={}, pairs="symmetric")
+
+
+@pytest.mark.parametrize("pairs", ["exchanged", "printed"])
+def test_htcn_no_gradient_reaches_the_target(pairs):
+    torch.manual_seed(0)
+    model = _htcn(pairs=pairs)
     views = [torch.rand(6, 1, 8, 8) for _ in range(3)]
     loss = model.training_step(views, torch.arange(6), None)["loss"]
     loss.backward()

@@ -5,9 +5,14 @@ theta: backbone f, projector g, instance predictor p and cluster predictor q. Th
 (b) has weights xi, an exponential moving average of theta (Eq. 14), and no instance predictor;
 no gradient reaches it (stop-gradient). Losses:
 
-- instance (Eq. 1-5): 2 - 2 cos(p(z_a), z_b) + 2 - 2 cos(p(z_c), z_b);
-- cluster (Eq. 6-11): CC's cluster-column InfoNCE minus the cluster-size entropies, for the
-  pairs (a, b) and (c, b).
+- instance (Eq. 1-5): 2 - 2 cos(p(z_online), z_target) per online/target pair;
+- cluster (Eq. 6-11): CC's cluster-column InfoNCE minus the cluster-size entropies, per pair.
+
+`loss.pairs` says which pairs: "exchanged" (default; the paper's text, "the exchange of the
+online and target views is performed during each training step", and the released loop) runs
+the online network on all three views and uses (a, b), (b, a), (c, b), (b, c), the instance
+terms SUMMED and the cluster terms AVERAGED (4:1 per pair, as the released code); "printed" is
+Eq. 5 and 11 as printed: (a, b) and (c, b), both summed.
 
 Only theta is optimised (Eq. 13); the clusters are the target's cluster predictor on the
 unaugmented image. docs/cc_htcn.md maps the paper to this file and lists the open points.
@@ -25,15 +30,15 @@ from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, t
 from clusterbench.methods.cc import build_backbone, check_views, mlp_head
 
 TERMS = ("instance", "cluster")
+# (online view, target view) pairs, views a, b, c = 0, 1, 2 (b is the target stream of Eq. 5)
+PAIRINGS = {"exchanged": ((0, 1), (1, 0), (2, 1), (1, 2)), "printed": ((0, 1), (2, 1))}
 
 
 class HTCNObjective:
     """HTCN's two loss terms (Eq. 12: their sum), each with a multiplier (Table 6 ablations).
 
-    `symmetric`: the paper says that "similar to BYOL, the exchange of the online and target
-    views is performed during each training step" but Eq. 5 and 11 have only the pairs (a, b)
-    and (c, b). false (default) is Eq. 5 and 11; true adds the exchanged pairs (online on b
-    against the target on a and on c) and halves the sum, as BYOL's symmetrised loss.
+    `pairs`: "exchanged" (default) or "printed"; see the module docstring and
+    `reduce_pairs`, which combines the per-pair losses.
     """
 
     def __init__(
@@ -41,20 +46,30 @@ class HTCNObjective:
         weights: dict[str, float],
         cluster_temperature: float = 1.0,
         entropy_weight: float = 1.0,
-        symmetric: bool = False,
+        pairs: str = "exchanged",
     ) -> None:
         self.weights = term_weights(weights, TERMS)
         if cluster_temperature <= 0:
             raise ConfigError(f"loss.cluster_temperature={cluster_temperature}: must be positive")
         self.cluster_temperature = float(cluster_temperature)
         self.entropy_weight = float(entropy_weight)
-        self.symmetric = bool(symmetric)
+        if pairs not in PAIRINGS:
+            raise ConfigError(f"loss.pairs={pairs!r}: expected {' or '.join(PAIRINGS)}")
+        self.pairs = pairs
 
     def pair(self, y_online, q_online, z_target, q_target) -> tuple[torch.Tensor, torch.Tensor]:
         """(instance, cluster) loss of one online/target view pair: Eq. 2 and Eq. 8."""
         instance = bootstrap_loss(y_online, z_target)
         cluster = cluster_contrastive_loss(q_online, q_target.detach(), self.cluster_temperature, self.entropy_weight)
         return instance, cluster
+
+    def reduce_pairs(self, instance: list[torch.Tensor], cluster: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The per-pair losses (in PAIRINGS[pairs] order) -> (instance, cluster): "printed" sums
+        both (Eq. 5, Eq. 11); "exchanged" sums the instance terms and averages the cluster
+        terms, the released loop's weighting (instance : cluster = 4 : 1 per pair)."""
+        if self.pairs == "printed":
+            return torch.stack(instance).sum(), torch.stack(cluster).sum()
+        return torch.stack(instance).sum(), torch.stack(cluster).mean()
 
     def combine(self, instance: torch.Tensor, cluster: torch.Tensor) -> dict[str, torch.Tensor]:
         loss = self.weights["instance"] * instance + self.weights["cluster"] * cluster
@@ -112,21 +127,12 @@ class HTCN(ClusteringMethod):
 
     def training_step(self, views: list[torch.Tensor], index: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         check_views(views, 3, "htcn")
-        x_a, x_b, x_c = views
-        y_a, q_a = self._online(x_a)
-        y_c, q_c = self._online(x_c)
-        z_b, q_b = self._target(x_b)
-        inst_ab, clus_ab = self.objective.pair(y_a, q_a, z_b, q_b)
-        inst_cb, clus_cb = self.objective.pair(y_c, q_c, z_b, q_b)
-        instance, cluster = inst_ab + inst_cb, clus_ab + clus_cb  # Eq. 5 and Eq. 11
-        if self.objective.symmetric:
-            y_b, q_b_online = self._online(x_b)
-            z_a, q_a_target = self._target(x_a)
-            z_c, q_c_target = self._target(x_c)
-            inst_ba, clus_ba = self.objective.pair(y_b, q_b_online, z_a, q_a_target)
-            inst_bc, clus_bc = self.objective.pair(y_b, q_b_online, z_c, q_c_target)
-            instance = (instance + inst_ba + inst_bc) / 2
-            cluster = (cluster + clus_ba + clus_bc) / 2
+        pairs = PAIRINGS[self.objective.pairs]
+        # one online / target pass per view that a pair reads (BatchNorm sees each view alone)
+        online = {v: self._online(views[v]) for v in sorted({o for o, _ in pairs})}
+        target = {v: self._target(views[v]) for v in sorted({t for _, t in pairs})}
+        per_pair = [self.objective.pair(*online[o], *target[t]) for o, t in pairs]
+        instance, cluster = self.objective.reduce_pairs([p[0] for p in per_pair], [p[1] for p in per_pair])
         return self.objective.combine(instance, cluster)
 
     @torch.no_grad()
