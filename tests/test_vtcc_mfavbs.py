@@ -165,3 +165,56 @@ def test_tiny_preset_end_to_end(name, tmp_path):
     results = run(compose_config([f"+experiment={name}", "hardware=cpu", "trainer.progress=false"]), tmp_path)
     assert results["status"] == "finished" and results["epochs"] == 6
     assert results["metrics"]["nonempty_clusters"] >= 2
+
+
+def test_official_heads_and_init_shapes():
+    """head=official: Linear(d,4d)-BN-ReLU-Linear(4d,4d)-BN-ReLU-Linear (released Network_VTCC);
+    init=official: q, k, v thirds within MoCo v3's bound sqrt(6 / (d + d)), [CLS] std 1e-6."""
+    torch.manual_seed(0)
+    model = MFAVBsCC(INFO, None, CCObjective(weights={}), **NET, clip="none", representation="cls", head="official", init="official")
+    d = NET["embed_dim"]
+    for head, out in ((model.instance_head, 128), (model.cluster_head[0], INFO.n_clusters)):
+        kinds = [type(m).__name__ for m in head]
+        assert kinds == ["Linear", "BatchNorm1d", "ReLU", "Linear", "BatchNorm1d", "ReLU", "Linear"]
+        assert [tuple(m.weight.shape) for m in head if isinstance(m, torch.nn.Linear)] == [(4 * d, d), (4 * d, 4 * d), (out, 4 * d)]
+    bound = (6.0 / (d + d)) ** 0.5
+    for block in model.vit.blocks:
+        w = block.attn.qkv.weight
+        assert w.abs().max() <= bound and w.abs().max() > 0.9 * bound  # uniform up to the bound
+        assert block.attn.qkv.bias.abs().max() == 0
+    assert model.vit.cls_token.abs().max() < 1e-5
+    default = MFAVBsCC(INFO, None, CCObjective(weights={}), **NET, clip="none", representation="cls")
+    assert len(default.instance_head) == 3 and default.vit.cls_token.abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="model.head='bn'"):
+        MFAVBsCC(INFO, None, CCObjective(weights={}), **NET, clip="none", representation="cls", head="bn")
+
+
+def test_own_fusion_never_sees_the_positive_view():
+    """fusion=own: h_a depends on (a, a') only; changing b (the positive) leaves h_a unchanged,
+    changing a' changes it (the fusion is real)."""
+    model = _mfavbs(fusion="own")
+    seen = {}
+
+    def capture(h_a, h_b, c_a, c_b):
+        seen["h"] = h_a
+        return {"loss": h_a.sum()}
+
+    model.objective = capture
+    model.instance_head = torch.nn.Identity()
+    views = [torch.randn(6, 1, 16, 16) for _ in range(4)]
+    with torch.no_grad():
+        model.training_step(views, torch.arange(6), None)
+        base = seen["h"].clone()
+        model.training_step([views[0], torch.randn(6, 1, 16, 16), views[2], views[3]], torch.arange(6), None)
+        torch.testing.assert_close(seen["h"], base, rtol=0, atol=1e-6)
+        model.training_step([views[0], views[1], torch.randn(6, 1, 16, 16), views[3]], torch.arange(6), None)
+        assert (seen["h"] - base).abs().max() > 1e-3
+    with pytest.raises(ConfigError, match="needs 4 augmented views"):
+        model.training_step(views[:2], torch.arange(6), None)
+
+
+@pytest.mark.parametrize("name", ["vtcc_official", "mfavbs_official"])
+def test_official_presets_compose(name):
+    cfg = compose_config([f"+experiment={name}"])
+    assert cfg.model.head == "official" and cfg.model.init == "official"
+    assert cfg.augment.views[0].ops[3].p == 1.0 and cfg.augment.views[0].ops[1].saturation == 0.2

@@ -7,8 +7,15 @@ VTCC (methods/vtcc.py) with two changes:
   tokens with shared weights; block 2i runs on the two sequences concatenated along the TOKEN
   dimension (B x 2T x E), so self-attention mixes the views; its output is split back into the
   two views (Eq. 2). `fused_pairs` (Fig. 6's N) pairs from the first block are fused, the
-  rest run unfused. `fusion`: token (the paper), batch (the released code: concatenation along
-  the batch dimension, numerically the same as none), none (VTCC).
+  rest run unfused. `fusion`: token (the paper, literally: view a fused with its positive view
+  b), own (token fusion of each training view with a second, independent draw of its own
+  pipeline: four views a, b, a', b', the pairs (a, a') and (b, b') are fused and the loss reads
+  a and b), batch (the released code: concatenation along the batch dimension, numerically the
+  same as none), none (VTCC).
+  Why `own`: with `token`, view a's readout attends to its positive's tokens, so a and b
+  become functions of the same two images and the instance loss can match the positive
+  without learning invariance (docs/vit_methods.md has the measurement). With `own`, h_a
+  depends on x_a and x_a' only, which share nothing with x_b but the image itself.
 - CLIP anchor (Sec. 3.4): the frozen CLIP ViT-B/32 image embedding of each sample (512-d,
   cached by scripts/clip_embed.py) is inserted after [CLS]; the final-layer anchor slot is the
   representation fed to the heads (`representation: anchor`, the paper and the released code),
@@ -25,11 +32,11 @@ from torch import nn
 
 from clusterbench.data.clip_cache import CLIP_DIM, load_features
 from clusterbench.errors import ConfigError
-from clusterbench.methods.base import DataInfo
-from clusterbench.methods.cc import CCObjective
+from clusterbench.methods.base import DataInfo, StepContext
+from clusterbench.methods.cc import CCObjective, check_views
 from clusterbench.methods.vtcc import VTCC
 
-FUSIONS = ("token", "batch", "none")
+FUSIONS = ("token", "own", "batch", "none")
 
 
 class MFAVBsCC(VTCC):
@@ -55,9 +62,11 @@ class MFAVBsCC(VTCC):
         stem: str = "conv",
         feature_dim: int = 128,
         head_hidden_dim: int | None = None,
+        head: str = "mlp",
+        init: str = "mae",
     ) -> None:
         if fusion not in FUSIONS:
-            raise ConfigError(f"model.fusion={fusion!r}: expected token, batch or none")
+            raise ConfigError(f"model.fusion={fusion!r}: expected token, own, batch or none")
         if clip not in ("none", "cached"):
             raise ConfigError(f"model.clip={clip!r}: expected none or cached")
         if representation not in ("anchor", "cls"):
@@ -66,7 +75,8 @@ class MFAVBsCC(VTCC):
             raise ConfigError("model.representation=anchor needs the CLIP anchor token (model.clip=cached), or use representation=cls")
         self.extra_tokens = 1 if clip == "cached" else 0
         super().__init__(
-            data_info, backbone, loss, vit_size, embed_dim, num_heads, depth, patch_size, mlp_ratio, stem, feature_dim, head_hidden_dim
+            data_info, backbone, loss, vit_size, embed_dim, num_heads, depth, patch_size, mlp_ratio, stem, feature_dim, head_hidden_dim,
+            head, init,
         )
         pairs = len(self.vit.blocks) // 2
         fused_pairs = pairs if fused_pairs is None else int(fused_pairs)
@@ -105,7 +115,7 @@ class MFAVBsCC(VTCC):
         n, t = y_a.shape[:2]
         for i, block in enumerate(self.vit.blocks):
             fused = i % 2 == 1 and i // 2 < self.fused_pairs
-            if fused and self.fusion == "token":
+            if fused and self.fusion in ("token", "own"):
                 # Eq. 1: Cat along the tokens (B x 2T x E); Eq. 2: Spl back into the two views
                 y_a, y_b = block(torch.cat([y_a, y_b], dim=1)).split(t, dim=1)
             else:
@@ -113,3 +123,12 @@ class MFAVBsCC(VTCC):
                 # tokens attend only to themselves, so this is running the views separately
                 y_a, y_b = block(torch.cat([y_a, y_b], dim=0)).split(n, dim=0)
         return self.readout(self.vit.norm(y_a)), self.readout(self.vit.norm(y_b))
+
+    def training_step(self, views: list[torch.Tensor], index: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
+        if self.fusion != "own":
+            return super().training_step(views, index, ctx)
+        check_views(views, 4, f"{self.name} with model.fusion=own (augment=mfavbs_own)")
+        # FAVB on (a, a') and on (b, b'): neither readout sees the other's positive view
+        h_a, _ = self.encode_pair(views[0], views[2], index)
+        h_b, _ = self.encode_pair(views[1], views[3], index)
+        return self.objective(self.instance_head(h_a), self.instance_head(h_b), self.cluster_head(h_a), self.cluster_head(h_b))
