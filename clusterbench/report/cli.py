@@ -7,10 +7,23 @@ from pathlib import Path
 
 from clusterbench.report.reference import ReferenceFileError, resolve_references
 from clusterbench.report.runs import find_runs, summarize
-from clusterbench.report.tables import build_table, to_csv, to_latex, to_markdown
+from clusterbench.report.tables import (
+    METRICS,
+    build_pivot,
+    build_table,
+    pivot_to_csv,
+    pivot_to_latex,
+    pivot_to_markdown,
+    to_csv,
+    to_latex,
+    to_markdown,
+)
 
 FORMATTERS = {"md": to_markdown, "csv": to_csv, "latex": to_latex}
 OUTPUT_FILES = {"md": "table.md", "csv": "table.csv", "latex": "table.tex"}
+PIVOT_FORMATTERS = {"md": pivot_to_markdown, "csv": pivot_to_csv, "latex": pivot_to_latex}
+PIVOT_FILES = {"md": "pivot.md", "csv": "pivot.csv", "latex": "pivot.tex"}
+PIVOT_DEFAULT_METRICS = ("acc", "nmi", "ari")
 # figures.KINDS, repeated so that the command line does not import matplotlib before it is needed
 FIGURE_KINDS = ("alpha_beta", "curves", "confusion", "tsne")
 
@@ -28,6 +41,39 @@ def _figure_kinds(text: str) -> tuple[str, ...]:
     return kinds
 
 
+def _metrics(text: str) -> tuple[str, ...]:
+    if text.strip() == "all":
+        return METRICS
+    metrics = tuple(m.strip().lower() for m in text.split(",") if m.strip())
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown or not metrics:
+        raise argparse.ArgumentTypeError(f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)} or all")
+    return metrics
+
+
+def _pivot(args: argparse.Namespace, groups, unfinished, references) -> int:
+    pivot = build_pivot(groups, unfinished, aggregate=args.aggregate, references=references, metrics=args.metric)
+    print(PIVOT_FORMATTERS[args.format](pivot).rstrip("\n"))
+    if args.format == "csv":
+        for item in unfinished:
+            print(f"not finished: {item.path}: {item.reason}", file=sys.stderr)
+    figure_dir = args.figures or args.out
+    try:
+        if args.out is not None:
+            args.out.mkdir(parents=True, exist_ok=True)
+            for name, formatter in PIVOT_FORMATTERS.items():
+                (args.out / PIVOT_FILES[name]).write_text(formatter(pivot).rstrip("\n") + "\n")
+            print(f"wrote {', '.join(str(args.out / f) for f in PIVOT_FILES.values())}", file=sys.stderr)
+        if figure_dir is not None:
+            from clusterbench.report.figures import pivot_bar_figures  # matplotlib only when figures are asked for
+
+            written = pivot_bar_figures(pivot, figure_dir)
+            print(f"wrote {len(written)} figure(s) to {figure_dir}", file=sys.stderr)
+    except OSError as err:
+        return _error(f"cannot write {err.filename or ''}: {err.strerror or err}".replace(" : ", ": "))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clusterbench.report",
@@ -42,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--figures", type=Path, help="write the figures here (default with --out: the --out folder)")
     parser.add_argument("--plots", default=",".join(FIGURE_KINDS), type=_figure_kinds,
                         help=f"which figures, comma-separated (default all: {','.join(FIGURE_KINDS)})")
+    parser.add_argument("--pivot", action="store_true",
+                        help="methods as rows, datasets as columns (one block per metric), the k-means floor first, "
+                             "paper rows; with --out: pivot.md/.csv/.tex and one grouped bar chart per metric")
+    parser.add_argument("--metric", type=_metrics, default=PIVOT_DEFAULT_METRICS,
+                        help=f"with --pivot: metrics to show, comma-separated or `all` ({', '.join(METRICS)}; default acc,nmi,ari)")
     parser.add_argument("--reference", default="auto",
                         help="paper numbers: auto (every bundled reference that maps a row), none, a name "
                              "(e.g. sdcib_icml2025) or a .yaml path")
@@ -62,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(err))
 
     groups, unfinished = summarize(run_folders)
+    if args.pivot:
+        return _pivot(args, groups, unfinished, references)
     table = build_table(groups, unfinished, aggregate=args.aggregate, references=references)
     print(FORMATTERS[args.format](table).rstrip("\n"))
     if args.format == "csv":

@@ -337,3 +337,62 @@ def write_figures(groups: list[Group], out_dir: Path, aggregate: str = "mean", k
             if kind in kinds:
                 draw(group, out_dir, report)
     return report
+
+
+# --------------------------------------------------------------------------- pivot: grouped bars
+
+
+def pivot_bar_figures(pivot, out_dir: Path) -> list[Path]:
+    """`report --pivot`: one grouped bar chart per metric, datasets along x, one bar per method
+    row (mean with a ± std whisker; label-selected bars hatched, paper values as black ticks).
+    Written as bars_<metric>.png (200 dpi) and .pdf; returns the paths."""
+    from clusterbench.report.tables import TITLES
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    rows = [row for row in pivot.rows if row.kind != "paper"]
+    papers = {row.of: row for row in pivot.rows if row.kind == "paper"}
+    written: list[Path] = []
+    if not rows or not pivot.datasets:
+        return written
+    width = 0.8 / len(rows)
+    for metric in pivot.metrics:
+        figure = Figure(figsize=(max(6.0, 1.2 + 0.35 * len(rows) * len(pivot.datasets)), 4.2), layout="constrained")
+        ax = figure.subplots()
+        for i, row in enumerate(rows):
+            xs, heights, errors, hatched = [], [], [], []
+            for j, dataset in enumerate(pivot.datasets):
+                cell = row.cells.get(dataset, {}).get(metric)
+                if cell is None:
+                    continue
+                xs.append(j - 0.4 + width * (i + 0.5))
+                heights.append(cell.value)
+                errors.append(cell.std or 0.0)
+                hatched.append(bool(row.label_selected.get(dataset)))
+            if not xs:
+                continue
+            bars = ax.bar(xs, heights, width=width * 0.95, yerr=errors if any(errors) else None, capsize=2,
+                          color=f"C{i % 10}", label=row.label + (" (floor)" if row.kind == "floor" else ""))
+            for bar, hatch in zip(bars, hatched):
+                if hatch:
+                    bar.set_hatch("//")
+            paper = papers.get(row.label)
+            if paper is not None:
+                for j, dataset in enumerate(pivot.datasets):
+                    cell = paper.cells.get(dataset, {}).get(metric)
+                    if cell is not None:
+                        x = j - 0.4 + width * (i + 0.5)
+                        ax.plot([x - width / 2, x + width / 2], [cell.value, cell.value], color="black", linewidth=1.5)
+        ax.set_xticks(range(len(pivot.datasets)))
+        ax.set_xticklabels(pivot.datasets, rotation=20 if len(pivot.datasets) > 4 else 0)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(TITLES[metric])
+        how = "max over runs" if pivot.aggregate == "max" else "mean ± std over runs"
+        ax.set_title(f"{TITLES[metric]} ({how}; hatched: label-selected; black tick: paper)", fontsize=9)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        for suffix in ("png", "pdf"):
+            path = out_dir / f"bars_{metric}.{suffix}"
+            FigureCanvasAgg(figure)
+            figure.savefig(path, dpi=200)
+            written.append(path)
+    return written

@@ -80,7 +80,8 @@ class Reference:
         paper_dataset = self.datasets.get(group.dataset)
         if paper_dataset is None:
             return None
-        applicable = [rule for rule in self.rules if rule.applies_to(group.model, group.config)]
+        names = getattr(group, "names", (group.model,))  # a row may stand for two names (amkm = kmeans)
+        applicable = [rule for rule in self.rules if any(rule.applies_to(name, group.config) for name in names)]
         if not applicable:
             return None
         # most conditions first; max() keeps the first of equals, i.e. file order

@@ -64,6 +64,19 @@ class Group:
     dataset: str
     overrides: str
     runs: list[Run] = field(default_factory=list)
+    # model names whose runs are the same computation (e.g. amkm composes kmeans): one row
+    aliases: tuple[str, ...] = ()
+    # runs left out because another run of the row has the same config and seed
+    duplicates: list[Run] = field(default_factory=list)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Every model name the row stands for (its own first)."""
+        return (self.model, *self.aliases)
+
+    @property
+    def label(self) -> str:
+        return " = ".join(self.names)
 
     @property
     def key(self) -> tuple[str, str, str]:
@@ -157,8 +170,48 @@ def _read_run(run: Path) -> Run | Unfinished:
     return Run(run, results, load_config(run))
 
 
+# keys of .hydra/config.yaml that do not change what a run computes (as IGNORED_OVERRIDE_PREFIXES)
+IGNORED_CONFIG_KEYS = ("seed", "paths", "resume", "overwrite", "logger", "hydra", "launcher_gpus")
+IGNORED_CONFIG_SUBKEYS = (("trainer", "progress"), ("hardware", "num_threads"))
+
+
+def computation_key(config: dict[str, Any]) -> str:
+    """The composed config without the seed and the settings that change nothing: two groups
+    with equal keys (and datasets and overrides) compute the same thing under two model names."""
+    plain = {k: v for k, v in config.items() if k not in IGNORED_CONFIG_KEYS}
+    for outer, inner in IGNORED_CONFIG_SUBKEYS:
+        if isinstance(plain.get(outer), dict):
+            plain[outer] = {k: v for k, v in plain[outer].items() if k != inner}
+    return json.dumps(plain, sort_keys=True, default=str)
+
+
+def _merge_aliases(groups: dict[tuple[str, str, str], Group]) -> dict[tuple[str, str, str], Group]:
+    """Groups that differ only by the model's name (configs/model/amkm.yaml composes kmeans.yaml)
+    become one row named by both; a run with the same seed as one already in it is set aside."""
+    by_computation: dict[tuple[str, str, str], list[Group]] = {}
+    for group in groups.values():
+        if not isinstance(group.config.get("model"), dict) or not group.config["model"]:  # nothing to compare
+            by_computation[(group.model, group.dataset, group.overrides)] = [group]
+            continue
+        by_computation.setdefault((computation_key(group.config), group.dataset, group.overrides), []).append(group)
+    merged: dict[tuple[str, str, str], Group] = {}
+    for same in by_computation.values():
+        # the shorter, then alphabetically first name leads: kmeans before amkm
+        same.sort(key=lambda g: (g.model != "kmeans", len(g.model), g.model))
+        lead = same[0]
+        for other in same[1:]:
+            lead.aliases += (other.model,)
+            seeds = {run.seed for run in lead.runs}
+            for run in other.sorted_runs():
+                (lead.duplicates if run.seed in seeds else lead.runs).append(run)
+                seeds.add(run.seed)
+        merged[lead.key] = lead
+    return dict(sorted(merged.items()))
+
+
 def summarize(run_folders: list[Path]) -> tuple[dict[tuple[str, str, str], Group], list[Unfinished]]:
-    """Finished runs grouped by (model, dataset, overrides other than seed); the rest, with a reason."""
+    """Finished runs grouped by (model, dataset, overrides other than seed); the rest, with a reason.
+    Groups that compute the same thing under two model names (amkm, kmeans) are one group."""
     groups: dict[tuple[str, str, str], Group] = {}
     unfinished: list[Unfinished] = []
     for folder in run_folders:
@@ -170,5 +223,5 @@ def summarize(run_folders: list[Path]) -> tuple[dict[tuple[str, str, str], Group
         model = str(results.get("model") or results.get("method") or "?")
         key = (model, str(results["dataset"]["name"]), relevant_overrides(list(results.get("overrides") or [])))
         groups.setdefault(key, Group(*key)).runs.append(item)
-    return dict(sorted(groups.items())), unfinished
+    return _merge_aliases(groups), unfinished
 

@@ -1,0 +1,128 @@
+"""report --pivot: methods x datasets, floors, paper rows, label-selected cells, formats, bars;
+and the table fixes: amkm = kmeans as one row, n = 1 without "± 0", purity shown.
+
+Run folders are written by hand (results.json, .hydra/config.yaml), no training.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+import yaml
+
+from clusterbench.report import find_runs, main, summarize
+from clusterbench.report.reference import resolve_references
+from clusterbench.report.tables import build_pivot, build_table, pivot_to_csv, pivot_to_latex, pivot_to_markdown, to_markdown
+
+KMEANS = {"model": {"_target_": "clusterbench.methods.kmeans.KMeans", "view": None, "n_init": 10}}
+CC = {"model": {"_target_": "clusterbench.methods.cc.ContrastiveClustering"}}
+
+
+def _run(root, name, model, dataset, seed, acc, config=None, overrides=(), uses_labels=False, purity=None):
+    run = root / name
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed, "paths": {"log_dir": f"/x/{name}"}, **(config or {})}))
+    metrics = {"acc": acc, "nmi": acc / 2, "ari": acc / 4}
+    if purity is not None:
+        metrics["purity"] = purity
+    (run / "results.json").write_text(json.dumps({
+        "status": "finished", "model": model, "seed": seed, "dataset": {"name": dataset},
+        "overrides": [f"seed={seed}", f"model={model}", f"dataset={dataset}", *overrides],
+        "selection": {"rule": "best_acc" if uses_labels else "last", "epoch": 1, "uses_labels": uses_labels},
+        "metrics": metrics,
+    }))
+
+
+def _pivot(tmp_path, reference="none", metrics=("acc", "nmi", "ari")):
+    groups, unfinished = summarize(find_runs([tmp_path]))
+    return build_pivot(groups, unfinished, references=resolve_references(reference), metrics=metrics)
+
+
+def _lines(markdown, block="ACC"):
+    text = markdown.split(f"**{block}**", 1)[1].split("\n\n", 2)[1]
+    return {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ") and "---" not in line}
+
+
+def test_pivot_rows_columns_floor_best_and_marks(tmp_path):
+    _run(tmp_path, "k0", "kmeans", "digits", 0, 0.70, KMEANS)
+    _run(tmp_path, "k1", "kmeans", "digits", 1, 0.80, KMEANS)
+    _run(tmp_path, "k2", "kmeans", "mnist", 0, 0.55, KMEANS)
+    _run(tmp_path, "c0", "cc", "digits", 0, 0.60, CC)
+    _run(tmp_path, "c1", "cc", "mnist", 0, 0.85, CC, overrides=("+experiment=cc_mnist",))
+    _run(tmp_path, "s0", "km", "digits", 0, 0.95, {"model": {"per_view": True}}, uses_labels=True)
+    pivot = _pivot(tmp_path)
+    assert pivot.datasets == ["digits", "mnist"]
+    # floor first, then classic, then methods; the MNIST preset is the same `cc` row
+    assert [row.label for row in pivot.rows] == ["kmeans", "km", "cc"]
+    md = pivot_to_markdown(pivot)
+    acc = _lines(md)
+    assert acc["kmeans"] == "| kmeans | **0.750 ± 0.071 (2)** | 0.550 (1) |"  # n = 1: no "± 0"
+    # cc: below the floor on digits, best on MNIST; km chose its view with labels: marked, never bold
+    assert acc["cc"] == "| cc | 0.600 (1) ↓ | **0.850 (1)** |"
+    assert acc["km"] == "| km | 0.950 (1) † | - |"
+    assert "± 0.000" not in md and "**NMI**" in md and "**ARI**" in md
+    assert "label-selected" in md and "below the k-means floor" in md
+
+
+def test_pivot_paper_rows_and_differences(tmp_path):
+    # SDCIB Table 2 on Event: AmKM 28.7 / 11.6; kmeans on the concatenated views is AmKM
+    _run(tmp_path, "k0", "kmeans", "event", 0, 0.30, KMEANS)
+    _run(tmp_path, "k1", "kmeans", "event", 1, 0.32, KMEANS)
+    pivot = _pivot(tmp_path, reference="sdcib_icml2025")
+    assert [row.kind for row in pivot.rows] == ["floor", "paper"]
+    acc = _lines(pivot_to_markdown(pivot))
+    assert acc["*kmeans, paper*"] == "| *kmeans, paper* | 0.287 (Δ +0.023) |"
+    rows = list(csv.DictReader(io.StringIO(pivot_to_csv(pivot))))
+    paper = next(r for r in rows if r["kind"] == "paper" and r["metric"] == "nmi")
+    assert (paper["value"], paper["paper_method"], paper["paper_table"]) == ("0.116", "AmKM", "2")
+    assert abs(float(paper["diff"]) - (0.155 - 0.116)) < 1e-6
+    assert not any(r["kind"] == "paper" for r in rows if r["metric"] == "ari")  # the paper has no ARI
+
+
+def test_pivot_metric_switch_formats_and_figures(tmp_path, capsys):
+    runs = tmp_path / "runs"
+    _run(runs, "k0", "kmeans", "digits", 0, 0.7, KMEANS, purity=0.72)
+    _run(runs, "c0", "cc", "digits", 0, 0.6, CC, purity=0.61)
+    out = tmp_path / "out"
+    assert main([str(runs), "--pivot", "--metric", "purity", "--out", str(out), "--reference", "none"]) == 0
+    printed = capsys.readouterr().out
+    assert "**Purity**" in printed and "**ACC**" not in printed and "| kmeans | **0.720 (1)** |" in printed
+    assert {p.name for p in out.iterdir()} == {"pivot.md", "pivot.csv", "pivot.tex", "bars_purity.png", "bars_purity.pdf"}
+    assert (out / "bars_purity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    latex = (out / "pivot.tex").read_text()
+    assert r"\textbf{0.720 (1)}" in latex and r"\multicolumn{2}{l}{\textit{Purity}}" in latex
+    assert main([str(runs), "--pivot", "--format", "csv", "--metric", "acc"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("metric,method,kind,dataset,value,std,n") and len(lines) == 3
+
+
+def test_pivot_unknown_metric_is_rejected(tmp_path, capsys):
+    _run(tmp_path, "k0", "kmeans", "digits", 0, 0.7, KMEANS)
+    with pytest.raises(SystemExit) as exit_:
+        main([str(tmp_path), "--pivot", "--metric", "f1"])
+    assert exit_.value.code == 2
+    assert "unknown metric(s) f1" in capsys.readouterr().err
+
+
+def test_amkm_and_kmeans_are_one_row_and_seeds_are_not_counted_twice(tmp_path):
+    _run(tmp_path, "a0", "amkm", "handwritten", 0, 0.8, KMEANS)
+    _run(tmp_path, "k0", "kmeans", "handwritten", 0, 0.8, KMEANS)  # the same computation again
+    _run(tmp_path, "k1", "kmeans", "handwritten", 1, 0.9, KMEANS)
+    _run(tmp_path, "v0", "kmeans", "handwritten", 0, 0.5, {"model": {**KMEANS["model"], "view": 2}}, overrides=("model.view=2",))
+    groups, _ = summarize(find_runs([tmp_path]))
+    labels = sorted(group.label for group in groups.values())
+    assert labels == ["kmeans", "kmeans = amkm"]
+    merged = next(g for g in groups.values() if g.aliases)
+    assert sorted(run.seed for run in merged.runs) == [0, 1] and len(merged.duplicates) == 1
+    md = to_markdown(build_table(groups))
+    assert "| kmeans = amkm | handwritten | - | 2 | 0,1 |" in md
+    assert "not counted again" in md
+
+
+def test_table_shows_purity_and_one_run_without_spread(tmp_path):
+    _run(tmp_path, "k0", "kmeans", "digits", 0, 0.7, KMEANS, purity=0.75)
+    md = to_markdown(build_table(*summarize(find_runs([tmp_path]))))
+    assert md.splitlines()[0].endswith("| ACC | NMI | ARI | Purity |")
+    assert "| 0.7000 | 0.3500 | 0.1750 | 0.7500 |" in md and "±" not in md.split("\n\n")[0]
