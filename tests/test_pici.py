@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.errors import ConfigError
-from clusterbench.losses.pici import cli_loss, match_pseudo_labels
+from clusterbench.losses.pici import cli_loss, masked_patch_mse, match_pseudo_labels, normalize_patches
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.pici import PICI, PICIObjective
 from clusterbench.train import run
@@ -143,7 +143,13 @@ def test_presets_compose(name):
     assert sum(cfg.model.stage_epochs) == cfg.trainer.max_epochs
     if "official" in name:
         assert cfg.model.variant == "official" and len(cfg.augment.views) == 2
-        assert cfg.augment.views[0] == cfg.augment.views[1]  # both strong
+        # Transforms_BYOL: both strong; jitter (0.4, 0.4, 0.2, 0.1), blur p=1.0; view b + Solarize p=0.2
+        a, b = ([op._target_.split(".")[-1] for op in v.ops] for v in cfg.augment.views)
+        assert a == ["RandomResizedCrop", "ColorJitter", "RandomGrayscale", "GaussianBlur", "RandomHorizontalFlip", "Normalize"]
+        assert b == a[:4] + ["RandomSolarize"] + a[4:]
+        view = cfg.augment.views[0].ops
+        assert (view[1].saturation, view[1].hue, view[3].p, cfg.augment.views[1].ops[4].p) == (0.2, 0.1, 1.0, 0.2)
+        assert cfg.model.norm_pix_loss is True
 
 
 def test_official_boosting_keeps_its_first_pseudo_labels_and_matches_per_batch():
@@ -169,3 +175,16 @@ def test_tiny_preset_end_to_end(tmp_path):
     results = run(compose_config(["+experiment=pici_tiny", "hardware=cpu", "trainer.progress=false"]), tmp_path)
     assert results["status"] == "finished" and results["epochs"] == 8
     assert results["metrics"]["nonempty_clusters"] >= 2
+
+
+def test_norm_pix_targets_by_hand():
+    """MAE's norm_pix_loss: each patch minus its mean over its pixels, over sqrt(unbiased var + 1e-6)."""
+    target = torch.tensor([[[1.0, 2.0, 3.0, 6.0], [5.0, 5.0, 5.0, 5.0]]])  # one image, two patches of 4 pixels
+    # patch 1: mean 3, unbiased variance (4 + 1 + 0 + 9) / 3 = 14 / 3
+    expected = torch.tensor([[[-2.0, -1.0, 0.0, 3.0], [0.0, 0.0, 0.0, 0.0]]]) / torch.tensor([[[(14 / 3 + 1e-6) ** 0.5], [1e-3]]])
+    torch.testing.assert_close(normalize_patches(target), expected)
+    pred = torch.zeros_like(target)
+    mask = torch.tensor([[1.0, 0.0]])  # only the first patch is masked
+    # raw pixels: mean of (1 + 4 + 9 + 36) / 4 = 12.5; normalised: mean of z^2 = (4 + 1 + 0 + 9) / 4 / (14 / 3) = 0.75
+    assert masked_patch_mse(pred, target, mask).item() == pytest.approx(12.5)
+    assert masked_patch_mse(pred, target, mask, norm_pix=True).item() == pytest.approx(0.75, rel=1e-5)

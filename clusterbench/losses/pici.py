@@ -17,15 +17,27 @@ from torch import Tensor
 
 from clusterbench.metrics import hungarian_match
 
-__all__ = ["masked_patch_mse", "pisd_loss", "match_pseudo_labels", "cli_loss"]
+__all__ = ["masked_patch_mse", "normalize_patches", "pisd_loss", "match_pseudo_labels", "cli_loss"]
 
 EPS = 1e-8
 
 
-def masked_patch_mse(pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
+def normalize_patches(target: Tensor, eps: float = 1e-6) -> Tensor:
+    """MAE's `norm_pix_loss` target: each patch (last dim, D pixels) minus its own mean, divided
+    by sqrt(its unbiased variance + eps)."""
+    target = target.float()
+    mean = target.mean(dim=-1, keepdim=True)
+    var = target.var(dim=-1, keepdim=True)  # unbiased (D - 1), as MAE's torch .var()
+    return (target - mean) / (var + eps).sqrt()
+
+
+def masked_patch_mse(pred: Tensor, target: Tensor, mask: Tensor, norm_pix: bool = False) -> Tensor:
     """l_re of one view: ``pred``, ``target`` (B, L, D) patch pixels, ``mask`` (B, L) with 1 on
     masked patches. Mean over each patch's D pixels of the squared error, then the mean over the
-    masked patches only (visible patches do not count, as in MAE)."""
+    masked patches only (visible patches do not count, as in MAE). ``norm_pix``: the target is
+    `normalize_patches(target)` (the released PICI MAE is built with norm_pix_loss=True)."""
+    if norm_pix:
+        target = normalize_patches(target)
     per_patch = (pred.float() - target.float()).pow(2).mean(dim=-1)
     mask = mask.to(per_patch.dtype)
     return (per_patch * mask).sum() / mask.sum().clamp_min(1.0)

@@ -18,8 +18,9 @@ stages: the stage is read from the epoch number in `on_epoch_start`, and `stage_
 sum to trainer.max_epochs. `variant: official` switches to the released code's behaviours
 (docs/vit_methods.md): masked test inference, softmax applied twice in L_CLI, pseudo-labels
 computed once at the start of boosting from masked views (per-batch min-max scaled features,
-k-means n_init 100) and matched per batch. (Its two strong views are an augmentation setting:
-+experiment=pici_official.) Nothing here reads the labels: the boosting result is the last
+k-means n_init 100) and matched per batch. `norm_pix_loss: true` reconstructs each masked
+patch normalised by its own mean and variance (the released MAE; the paper: pixels). (The
+released views are an augmentation setting; +experiment=pici_official sets all of these.) Nothing here reads the labels: the boosting result is the last
 epoch's, whatever trainer.selection the run uses.
 """
 from __future__ import annotations
@@ -93,6 +94,7 @@ class PICI(ClusteringMethod):
         kmeans_n_init: int = 10,
         feature_dim: int = 128,
         head_hidden_dim: int | None = None,
+        norm_pix_loss: bool = False,
     ) -> None:
         super().__init__()
         if not isinstance(loss, PICIObjective):
@@ -117,6 +119,7 @@ class PICI(ClusteringMethod):
         self.objective = loss
         self.variant = variant
         self.mask_ratio = float(mask_ratio)
+        self.norm_pix_loss = bool(norm_pix_loss)
         self.patch_size = int(patch_size)
         self.stage_ends = np.cumsum(stage_epochs).tolist()
         self.kmeans_n_init = int(kmeans_n_init)
@@ -183,7 +186,7 @@ class PICI(ClusteringMethod):
         encoded = [self.encoder(x, self.mask_ratio) for x in views]
         if "pisd" in wanted:
             recon = [
-                masked_patch_mse(self.decoder(tokens, restore), patchify(x, self.patch_size), mask)
+                masked_patch_mse(self.decoder(tokens, restore), patchify(x, self.patch_size), mask, self.norm_pix_loss)
                 for x, (tokens, mask, restore) in zip(views, encoded)
             ]
             terms["pisd"] = pisd_loss(*recon)  # Eq. 1
