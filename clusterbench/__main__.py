@@ -33,8 +33,13 @@ def describe() -> str:
         "",
         "examples:",
         "  clusterbench-train model=kmeans                      # k-means on the embedded handwritten digits",
+        "  clusterbench-train model=kmeans dataset=features dataset.path=my.npy dataset.n_clusters=5   # your own data",
         "  clusterbench-train --help                            # every group and key",
         "  clusterbench-report outputs/runs --out report/",
+        "",
+        "Python:",
+        "  import clusterbench",
+        "  result = clusterbench.cluster(X, method='kmeans', n_clusters=10)   # result.labels, .metrics, .run_dir",
     ]
     return "\n".join(lines)
 

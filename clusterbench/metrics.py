@@ -55,6 +55,9 @@ __all__ = [
     "normalized_mutual_info",
     "adjusted_rand_index",
     "purity",
+    "label_free_scores",
+    "score_sample",
+    "LABEL_FREE_SAMPLE",
 ]
 
 _NMI_AVERAGES = ("arithmetic", "geometric", "min", "max")
@@ -395,3 +398,51 @@ def collapse_stats(y_pred: Any, n_clusters: int) -> dict[str, float | int]:
         n,
         n_clusters,
     )
+
+
+# label-free scores are computed on a fixed random subset of at most this many samples
+# (silhouette is quadratic in the number of samples)
+LABEL_FREE_SAMPLE = 5000
+
+
+def score_sample(views: Any, max_samples: int = LABEL_FREE_SAMPLE, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(sample indices, float32 features) for :func:`label_free_scores`: the views concatenated
+    (``(n, sum d)``; image views flattened), rows of a fixed random subset of at most
+    ``max_samples`` samples (all when there are fewer), drawn from ``seed``."""
+    views = [views] if not isinstance(views, (list, tuple)) else list(views)
+    n = int(views[0].shape[0])
+    index = np.arange(n) if n <= max_samples else np.sort(np.random.default_rng(seed).choice(n, max_samples, replace=False))
+    parts = []
+    for v in views:
+        rows = v[torch.as_tensor(index)] if _is_torch_tensor(v) else np.asarray(v)[index]
+        rows = rows.detach().cpu().float().numpy() if _is_torch_tensor(rows) else np.asarray(rows, dtype=np.float32)
+        parts.append(rows.reshape(len(index), -1))
+    return index, np.concatenate(parts, axis=1)
+
+
+def label_free_scores(features: np.ndarray, y_pred: Any, n_clusters: int | None = None) -> dict[str, Any]:
+    """Scores of a partition that need no labels, for data without them.
+
+    ``features`` are rows of the data (e.g. from :func:`score_sample`) and ``y_pred`` the
+    clusters of the same rows. Returns ``silhouette`` (mean silhouette coefficient, Euclidean,
+    in [-1, 1], higher is better), ``calinski_harabasz`` (between- over within-cluster
+    dispersion, higher is better), both ``nan`` when fewer than 2 clusters are non-empty (or
+    every sample is its own cluster), ``cluster_sizes`` (samples per cluster ``0..K-1`` in
+    these rows; K = ``n_clusters`` or the largest label + 1) and ``n_samples_scored``.
+    """
+    from sklearn.metrics import calinski_harabasz_score, silhouette_score
+
+    pred = _as_label_array(y_pred, "y_pred").astype(np.int64, copy=False)
+    features = np.asarray(features, dtype=np.float64)
+    if features.ndim != 2 or features.shape[0] != pred.shape[0]:
+        raise ValueError(f"features {features.shape} and y_pred ({pred.shape[0]},) do not match")
+    k = int(n_clusters) if n_clusters is not None else int(pred.max()) + 1
+    sizes = np.bincount(pred, minlength=k)
+    used = int(np.count_nonzero(sizes))
+    ok = 2 <= used <= pred.shape[0] - 1
+    return {
+        "silhouette": float(silhouette_score(features, pred)) if ok else float("nan"),
+        "calinski_harabasz": float(calinski_harabasz_score(features, pred)) if ok else float("nan"),
+        "cluster_sizes": [int(c) for c in sizes],
+        "n_samples_scored": int(pred.shape[0]),
+    }

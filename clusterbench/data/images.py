@@ -39,7 +39,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clusterbench.errors import DataError
+from clusterbench.errors import ConfigError, DataError
 from clusterbench.data.multiview import _check_n_clusters  # one rule for every dataset
 
 __all__ = [
@@ -94,7 +94,8 @@ class ImageData(Dataset):
     Attributes:
         name: dataset name (from the config).
         images: uint8 tensor ``(N, C, H, W)``.
-        labels: int64 tensor ``(N,)`` with values ``0..C-1``.
+        labels: int64 tensor ``(N,)`` with values ``0..C-1``, or ``None`` for unlabelled images
+            (a flat folder; then ``n_clusters`` is required).
         n_clusters: clusters to look for; ``None`` on construction means the number of classes.
         checksum: sha256 hex digest of the bytes read (all files, in reading order).
         source: the file or folder the data were read from.
@@ -112,14 +113,14 @@ class ImageData(Dataset):
 
     name: str
     images: torch.Tensor
-    labels: torch.Tensor
+    labels: torch.Tensor | None
     n_clusters: int | None = None
     checksum: str = ""
     source: str = ""
     class_names: list[str] = field(default_factory=list)
     split: str = "all"
     unlabeled: torch.Tensor | None = None
-    n_classes: int = field(init=False)
+    n_classes: int | None = field(init=False)
     n_samples: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -131,16 +132,21 @@ class ImageData(Dataset):
                 f"{self.images.dtype} of shape {tuple(self.images.shape)}"
             )
         self.images = self.images.contiguous()
-        self.labels = torch.as_tensor(self.labels, dtype=torch.int64).reshape(-1)
-        if self.labels.shape[0] != self.images.shape[0]:
+        if self.labels is not None:
+            self.labels = torch.as_tensor(self.labels, dtype=torch.int64).reshape(-1)
+        if self.labels is not None and self.labels.shape[0] != self.images.shape[0]:
             raise DataError(
                 f"dataset '{self.name}': {self.images.shape[0]} images but "
                 f"{self.labels.shape[0]} labels"
             )
         if self.images.shape[0] == 0:
             raise DataError(f"dataset '{self.name}': no images")
-        self.n_samples = int(self.labels.shape[0])
-        self.n_classes = int(torch.unique(self.labels).numel())
+        self.n_samples = int(self.images.shape[0])
+        self.n_classes = None if self.labels is None else int(torch.unique(self.labels).numel())
+        if self.n_clusters is None and self.labels is None:
+            raise ConfigError(
+                f"dataset '{self.name}': the images have no labels, so set dataset.n_clusters (the number of clusters to find)"
+            )
         if self.n_clusters is None:
             self.n_clusters = self.n_classes
         else:
@@ -148,7 +154,7 @@ class ImageData(Dataset):
         self.checksum = str(self.checksum)
         self.source = str(self.source)
         self.class_names = [str(c) for c in self.class_names] or [
-            str(i) for i in range(self.n_classes)
+            str(i) for i in range(self.n_classes or 0)
         ]
         if self.unlabeled is not None:
             u = torch.as_tensor(self.unlabeled)
@@ -163,6 +169,10 @@ class ImageData(Dataset):
     @property
     def n_views(self) -> int:
         return 1
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -184,7 +194,7 @@ class ImageData(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, int]:
         i = int(index)
-        return self.images[i], self.labels[i], i
+        return self.images[i], (self.labels[i] if self.labels is not None else torch.tensor(-1)), i
 
     def __repr__(self) -> str:
         return (
@@ -585,6 +595,47 @@ def load_digits(name: str = "digits", n_clusters: int | None = None) -> ImageDat
 _RESAMPLE = ("bilinear", "bicubic", "nearest", "box", "lanczos")
 
 
+def default_cache_dir() -> Path:
+    """Where decoded image folders are cached: ``$CLUSTERBENCH_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/clusterbench`` (``~/.cache/clusterbench``)."""
+    if os.environ.get("CLUSTERBENCH_CACHE_DIR"):
+        return Path(os.path.expanduser(os.environ["CLUSTERBENCH_CACHE_DIR"]))
+    return Path(os.path.expanduser(os.environ.get("XDG_CACHE_HOME") or "~/.cache")) / "clusterbench"
+
+
+def _folder_files(p: Path, name: str, recursive: bool) -> tuple[list[tuple[Path, int]], list[str] | None]:
+    """The image files of ``p`` with their class index, and the class names (None: a flat folder
+    of unlabelled images). Class folders win when there are any; a folder without sub-folders
+    is read flat."""
+    def images_in(folder: Path, deep: bool) -> list[Path]:
+        found = folder.rglob("*") if deep else folder.iterdir()
+        return sorted(
+            f for f in found
+            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
+        )
+
+    classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
+    if not classes:
+        flat = images_in(p, False)
+        if not flat:
+            raise DataError(
+                f"dataset '{name}': no class folders and no images in {p} (expected {p}/<class>/<image files> "
+                f"or {p}/<image files>; {'/'.join(IMAGE_EXTENSIONS)})"
+            )
+        return [(f, -1) for f in flat], None
+    files: list[tuple[Path, int]] = []
+    for label, cls in enumerate(classes):
+        folder = p / cls
+        chosen = images_in(folder, recursive)
+        if not chosen:
+            raise DataError(
+                f"dataset '{name}': class folder {folder} holds no images "
+                f"({'/'.join(IMAGE_EXTENSIONS)}{'' if recursive else '; set recursive: true for sub-folders'})"
+            )
+        files.extend((f, label) for f in chosen)
+    return files, classes
+
+
 def load_image_folder(
     name: str,
     path: str,
@@ -595,13 +646,22 @@ def load_image_folder(
     interpolation: Literal["bilinear", "bicubic", "nearest", "box", "lanczos"] = "bilinear",
     n_clusters: int | None = None,
     source: str | None = None,
+    cache: bool = True,
+    cache_dir: str | None = None,
 ) -> ImageData:
-    """Images in ``<path>/<class>/<files>``, classes in sorted folder-name order.
+    """Images in ``<path>/<class>/<files>`` (classes in sorted folder-name order), or, when
+    ``<path>`` has no sub-folders, the unlabelled images in ``<path>/<files>`` (a flat folder;
+    ``n_clusters`` is then required).
 
     Every image is converted to grayscale (``channels: 1``) or RGB (``3``) and resized to
     ``image_size`` (an int for square, or ``[H, W]``) without cropping. ``recursive: true`` also
     takes images in sub-folders of a class folder (Tiny-ImageNet's ``<wnid>/images/``).
     ``n_classes``, when set, is checked against the number of class folders.
+
+    ``cache: true`` keeps the decoded uint8 tensor in ``cache_dir`` (default
+    :func:`default_cache_dir`), keyed by the sha256 of the files (names and bytes) and the
+    decoding settings: a later run reads the files to hash them but decodes nothing. A cache
+    that cannot be written is skipped with a warning.
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -627,42 +687,40 @@ def load_image_folder(
     if not p.is_dir():
         what = "not a folder" if p.exists() else "folder not found"
         raise DataError(
-            f"dataset '{name}': {what}: {p} (expected {p}/<class>/<image files>; "
+            f"dataset '{name}': {what}: {p} (expected {p}/<class>/<image files> or {p}/<image files>; "
             f"{_where(source)}set paths.data_dir)"
         )
-    classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
-    if not classes:
-        raise DataError(f"dataset '{name}': no class folders in {p} (expected {p}/<class>/<image files>)")
-    if n_classes is not None and len(classes) != int(n_classes):
+    files, classes = _folder_files(p, name, recursive)
+    if n_classes is not None and len(classes or []) != int(n_classes):
+        found = classes or []
         raise DataError(
-            f"dataset '{name}': {len(classes)} class folders in {p}, expected {n_classes} "
-            f"(found: {', '.join(classes[:5])}{', ...' if len(classes) > 5 else ''})"
+            f"dataset '{name}': {len(found)} class folders in {p}, expected {n_classes} "
+            f"(found: {', '.join(found[:5])}{', ...' if len(found) > 5 else ''})"
         )
-    files: list[tuple[Path, int]] = []
-    for label, cls in enumerate(classes):
-        folder = p / cls
-        found = folder.rglob("*") if recursive else folder.iterdir()
-        chosen = sorted(
-            f for f in found
-            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
-        )
-        if not chosen:
-            raise DataError(
-                f"dataset '{name}': class folder {folder} holds no images "
-                f"({'/'.join(IMAGE_EXTENSIONS)}{'' if recursive else '; set recursive: true for sub-folders'})"
-            )
-        files.extend((f, label) for f in chosen)
+    # the files' hash (names and bytes, in order): the dataset checksum and the cache key
+    h = hashlib.sha256()
+    for f, _ in files:
+        h.update(f.relative_to(p).as_posix().encode() + b"\0")
+        h.update(_read_image_bytes(f, name))
+    checksum = h.hexdigest()
+    labels = None if classes is None else np.array([label for _, label in files], dtype=np.int64)
+    cache_file = None
+    if cache:
+        folder = Path(os.path.expanduser(cache_dir)) if cache_dir else default_cache_dir()
+        cache_file = folder / "image_folders" / f"{checksum[:32]}_{out_h}x{out_w}x{channels}_{interpolation}.npy"
+        if cache_file.is_file():
+            try:
+                images = np.load(cache_file, allow_pickle=False)
+                if images.shape == (len(files), channels, out_h, out_w) and images.dtype == np.uint8:
+                    return _folder_data(name, images, labels, n_clusters, checksum, p, classes)
+            except (OSError, ValueError):
+                pass  # a damaged cache file is decoded again and rewritten
     resample = getattr(Image.Resampling, interpolation.upper())
     mode = "L" if channels == 1 else "RGB"
     out = np.empty((len(files), out_h, out_w, channels), dtype=np.uint8)
-    labels = np.empty(len(files), dtype=np.int64)
-    h = hashlib.sha256()
-    for i, (f, label) in enumerate(files):
-        data = f.read_bytes()
-        h.update(f.relative_to(p).as_posix().encode() + b"\0")
-        h.update(data)
+    for i, (f, _) in enumerate(files):
         try:
-            with Image.open(io.BytesIO(data)) as im:
+            with Image.open(io.BytesIO(_read_image_bytes(f, name))) as im:
                 im = im.convert(mode)
                 if im.size != (out_w, out_h):
                     im = im.resize((out_w, out_h), resample)
@@ -670,16 +728,49 @@ def load_image_folder(
         except (UnidentifiedImageError, OSError, ValueError) as e:
             raise DataError(f"dataset '{name}': cannot read image {f} ({_one_line(e)})") from None
         out[i] = arr.reshape(out_h, out_w, channels)
-        labels[i] = label
-    images = torch.from_numpy(np.ascontiguousarray(out.transpose(0, 3, 1, 2)))
+    images = np.ascontiguousarray(out.transpose(0, 3, 1, 2))
+    if cache_file is not None:
+        _write_cache(cache_file, images)
+    return _folder_data(name, images, labels, n_clusters, checksum, p, classes)
+
+
+def _read_image_bytes(f: Path, name: str) -> bytes:
+    try:
+        return f.read_bytes()
+    except OSError as e:
+        raise DataError(f"dataset '{name}': cannot read image {f} ({_one_line(e)})") from None
+
+
+def _write_cache(cache_file: Path, images: np.ndarray) -> None:
+    import sys
+    import tempfile
+
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                np.save(handle, images, allow_pickle=False)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, cache_file)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+    except OSError as e:
+        print(f"warning: decoded images not cached in {cache_file.parent} ({_one_line(e)})", file=sys.stderr)
+
+
+def _folder_data(
+    name: str, images: np.ndarray, labels: np.ndarray | None, n_clusters: int | None, checksum: str, p: Path, classes: list[str] | None
+) -> ImageData:
     return ImageData(
         name=name,
-        images=images,
-        labels=torch.from_numpy(labels),
+        images=torch.from_numpy(images),
+        labels=None if labels is None else torch.from_numpy(labels),
         n_clusters=n_clusters,
-        checksum=h.hexdigest(),
+        checksum=checksum,
         source=str(p),
-        class_names=classes,
+        class_names=classes or [],
         split="all",
     )
 

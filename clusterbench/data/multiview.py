@@ -65,43 +65,52 @@ class MultiViewData(Dataset):
     Attributes:
         name: dataset name (from the config).
         views: one float32 tensor ``(N, d_v)`` per view.
-        labels: int64 tensor ``(N,)`` with values ``0..C-1``.
+        labels: int64 tensor ``(N,)`` with values ``0..C-1``, or ``None`` for unlabelled data
+            (then ``n_clusters`` is required and runs report label-free scores).
         n_clusters: number of clusters to look for (defaults to the number of classes).
         checksum: sha256 hex digest of the source file's bytes.
         source: path of the file the data was read from.
         view_names: a name per view (the key or cell element it came from).
+        class_names: a name per class in label order (the stored label values), if known.
 
     ``ds[i]`` returns ``(views_i, label_i, i)`` where ``views_i`` is a list holding the
     ``i``-th row of every view, so a default ``DataLoader`` yields
-    ``(list of (B, d_v) tensors, (B,) labels, (B,) indices)``.
+    ``(list of (B, d_v) tensors, (B,) labels, (B,) indices)`` (label -1 when unlabelled).
     """
 
     def __init__(
         self,
         name: str,
         views: Sequence[torch.Tensor | np.ndarray],
-        labels: torch.Tensor | np.ndarray,
+        labels: torch.Tensor | np.ndarray | None,
         n_clusters: int | None = None,
         checksum: str = "",
         source: str = "",
         view_names: Sequence[str] | None = None,
+        class_names: Sequence[str] | None = None,
     ) -> None:
         self.name = str(name)
         self.views = [torch.as_tensor(v, dtype=torch.float32).contiguous() for v in views]
-        self.labels = torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
+        self.labels = None if labels is None else torch.as_tensor(labels, dtype=torch.int64).reshape(-1)
         if not self.views:
             raise DataError(f"dataset '{self.name}': no views")
-        n = self.labels.shape[0]
+        n = self.labels.shape[0] if self.labels is not None else self.views[0].shape[0]
         for i, v in enumerate(self.views):
             if v.ndim != 2 or v.shape[0] != n:
                 raise DataError(
                     f"dataset '{self.name}': view {i} has shape {tuple(v.shape)}, "
-                    f"expected ({n}, d) to match {n} labels"
+                    f"expected ({n}, d) to match {n} {'labels' if self.labels is not None else 'samples of view 0'}"
                 )
-        self._n_classes = int(torch.unique(self.labels).numel())
+        self._n = int(n)
+        self._n_classes = None if self.labels is None else int(torch.unique(self.labels).numel())
+        if n_clusters is None and self.labels is None:
+            raise ConfigError(
+                f"dataset '{self.name}': the data have no labels, so set dataset.n_clusters (the number of clusters to find)"
+            )
         self.n_clusters = self.n_classes if n_clusters is None else _check_n_clusters(
             n_clusters, self.name
         )
+        self.class_names = None if class_names is None else [str(c) for c in class_names]
         self.checksum = str(checksum)
         self.source = str(source)
         if view_names is None:
@@ -110,7 +119,11 @@ class MultiViewData(Dataset):
 
     @property
     def n_samples(self) -> int:
-        return int(self.labels.shape[0])
+        return self._n
+
+    @property
+    def has_labels(self) -> bool:
+        return self.labels is not None
 
     @property
     def n_views(self) -> int:
@@ -121,7 +134,7 @@ class MultiViewData(Dataset):
         return [int(v.shape[1]) for v in self.views]
 
     @property
-    def n_classes(self) -> int:
+    def n_classes(self) -> int | None:
         return self._n_classes
 
     def __len__(self) -> int:
@@ -129,7 +142,8 @@ class MultiViewData(Dataset):
 
     def __getitem__(self, index: int) -> tuple[list[torch.Tensor], torch.Tensor, int]:
         i = int(index)
-        return [v[i] for v in self.views], self.labels[i], i
+        label = self.labels[i] if self.labels is not None else torch.tensor(-1)
+        return [v[i] for v in self.views], label, i
 
     def __repr__(self) -> str:
         return (
