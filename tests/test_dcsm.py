@@ -230,3 +230,18 @@ def test_a_bad_backbone_key_is_one_line_through_the_method(tmp_path):
     with pytest.raises(ConfigError, match=r"^backbone\.width=0: expected a positive integer") as info:
         run(compose_config(["model=dcsm", "dataset=digits", "backbone=vgg_small", "backbone.width=0", *RUNNER]), tmp_path)
     assert "\n" not in str(info.value)
+
+
+def test_confidence_mask_and_mi_warmup_through_the_step():
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 8, 8)
+    method = _method("loss.warmup_epochs=1", "loss.pair_mask=confidence")
+    method.on_epoch_start(0, _Ctx())
+    out = method.training_step([x, x.flip(-1)], torch.arange(16), _Ctx())
+    # warm-up: the MI terms alone
+    assert out["dt"] == 0 and out["ft"] == 0 and out["e"] == 0 and out["lmi"] > 0
+    method.on_epoch_start(1, _Ctx())
+    out = method.training_step([x, x.flip(-1)], torch.arange(16), _Ctx())
+    assert out["dt"] > 0 and torch.isfinite(out["loss"])
+    with pytest.raises(ConfigError, match="loss.pair_mask='dac'"):
+        DCSMObjective(pair_mask="dac")

@@ -434,3 +434,29 @@ def test_total_objective_backward_finite():
     out["total"].backward()
     assert torch.isfinite(logits_tr.grad).all() and torch.isfinite(scores.grad).all()
     assert logits_tr.grad.abs().sum() > 0
+
+
+def test_dac_thresholds_move_and_stop_where_they_meet():
+    from clusterbench.losses.dcsm import dac_thresholds
+
+    assert dac_thresholds(0) == pytest.approx((0.95, 0.455))
+    assert dac_thresholds(10, 0.95, 0.455, 0.01) == pytest.approx((0.85, 0.465))
+    # they would cross after (0.95 - 0.455) / (1.1 * 0.01) = 45 epochs: both stay at 0.5
+    assert dac_thresholds(100, 0.95, 0.455, 0.01) == pytest.approx((0.5, 0.5))
+
+
+def test_confident_pair_targets_by_hand():
+    """Same cluster and l_i . l_j >= u: r = 1, trained; different cluster and <= l: r = 0,
+    trained; every other pair left out; the diagonal always trained."""
+    from clusterbench.losses.dcsm import confident_pair_targets
+
+    l = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])  # unit rows
+    assign = torch.tensor([0, 0, 0, 1])
+    # similarities: s01 = 1, s02 = 0.6, s03 = 0, s12 = 0.6, s13 = 0, s23 = 0.8
+    r, mask = confident_pair_targets(assign, l, upper=0.9, lower=0.5)
+    expected_r = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 0], [1, 1, 1, 0], [0, 0, 0, 1]], dtype=torch.float32)
+    expected_mask = torch.tensor(
+        [[1, 1, 0, 1], [1, 1, 0, 1], [0, 0, 1, 0], [1, 1, 0, 1]], dtype=torch.bool
+    )  # (0,2), (1,2): same cluster but 0.6 < 0.9; (2,3): different cluster but 0.8 > 0.5
+    torch.testing.assert_close(r, expected_r)
+    assert torch.equal(mask, expected_mask)

@@ -30,6 +30,8 @@ __all__ = [
     "label_features",
     "similarity_targets",
     "threshold_similarity_targets",
+    "dac_thresholds",
+    "confident_pair_targets",
     "dt_loss",
     "cluster_standard_weights",
     "ft_loss",
@@ -174,6 +176,34 @@ def threshold_similarity_targets(
         similar = (sim >= upper) | eye
         mask = torch.ones_like(similar) if lower is None else similar | (sim < lower)
         return similar.to(x.dtype), mask
+
+
+def dac_thresholds(epoch: int, upper: float = 0.95, lower: float = 0.455, step: float = 0.0099) -> tuple[float, float]:
+    """DAC's moving thresholds (Chang et al. 2017): after ``epoch`` epochs the upper threshold is
+    ``upper - step * epoch`` and the lower ``lower + 0.1 * step * epoch`` (DAC: lambda grows by
+    1.1 x 0.009 per epoch); once they would cross, both stay at the crossing point."""
+    u = upper - step * epoch
+    lo = lower + 0.1 * step * epoch
+    if u < lo:
+        u = lo = upper - (upper - lower) / 1.1  # where u = lo: lambda = (upper - lower) / 1.1
+    return float(u), float(lo)
+
+
+def confident_pair_targets(assignments: Tensor, l: Tensor, upper: float, lower: float) -> tuple[Tensor, Tensor]:
+    """Eq. 2's k-means targets kept only where the label features agree with confidence (a
+    clusterbench option, not in the paper; DAC's selection applied to DCSM's targets).
+
+    ``r_ij`` is Eq. 2 (same k-means cluster or i = j). A pair is trained (``mask`` True) when
+    i = j, or r_ij = 1 and ``s_ij = l_i . l_j >= upper``, or r_ij = 0 and ``s_ij <= lower``;
+    every other pair is left out of L_DT. Returns ``(targets, mask)``, both N x N, detached."""
+    targets = similarity_targets(assignments, dtype=_as_float(l).dtype)
+    with torch.autocast(device_type=l.device.type, enabled=False):
+        x = _as_float(l.detach())
+        sim = x @ x.t()
+        same = targets.bool()
+        eye = torch.eye(x.shape[0], dtype=torch.bool, device=x.device)
+        mask = eye | (same & (sim >= upper)) | (~same & (sim <= lower))
+    return targets, mask
 
 
 # ---------------------------------------------------------------------------------------------

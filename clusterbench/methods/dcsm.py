@@ -44,6 +44,8 @@ from clusterbench.losses.dcsm import (
     mi_pair_masks,
     similarity_targets,
     threshold_similarity_targets,
+    confident_pair_targets,
+    dac_thresholds,
 )
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
 from clusterbench.methods.cc import build_backbone, check_views, mlp_head
@@ -138,6 +140,12 @@ class DCSMObjective:
     - `ft_threshold`: Eq. 4's threshold on the L2-normalised label features (0.99).
     - `dt_reduction`, `ft_reduction`: "mean" (default, see losses/dcsm.py) or "sum" (literal).
     - `entropy_normalize`: Eq. 11 with q rescaled to sum to 1 (default) or literal.
+    - `pair_mask` (clusterbench options, not in the paper): "none" (every pair of Eq. 1 is
+      trained) or "confidence" (`confident_pair_targets`: a same-cluster pair only where
+      l_i . l_j >= u, a different-cluster pair only where l_i . l_j <= l, with DAC's moving
+      thresholds u, l from `pair_mask_upper`, `pair_mask_lower`, `pair_mask_step` per epoch).
+    - `warmup_epochs` (clusterbench option): the first epochs train the MI terms alone, with
+      DIM's positives (the two views of one image), before any k-means target is read.
     """
 
     def __init__(
@@ -157,8 +165,23 @@ class DCSMObjective:
         dt_reduction: Literal["mean", "sum"] = "mean",
         ft_reduction: Literal["mean", "sum"] = "mean",
         entropy_normalize: bool = True,
+        pair_mask: Literal["none", "confidence"] = "none",
+        pair_mask_upper: float = 0.95,
+        pair_mask_lower: float = 0.455,
+        pair_mask_step: float = 0.0099,
+        warmup_epochs: int = 0,
     ) -> None:
         self.weights = term_weights(weights, TERMS)
+        if pair_mask not in ("none", "confidence"):
+            raise ConfigError(f"loss.pair_mask={pair_mask!r}: expected none or confidence")
+        if not 0 <= pair_mask_lower <= pair_mask_upper <= 1:
+            raise ConfigError(f"loss.pair_mask_lower={pair_mask_lower}, loss.pair_mask_upper={pair_mask_upper}: expected 0 <= lower <= upper <= 1")
+        if pair_mask_step < 0 or warmup_epochs < 0:
+            raise ConfigError(f"loss.pair_mask_step={pair_mask_step}, loss.warmup_epochs={warmup_epochs}: must be >= 0")
+        self.pair_mask = pair_mask
+        self.pair_mask_upper, self.pair_mask_lower = float(pair_mask_upper), float(pair_mask_lower)
+        self.pair_mask_step = float(pair_mask_step)
+        self.warmup_epochs = int(warmup_epochs)
         for key, value in self.weights.items():
             if float(value) < 0:
                 raise ConfigError(f"loss.weights.{key}={value}: must be >= 0")
@@ -281,6 +304,7 @@ class DCSM(ClusteringMethod):
         return batch_kmeans(l_orig, self.kmeans_clusters, self.objective.kmeans_iters)
 
     def on_epoch_start(self, epoch: int, ctx: StepContext) -> None:
+        self.epoch = int(epoch)
         if self.objective.kmeans_scope == "dataset":
             features = ctx.predict_all(self.predict)
             self.dataset_clusters.copy_(batch_kmeans(features, self.kmeans_clusters, self.objective.kmeans_iters))
@@ -293,22 +317,32 @@ class DCSM(ClusteringMethod):
         ct_map, ht = self.encode(views[1])  # transformed
         l, lt = self.label_features(h), self.label_features(ht)
 
+        epoch = getattr(self, "epoch", 0)
+        warmup = epoch < obj.warmup_epochs  # MI terms only, DIM's same-image positives
         # k-means only where its clusters are read (not for threshold targets with predicted pairs)
-        needs_clusters = (obj.uses("dt") and obj.targets == "kmeans") or (obj.uses_mi and obj.mi_pairs == "kmeans")
+        needs_clusters = not warmup and ((obj.uses("dt") and obj.targets == "kmeans") or (obj.uses_mi and obj.mi_pairs == "kmeans"))
         assign = self.cluster_targets(l, index) if needs_clusters else None
         terms: dict[str, torch.Tensor | None] = dict.fromkeys(TERMS)
-        if obj.uses("dt"):
-            if obj.targets == "kmeans":
+        if warmup:
+            if not obj.uses_mi:
+                raise ConfigError("loss.warmup_epochs trains the MI terms alone: their weights are 0")
+            assign = torch.arange(l.shape[0], device=l.device)
+        elif obj.uses("dt"):
+            if obj.targets == "kmeans" and obj.pair_mask == "confidence":
+                upper, lower = dac_thresholds(epoch - obj.warmup_epochs, obj.pair_mask_upper, obj.pair_mask_lower, obj.pair_mask_step)
+                r, mask = confident_pair_targets(assign, l, upper, lower)
+                terms["dt"] = dt_loss(lt, r, mask, reduction=obj.dt_reduction)
+            elif obj.targets == "kmeans":
                 terms["dt"] = dt_loss(lt, similarity_targets(assign), reduction=obj.dt_reduction)
             else:
                 r, mask = threshold_similarity_targets(l, upper=obj.target_threshold)
                 terms["dt"] = dt_loss(lt, r, mask, reduction=obj.dt_reduction)
-        if obj.uses("ft"):
+        if obj.uses("ft") and not warmup:
             terms["ft"] = ft_loss(l, obj.ft_threshold, reduction=obj.ft_reduction)
-        if obj.uses("e"):
+        if obj.uses("e") and not warmup:
             terms["e"] = cluster_entropy_loss(l, normalize=obj.entropy_normalize)
         if obj.uses_mi:
-            pair_source = assign if obj.mi_pairs == "kmeans" else l.detach().argmax(1)
+            pair_source = assign if (warmup or obj.mi_pairs == "kmeans") else l.detach().argmax(1)
             pos, neg = mi_pair_masks(pair_source)
             zt = self.ir_block(ht)
             if obj.uses("lmi"):
