@@ -1,0 +1,91 @@
+"""clusterbench.cluster: the Python API runs the CLI's configs, checks and engine."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import yaml
+
+import clusterbench
+from clusterbench.api import hydra_overrides
+from clusterbench.errors import ConfigError
+
+
+def _blobs(n=240, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(3), n // 3)
+    x = rng.normal(size=(n, 6)) + 6.0 * np.eye(3, 6)[y]
+    return x.astype(np.float32), y
+
+
+def test_kmeans_on_an_array_with_labels_writes_a_run_folder(tmp_path):
+    x, y = _blobs()
+    result = clusterbench.cluster(x, method="kmeans", labels=y, hardware="cpu", paths__log_dir=str(tmp_path))
+    assert result.labels.shape == (240,) and result.metrics["acc"] > 0.95 and result.scores is None
+    run = result.run_dir
+    assert run.parent == tmp_path / "runs" and run.name.endswith("_kmeans_features")
+    for name in ("results.json", "metrics.csv", "predictions.npz", "input.npz", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+        assert (run / name).exists(), name
+    saved = json.loads((run / "results.json").read_text())
+    assert saved["metrics"]["acc"] == result.metrics["acc"] and saved["dataset"]["config"] == "features"
+    overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
+    assert "model=kmeans" in overrides and "hardware=cpu" in overrides
+    assert "acc=" in repr(result)
+
+
+def test_views_images_and_overrides_as_a_dict(tmp_path):
+    x, y = _blobs()
+    views = clusterbench.cluster([x[:, :3], x[:, 3:]], method="kmeans", n_clusters=3, labels=y,
+                                 overrides={"hardware": "cpu", "paths.log_dir": str(tmp_path)})
+    assert views.results["dataset"]["n_views"] == 2 and views.metrics["acc"] > 0.9
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, size=(40, 8, 8, 3), dtype=np.uint8)  # (n, H, W, C)
+    images[:20] //= 4
+    out = clusterbench.cluster(images, method="kmeans", n_clusters=2, labels=np.repeat([0, 1], 20),
+                               hardware="cpu", paths={"log_dir": str(tmp_path)})
+    assert out.results["dataset"]["dims"] == [3 * 8 * 8] and out.metrics["acc"] == 1.0
+
+
+def test_sdcib_default_method_trains_with_keyword_overrides(tmp_path):
+    x, y = _blobs(120)
+    result = clusterbench.cluster(
+        [x[:, :3], x[:, 3:]], labels=y, hardware="cpu", paths__log_dir=str(tmp_path),
+        trainer__max_epochs=1, trainer__progress=False, trainer__batch_size=60,
+        backbone__hidden_dims=[16, 8], model__critic_hidden_dims=[8],
+    )
+    assert result.results["epochs"] == 1 and result.run_dir.name.endswith("_sdcib_features")
+    assert result.labels.shape == (120,)
+
+
+def test_a_path_is_read_in_place(tmp_path):
+    x, y = _blobs()
+    np.savez(tmp_path / "mine.npz", features=x, labels=y)
+    result = clusterbench.cluster(tmp_path / "mine.npz", method="kmeans", hardware="cpu", paths__log_dir=str(tmp_path / "o"))
+    assert result.metrics["acc"] > 0.95 and result.results["dataset"]["name"] == "mine"
+    assert not (result.run_dir / "input.npz").exists()
+
+
+def test_bad_input_is_one_line_before_any_folder(tmp_path):
+    x, y = _blobs()
+    cases = [
+        (dict(method="nope", labels=y), r"method='nope': no such model \(choose from .*kmeans"),
+        (dict(method="kmeans"), "n_clusters: required when no labels"),
+        (dict(method="kmeans", labels=y, model__nope=1), "model.nope"),
+        (dict(method="kmeans", labels=y, trainer__max_epochs="abc"), "trainer.max_epochs='abc'"),
+        (dict(method="kmeans", labels=y, n_clusters=0), "n_clusters=0"),
+    ]
+    for kwargs, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            clusterbench.cluster(x, paths__log_dir=str(tmp_path), **kwargs)
+    with pytest.raises(ConfigError, match="expected a numeric array"):
+        clusterbench.cluster(np.array(["a", "b"]), method="kmeans", n_clusters=2)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_override_syntax():
+    assert hydra_overrides(["seed=1"], trainer__max_epochs=5, hardware="cpu", model={"alpha": 0.5, "layers": [1, 2]},
+                           experiment="cc_mnist", paths__data_dir="/a b/c", logger__tags=None, trainer__progress=False) == [
+        "seed=1", "trainer.max_epochs=5", "hardware=cpu", "model.alpha=0.5", "model.layers=[1,2]",
+        "+experiment=cc_mnist", "paths.data_dir='/a b/c'", "logger.tags=null", "trainer.progress=false",
+    ]
