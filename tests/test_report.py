@@ -360,7 +360,7 @@ def test_figures_written(tmp_path, capsys):
     # --figures alone: figures, no tables; --plots picks the kinds
     only = tmp_path / "figures"
     assert main([str(runs / "s0"), "--figures", str(only), "--plots", "confusion"]) == 0
-    assert [p.name for p in only.iterdir()] == ["confusion_handwritten_sdcib.png"]
+    assert sorted(p.name for p in only.iterdir()) == ["confusion_handwritten_sdcib.pdf", "confusion_handwritten_sdcib.png"]
     assert _is_png(only / "confusion_handwritten_sdcib.png")
     assert FIGURE_KINDS == KINDS
 

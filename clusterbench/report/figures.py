@@ -1,12 +1,17 @@
-"""PNG figures from run folders (matplotlib, Agg, no pyplot state).
+"""Figures from run folders (matplotlib, Agg, no pyplot state), each written as PNG (200 dpi)
+and PDF, named `<kind>_<dataset>_<model>[_<overrides>]` with the overrides spelled out
+(`alpha-0.1_beta-1`; a hash is added only to names longer than MAX_NAME characters).
 
-- `alpha_beta_<model>[_<overrides>].png`: SDCIB Fig. 2 style, ACC and NMI over the (model.alpha,
+- `alpha_beta_<model>[_<overrides>]`: SDCIB Fig. 2 style, ACC and NMI over the (model.alpha,
   model.beta) pairs read from .hydra/config.yaml, one row of panels per dataset.
-- `curves_<dataset>_<model>[_<overrides>].png`: metrics.csv per epoch, mean over seeds ± std.
-- `confusion_<...>.png`: predictions.npz, true class vs predicted cluster after Hungarian matching,
-  summed over the group's runs (each matched on its own).
-- `tsne_<...>.png`: t-SNE of embedding.npz (`features`, N x d; `y_pred` optional) of the group's
-  first run that has one, at most MAX_TSNE_POINTS points.
+- `curves_<dataset>_<model>[_<overrides>]`: metrics.csv per epoch, mean over seeds ± std: the
+  loss, then one panel per named loss term (each on its own axis: SDCIB's compression term is
+  thousands of nats, its other terms near 0), then the evaluations; legends outside the axes.
+- `confusion_<...>`: predictions.npz, true class vs predicted cluster after Hungarian matching,
+  summed over the group's runs (each matched on its own); class names from results.json.
+- `tsne_<...>`: t-SNE of embedding.npz (`features`, N x d; `y_pred` optional) of the group's
+  first run that has one, at most MAX_TSNE_POINTS points; each cluster drawn in the colour of
+  the class the Hungarian matching gives it, with legends.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -28,6 +34,10 @@ from clusterbench.metrics import contingency_table
 from clusterbench.report.runs import Group, Run, config_value, relevant_overrides
 
 MAX_TSNE_POINTS = 2000
+MAX_NAME = 120  # characters of a figure's file name (without suffix) before it is cut and hashed
+DPI = 200
+FORMATS = ("png", "pdf")
+MAX_LEGEND_ENTRIES = 20
 EMBEDDING_FILE = "embedding.npz"
 # metrics.csv columns that are evaluations or the collapse monitor, not loss terms
 EVALUATION_COLUMNS = ("acc", "nmi", "ari", "purity")
@@ -41,13 +51,31 @@ class FigureReport:
     notes: list[str] = field(default_factory=list)  # figures not drawn, and why
 
 
+def overrides_slug(overrides: str) -> str:
+    """`model.alpha=0.1 model.beta=1.0` -> `alpha-0.1_beta-1.0`: each override as its last key
+    and value (the full key where two last keys would clash), file-name-safe."""
+    items = [o.lstrip("+~").split("=", 1) for o in overrides.split()]
+    last = [key.rsplit(".", 1)[-1] for key, *_ in items]
+    parts = []
+    for (key, *value), short in zip(items, last):
+        name = short if last.count(short) == 1 else key
+        parts.append(f"{name}-{value[0]}" if value else name)
+    return re.sub(r"[^A-Za-z0-9._=-]+", "-", "_".join(parts)).strip("-")
+
+
+def _fit_name(name: str, full: str) -> str:
+    """`name`, or its first MAX_NAME - 7 characters and a hash of `full` when it is longer."""
+    if len(name) <= MAX_NAME:
+        return name
+    return name[: MAX_NAME - 7].rstrip("-_.") + "_" + hashlib.sha1(full.encode()).hexdigest()[:6]
+
+
 def group_slug(group: Group, with_dataset: bool = True) -> str:
-    """A file-name-safe name for a group; long override lists are cut and made unique by a hash."""
+    """A readable, file-name-safe name for a group: dataset, model and the overrides spelled out."""
     parts = ([group.dataset] if with_dataset else []) + [group.model]
     if group.overrides:
-        readable = re.sub(r"[^A-Za-z0-9._]+", "-", group.overrides).strip("-")[:40].rstrip("-")
-        parts += [readable, hashlib.sha1(group.overrides.encode()).hexdigest()[:6]]
-    return "_".join(parts)
+        parts.append(overrides_slug(group.overrides))
+    return _fit_name("_".join(parts), f"{group.dataset} {group.model} {group.overrides}")
 
 
 def _describe(group: Group) -> str:
@@ -55,9 +83,17 @@ def _describe(group: Group) -> str:
 
 
 def _save(figure: Figure, path: Path, report: FigureReport) -> None:
+    """`path` without suffix: written as PNG at DPI and as PDF (vector, for papers)."""
     FigureCanvasAgg(figure)
-    figure.savefig(path, dpi=100)
-    report.written.append(path)
+    for suffix in FORMATS:
+        target = path.with_name(f"{path.name}.{suffix}")
+        figure.savefig(target, dpi=DPI)
+        report.written.append(target)
+
+
+def _legend_outside(ax, **kwargs) -> None:
+    """A legend to the right of the axes, never over the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False, fontsize=7, **kwargs)
 
 
 # --------------------------------------------------------------------------- alpha / beta bars
@@ -114,13 +150,11 @@ def alpha_beta_figures(groups: list[Group], out_dir: Path, aggregate: str, repor
                 ax.set_ylabel(metric.upper())
                 ax.set_title(f"{dataset}: {metric.upper()}" + (" (label-selected)" if label_selected else ""))
                 if row == 0 and column == 1:
-                    ax.legend(fontsize=7, ncol=len(betas), loc="upper right")
+                    _legend_outside(ax)
         how = "max over seeds" if aggregate == "max" else "mean ± std over seeds"
         figure.suptitle(f"{model}: α, β ({how})" + (f"; {rest}" if rest else ""))
-        suffix = ""
-        if rest:
-            suffix = "_" + hashlib.sha1(rest.encode()).hexdigest()[:6]
-        _save(figure, out_dir / f"alpha_beta_{model}{suffix}.png", report)
+        name = _fit_name(f"alpha_beta_{model}" + (f"_{overrides_slug(rest)}" if rest else ""), f"{model} {rest}")
+        _save(figure, out_dir / name, report)
 
 
 # --------------------------------------------------------------------------- training curves
@@ -156,7 +190,8 @@ def _mean_band(series: list[dict[int, float]]) -> tuple[np.ndarray, np.ndarray, 
     return epochs, mean, np.nan_to_num(std)
 
 
-def _plot_columns(ax, tables: list[dict[str, dict[int, float]]], names: list[str], styles: dict[str, str] | None = None) -> None:
+def _plot_columns(ax, tables: list[dict[str, dict[int, float]]], names: list[str], styles: dict[str, str] | None = None,
+                  legend: bool = True) -> None:
     for k, name in enumerate(names):
         series = [t[name] for t in tables if name in t]
         epochs, mean, std = _mean_band(series)
@@ -164,7 +199,8 @@ def _plot_columns(ax, tables: list[dict[str, dict[int, float]]], names: list[str
         (line,) = ax.plot(epochs, mean, style, color=f"C{k % 10}", marker="." if len(epochs) < 30 else None, label=name)
         if len(series) > 1:
             ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.2, linewidth=0)
-    ax.legend(fontsize=7)
+    if legend:
+        _legend_outside(ax)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
@@ -182,16 +218,26 @@ def curve_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
     losses = [c for c in ("loss", "last_batch_loss") if c in present]
     terms = sorted({c for c in present if c not in NOT_LOSS_TERMS})
     evaluations = [c for c in (*EVALUATION_COLUMNS, "largest_cluster_share", "assignment_entropy") if c in present]
-    panels = [(title, names) for title, names in (("loss", losses), ("loss terms", terms), ("evaluation", evaluations)) if names]
-    figure = Figure(figsize=(5 * len(panels), 3.6), layout="constrained")
-    axes = figure.subplots(1, len(panels), squeeze=False)[0]
-    for ax, (title, names) in zip(axes, panels):
-        styles = {"largest_cluster_share": "--", "assignment_entropy": ":"}
-        _plot_columns(ax, tables, list(dict.fromkeys(names)), styles)
-        ax.set_title(title)
+    # the loss, one panel per loss term (each on its own scale), the evaluations last
+    panels = [("loss", losses, True)] if losses else []
+    panels += [(f"loss term: {term}", [term], False) for term in terms]
+    if evaluations:
+        panels.append(("evaluation", evaluations, True))
+    columns = min(len(panels), 4)
+    rows = -(-len(panels) // columns)
+    figure = Figure(figsize=(4.2 * columns + 1.2, 3.2 * rows), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False).ravel()
+    styles = {"largest_cluster_share": "--", "assignment_entropy": ":"}
+    for ax, (title, names, legend) in zip(axes, panels):
+        _plot_columns(ax, tables, list(dict.fromkeys(names)), styles, legend=legend and len(names) > 1)
+        ax.set_title(title, fontsize=9)
+        if len(names) == 1:
+            ax.set_ylabel(names[0], fontsize=8)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
     band = "mean ± std over" if len(tables) > 1 else "one run of"
     figure.suptitle(f"{_describe(group)}: {band} {len(tables)} seed(s)", fontsize=9)
-    _save(figure, out_dir / f"curves_{group_slug(group)}.png", report)
+    _save(figure, out_dir / f"curves_{group_slug(group)}", report)
 
 
 # --------------------------------------------------------------------------- confusion matrix
@@ -215,12 +261,16 @@ def matched_confusion(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarra
 
 
 def confusion_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
-    total, classes, used = None, None, 0
+    total, classes, used, names = None, None, 0, None
     for run in group.sorted_runs():
+        if names is None:
+            names = (run.results.get("dataset") or {}).get("class_names")
         path = run.path / "predictions.npz"
         if not path.is_file():
             continue
         with np.load(path) as data:
+            if "y_true" not in data:
+                continue  # a run without labels
             matrix, run_classes, _ = matched_confusion(data["y_true"], data["y_pred"])
         # pad to C + 1 columns so runs with and without unmatched clusters add up
         matrix = np.pad(matrix, ((0, 0), (0, len(run_classes) + 1 - matrix.shape[1])))
@@ -233,7 +283,7 @@ def confusion_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
             total = total + matrix
         used += 1
     if total is None:
-        report.notes.append(f"confusion: {_describe(group)}: no predictions.npz")
+        report.notes.append(f"confusion: {_describe(group)}: no predictions.npz with true labels")
         return
     if not total[:, -1].any():
         total = total[:, :-1]
@@ -251,16 +301,24 @@ def confusion_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
                 if total[i, j]:
                     ax.text(j, i, str(total[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if shares[i, j] > 0.5 else "black")
-    labels = [str(c) for c in classes]
+    labels = _class_labels(classes, names)
     ax.set_xticks(range(total.shape[1]))
     ax.set_xticklabels(labels + (["unmatched"] if total.shape[1] > n_classes else []), rotation=90, fontsize=7)
     ax.set_yticks(range(n_classes))
     ax.set_yticklabels(labels, fontsize=7)
-    ax.set_xlabel("predicted cluster, matched to a class (Hungarian)")
+    ax.set_xlabel("predicted cluster, matched to a class (Hungarian)", fontsize=8)
     ax.set_ylabel("true class")
     accuracy = np.trace(total[:, :n_classes]) / total.sum()
     ax.set_title(f"{_describe(group)}\n{used} run(s) summed, matched ACC {accuracy:.4f}", fontsize=8)
-    _save(figure, out_dir / f"confusion_{group_slug(group)}.png", report)
+    _save(figure, out_dir / f"confusion_{group_slug(group)}", report)
+
+
+def _class_labels(classes, names) -> list[str]:
+    """Tick labels of the classes: their names when results.json lists them (label value i is
+    names[i]), else the label values."""
+    if names and all(isinstance(c, (int, np.integer)) and 0 <= int(c) < len(names) for c in classes):
+        return [str(names[int(c)]) for c in classes]
+    return [str(c) for c in classes]
 
 
 # --------------------------------------------------------------------------- t-SNE
@@ -290,7 +348,7 @@ def tsne_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
     predictions = run.path / "predictions.npz"
     if predictions.is_file():
         with np.load(predictions) as data:
-            if len(data["y_true"]) == len(features):
+            if "y_true" in data and len(data["y_true"]) == len(features):
                 classes = np.asarray(data["y_true"])
                 if clusters is None:
                     clusters = np.asarray(data["y_pred"])
@@ -308,18 +366,65 @@ def tsne_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
 
         perplexity = float(min(30.0, max(2.0, (len(points) - 1) / 3)))
         points = TSNE(n_components=2, init="pca", random_state=0, perplexity=perplexity).fit_transform(points)
-    colourings = [("cluster", clusters), ("true class", classes)]
-    colourings = [(name, labels[index]) for name, labels in colourings if labels is not None] or [("", None)]
-    figure = Figure(figsize=(4.5 * len(colourings), 4.2), layout="constrained")
-    axes = figure.subplots(1, len(colourings), squeeze=False)[0]
-    for ax, (name, labels) in zip(axes, colourings):
-        ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab20" if labels is not None else None, s=4, linewidths=0)
-        ax.set_title(f"coloured by {name}" if name else "no labels saved", fontsize=8)
+    names = (run.results.get("dataset") or {}).get("class_names")
+    panels = tsne_colours(clusters, classes, names)
+    figure = Figure(figsize=(5.6 * max(1, len(panels)), 4.2), layout="constrained")
+    axes = figure.subplots(1, max(1, len(panels)), squeeze=False)[0]
+    if not panels:
+        axes[0].scatter(points[:, 0], points[:, 1], s=4, linewidths=0)
+        axes[0].set_title("no labels or clusters saved", fontsize=8)
+    for ax, (title, colour_index, legend) in zip(axes, panels):
+        colour_index = colour_index[index]
+        n_colours = int(colour_index.max()) + 1
+        cmap = "tab10" if n_colours <= 10 else "tab20"
+        palette = matplotlib.colormaps[cmap]
+        for c in np.unique(colour_index):
+            mask = colour_index == c
+            ax.scatter(points[mask, 0], points[mask, 1], color=palette(int(c) % palette.N), s=4, linewidths=0,
+                       label=legend.get(int(c), str(c)))
+        ax.set_title(title, fontsize=8)
+        if len(np.unique(colour_index)) <= MAX_LEGEND_ENTRIES:
+            _legend_outside(ax, markerscale=3)
         ax.set_xticks([])
         ax.set_yticks([])
     shown = f"{len(index)} of {len(features)} points" if len(index) < len(features) else f"{len(features)} points"
     figure.suptitle(f"t-SNE, {_describe(group)}, seed {run.seed}: {shown}", fontsize=9)
-    _save(figure, out_dir / f"tsne_{group_slug(group)}.png", report)
+    _save(figure, out_dir / f"tsne_{group_slug(group)}", report)
+
+
+def tsne_colours(clusters: np.ndarray | None, classes: np.ndarray | None, names: list[str] | None = None) -> list[tuple[str, np.ndarray, dict[int, str]]]:
+    """(title, colour index per sample, legend text per colour index) for each t-SNE panel.
+
+    With true classes, class c has colour c, and each cluster takes the colour of the class the
+    Hungarian matching of ACC gives it (so a well-clustered point has the same colour in both
+    panels); clusters matched to no class get colours after the classes'. Without classes,
+    clusters are coloured by their own index."""
+    panels = []
+    if classes is not None:
+        class_values, class_index = np.unique(classes, return_inverse=True)
+        labels = _class_labels(class_values, names)
+        class_legend = {i: labels[i] for i in range(len(class_values))}
+        if clusters is not None:
+            table, _, cluster_values = contingency_table(classes, clusters)
+            rows, cols = linear_sum_assignment(table, maximize=True)
+            colour_of = {int(cluster_values[c]): int(r) for r, c in zip(rows, cols)}
+            extra = len(class_values)
+            legend = {}
+            for value in cluster_values:
+                if int(value) not in colour_of:
+                    colour_of[int(value)] = extra
+                    extra += 1
+                legend[colour_of[int(value)]] = (
+                    f"cluster {value} → {class_legend[colour_of[int(value)]]}" if colour_of[int(value)] < len(class_values)
+                    else f"cluster {value} (unmatched)"
+                )
+            colour = np.array([colour_of[int(v)] for v in clusters])
+            panels.append(("clusters, coloured by their matched class (Hungarian)", colour, legend))
+        panels.append(("true classes", class_index, class_legend))
+    elif clusters is not None:
+        values, colour = np.unique(clusters, return_inverse=True)
+        panels.append(("clusters (no true labels)", colour, {i: f"cluster {v}" for i, v in enumerate(values)}))
+    return panels
 
 
 PER_GROUP_KINDS = {"curves": curve_figure, "confusion": confusion_figure, "tsne": tsne_figure}
