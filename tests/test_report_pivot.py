@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -126,3 +128,57 @@ def test_table_shows_purity_and_one_run_without_spread(tmp_path):
     md = to_markdown(build_table(*summarize(find_runs([tmp_path]))))
     assert md.splitlines()[0].endswith("| ACC | NMI | ARI | Purity |")
     assert "| 0.7000 | 0.3500 | 0.1750 | 0.7500 |" in md and "±" not in md.split("\n\n")[0]
+
+
+# --------------------------------------------------------------------------- reference numbers
+
+@pytest.fixture
+def shared_papers():
+    """../shared/papers (or CLUSTERBENCH_SHARED_PAPERS); the test skips where it is absent."""
+    folder = Path(os.environ.get("CLUSTERBENCH_SHARED_PAPERS", Path(__file__).resolve().parents[2] / "shared" / "papers"))
+    if not folder.is_dir():
+        pytest.skip(f"no paper texts at {folder}")
+    return folder
+
+
+PAPERS = {"htcn": "htcn.txt", "pici": "pici.txt", "mfavbs_cc": "mfavbs_cc.txt", "dcsm_applsci2023": "dcsm_applsci2023.txt",
+          "sdcib_icml2025": "sdcib_icml2025.txt"}
+
+
+def test_every_reference_loads_and_maps_runs():
+    from clusterbench.report.reference import available_references, load_reference
+
+    assert {"cc_aaai2021", "htcn", "pici", "mfavbs_cc", "dcsm_applsci2023", "sdcib_icml2025"} <= set(available_references())
+    for name in available_references():
+        reference = load_reference(name)
+        assert reference.values and reference.rules and reference.datasets
+
+
+def test_reference_values_are_in_the_paper_texts(shared_papers):
+    """Each transcribed number appears in its paper's text (CC's, quoted by HTCN and MFAVBs-CC, in theirs)."""
+    from importlib import resources
+
+    folder = resources.files("clusterbench.reference")
+    for name, paper in {**PAPERS, "cc_aaai2021": None}.items():
+        texts = [(shared_papers / p).read_text() for p in ([paper] if paper else ["htcn.txt", "mfavbs_cc.txt"])]
+        rows = list(csv.DictReader(io.StringIO(folder.joinpath(f"{name}.csv").read_text())))
+        # CC's fractions appear in HTCN's tables as percentages
+        forms = lambda value: (value, f"{float(value) * 100:.1f}")  # noqa: E731
+        missing = [r for r in rows if not any(form in text for text in texts for form in forms(r["value"]))]
+        assert not missing, (name, missing[:3])
+    # CC's numbers in HTCN's percent tables
+    htcn = (shared_papers / "htcn.txt").read_text()
+    assert "CC [14]\t43.1\t85.9\t44.5\t34.0" in htcn and "CC [14]\t42.9\t89.3\t42.9\t14.0" in htcn
+
+
+def test_paper_rows_for_cc_vtcc_mfavbs(tmp_path):
+    vtcc = {"model": {"_target_": "clusterbench.methods.vtcc.VTCC"}}
+    mfavbs = {"model": {"_target_": "clusterbench.methods.mfavbs.MFAVBsCC", "clip": "none", "fusion": "token"}}
+    _run(tmp_path, "v", "vtcc", "rsod", 0, 0.5, vtcc)
+    _run(tmp_path, "m", "mfavbs", "rsod", 0, 0.6, mfavbs, overrides=("model.clip=none",))
+    _run(tmp_path, "c", "cc", "cifar10", 0, 0.7, CC)
+    pivot = _pivot(tmp_path, reference="auto")
+    papers = {row.of: row.papers for row in pivot.rows if row.kind == "paper"}
+    assert papers["vtcc"]["rsod"].method == "VTCC" and papers["vtcc"]["rsod"].values["acc"] == 0.572
+    assert papers["mfavbs model.clip=none"]["rsod"].method == "MethodA"
+    assert papers["cc"]["cifar10"].reference.name == "cc_aaai2021" and papers["cc"]["cifar10"].values["acc"] == 0.79
