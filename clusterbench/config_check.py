@@ -8,7 +8,9 @@ loaded, so a typo costs a second, not a training run.
 from __future__ import annotations
 
 import collections.abc
+import difflib
 import inspect
+import math
 import types
 import typing
 from typing import Any, Literal, Union
@@ -35,16 +37,102 @@ def check_config(cfg: DictConfig) -> None:
             check_node(node, path)
     for name, node in (OmegaConf.select(cfg, "trainer.optimizers") or {}).items():
         check_node(node, f"trainer.optimizers.{name}")
+    check_trainer(cfg)
+    threads = OmegaConf.select(cfg, "hardware.num_threads")
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ConfigError(f"hardware.num_threads={threads!r}: expected null (all cores) or a positive integer")
+    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
+        raise ConfigError(f"seed={cfg.seed!r}: expected an integer")
+    if not isinstance(cfg.get("overwrite", False), bool):
+        raise ConfigError(f"overwrite={cfg.overwrite!r}: expected true or false")
+    check_ddp_contract(cfg)
+
+
+# every key of configs/trainer/default.yaml: a misspelt or unknown trainer key is an error (the
+# engine would silently ignore it)
+TRAINER_KEYS = (
+    "max_epochs", "batch_size", "drop_last", "repeats_per_batch", "eval_every", "eval_batch_size", "checkpoint_every",
+    "checkpoint", "keep_checkpoints", "selection", "progress", "save_embedding", "optimizer", "optimizers", "scheduler",
+    "grad_clip",
+)
+CHECKPOINT_MODES = ("full", "weights", "none")
+SCHEDULERS = ("none", "cosine")
+SCHEDULER_KEYS = ("name", "warmup_epochs", "min_lr_ratio")
+
+
+def _unknown(key: str, value, valid) -> ConfigError:
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], valid, n=1)
+    hint = f"; did you mean {key.rsplit('.', 1)[0]}.{close[0]}?" if close else ""
+    return ConfigError(f"{key}={value!r}: unknown key (valid keys: {', '.join(valid)}){hint}")
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_trainer(cfg: DictConfig) -> None:
+    """The engine's own settings: known keys, positive counts, a usable learning rate."""
+    trainer = cfg.trainer
+    for key in trainer:
+        if key not in TRAINER_KEYS:
+            raise _unknown(f"trainer.{key}", OmegaConf.select(trainer, str(key)), TRAINER_KEYS)
     for key in ("max_epochs", "batch_size", "repeats_per_batch", "eval_every", "checkpoint_every", "eval_batch_size"):
         value = OmegaConf.select(cfg, f"trainer.{key}")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"trainer.{key}={value!r}: expected a positive integer")
-    from clusterbench.engine.loop import SELECTION_RULES
+    for key in ("drop_last", "keep_checkpoints", "progress", "save_embedding"):
+        value = trainer.get(key)
+        if not isinstance(value, bool):
+            raise ConfigError(f"trainer.{key}={value!r}: expected true or false")
+    from clusterbench.engine.results import SELECTION_RULES
 
-    if cfg.trainer.selection not in SELECTION_RULES:
-        raise ConfigError(f"trainer.selection={cfg.trainer.selection!r}: expected one of {', '.join(SELECTION_RULES)}")
-    if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool):
-        raise ConfigError(f"seed={cfg.seed!r}: expected an integer")
+    if trainer.selection not in SELECTION_RULES:
+        raise ConfigError(f"trainer.selection={trainer.selection!r}: expected one of {', '.join(SELECTION_RULES)}")
+    if trainer.get("checkpoint", "full") not in CHECKPOINT_MODES:
+        raise ConfigError(f"trainer.checkpoint={trainer.checkpoint!r}: expected one of {', '.join(CHECKPOINT_MODES)}")
+    if cfg.get("resume") and trainer.get("checkpoint", "full") != "full":
+        raise ConfigError(f"resume={cfg.resume}: the run was started with trainer.checkpoint={trainer.checkpoint}; resume needs trainer.checkpoint=full")
+    specs = {"trainer.optimizer": trainer.optimizer, **{f"trainer.optimizers.{k}": v for k, v in (trainer.get("optimizers") or {}).items()}}
+    for path, spec in specs.items():
+        if isinstance(spec, DictConfig) and "lr" in spec:
+            lr = spec.lr
+            if not _number(lr) or lr <= 0:
+                raise ConfigError(f"{path}.lr={lr!r}: expected a positive finite number")
+    clip = trainer.get("grad_clip")
+    if clip is not None and (not _number(clip) or clip <= 0):
+        raise ConfigError(f"trainer.grad_clip={clip!r}: expected null (no clipping) or a positive number")
+    scheduler = trainer.get("scheduler")
+    if scheduler is not None:
+        if not isinstance(scheduler, DictConfig):
+            raise ConfigError(f"trainer.scheduler={scheduler!r}: expected a mapping with name: {' | '.join(SCHEDULERS)}")
+        for key in scheduler:
+            if key not in SCHEDULER_KEYS:
+                raise _unknown(f"trainer.scheduler.{key}", scheduler[key], SCHEDULER_KEYS)
+        if scheduler.get("name", "none") not in SCHEDULERS:
+            raise ConfigError(f"trainer.scheduler.name={scheduler.name!r}: expected one of {', '.join(SCHEDULERS)}")
+        warmup = scheduler.get("warmup_epochs", 0)
+        if not _number(warmup) or warmup < 0:
+            raise ConfigError(f"trainer.scheduler.warmup_epochs={warmup!r}: expected a number >= 0")
+        ratio = scheduler.get("min_lr_ratio", 0.0)
+        if not _number(ratio) or not 0 <= ratio <= 1:
+            raise ConfigError(f"trainer.scheduler.min_lr_ratio={ratio!r}: expected a number from 0 to 1")
+
+
+def check_ddp_contract(cfg: DictConfig) -> None:
+    """hardware=ddp only for methods whose losses see the global batch (ClusteringMethod's
+    `global_batch_losses`): others would silently optimise each process's share."""
+    if not OmegaConf.select(cfg, "hardware.distributed", default=False):
+        return
+    target = OmegaConf.select(cfg, "model._target_")
+    try:
+        method = get_object(target)
+    except Exception:  # noqa: BLE001 - check_node has named an unimportable target already
+        return
+    if not getattr(method, "global_batch_losses", True):
+        raise ConfigError(
+            f"hardware=ddp: {target.rsplit('.', 1)[-1]} computes its losses on each process's share of the batch, "
+            "not the global batch; train it on one process (hardware=gpu or cpu)"
+        )
 
 
 def check_node(node: DictConfig, path: str) -> None:

@@ -13,6 +13,11 @@ class DataError(ClusterbenchError):
     """A dataset file is missing or malformed; the message names the file."""
 
 
+class RunFolderError(ConfigError):
+    """The run folder holds a finished run, or another process is using it; nothing was written
+    into it (so a sweep must not record this failure there either)."""
+
+
 class TrainingError(ClusterbenchError):
     """Training cannot go on (e.g. a non-finite loss); the message says what was kept."""
 

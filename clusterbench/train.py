@@ -12,7 +12,9 @@ Examples:
 """
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import sys
 import traceback
 from pathlib import Path
@@ -20,42 +22,112 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clusterbench._configs import config_dir
 from clusterbench.config_check import check_config
-from clusterbench.engine.checkpoint import write_json
+from clusterbench.engine.checkpoint import write_text
 from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
 from clusterbench.engine.hardware import JOB_DEVICE_ENV
 from clusterbench.engine.launch import acquire_gpu, device_for, release_gpus
 from clusterbench.engine.loop import fit, fit_members
-from clusterbench.engine.provenance import config_hash
-from clusterbench.engine.sweep import job_state, read_results
-from clusterbench.errors import ClusterbenchError, ConfigError, first_line
+from clusterbench.engine.loggers import say
+from clusterbench.engine.results import write_failure
+from clusterbench.engine.sweep import LOCK, created_run_dir, job_folder_name, job_state, read_results
+from clusterbench.errors import ClusterbenchError, ConfigError, RunFolderError, TrainingError, first_line
 
 CONFIG_DIR = config_dir()  # configs/ of the checkout, or clusterbench/configs/ in an installed wheel
 # run folders are named with ${cb_now:...}: Hydra's `now`, except under torchrun, where every
 # rank uses rank 0's start time so that all of them name the same folder
 OmegaConf.register_new_resolver("cb_now", run_stamp, use_cache=True, replace=True)
+# multirun job folders are named by their config (engine/sweep.py)
+OmegaConf.register_new_resolver("cb_job", job_folder_name, replace=True)
 
 
-def load_resumed_config(cfg: DictConfig) -> tuple[DictConfig, Path]:
-    """The config a run folder was started with, so that `resume=<folder>` continues that run."""
+# what `resume=<folder> key=value` may change: more epochs, and settings that do not change what
+# is computed; anything else is refused in one line (the run continues with its own config)
+SAFE_ON_RESUME = ("trainer.max_epochs", "trainer.progress", "trainer.eval_batch_size", "trainer.checkpoint_every", "hardware.num_threads")
+
+
+def _saved(run_dir: Path, name: str):
+    path = run_dir / ".hydra" / name
+    return OmegaConf.load(path) if path.exists() else None
+
+
+def load_resumed_config(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[DictConfig, Path, dict[str, Any]]:
+    """The config a run folder was started with, so that `resume=<folder>` continues that run,
+    with the safe `overrides` of this command line applied (SAFE_ON_RESUME; others are a
+    ConfigError); and the run's own meta (its model, dataset and overrides, the applied ones
+    appended), which results.json records."""
     run_dir = Path(cfg.resume)
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.exists():
         raise ConfigError(f"resume={cfg.resume}: not a run folder ({saved} is missing)")
     resumed = OmegaConf.load(saved)
+    saved_overrides = [str(o) for o in (_saved(run_dir, "overrides.yaml") or [])]
+    hydra_saved = _saved(run_dir, "hydra.yaml")
+    choices = dict(hydra_saved.hydra.runtime.choices) if hydra_saved is not None else {}
+    wanted = [o for o in overrides or [] if not o.startswith(("resume=", "overwrite=", "+overwrite="))]
+    applied = []
+    for override in OverridesParser.create().parse_overrides(wanted):
+        key = override.key_or_group
+        value = None if override.is_delete() else override.value()
+        if key in choices and str(value) == str(choices[key]):
+            continue  # the group option the run was started with
+        current = OmegaConf.select(resumed, key, default=None)
+        if not override.is_delete() and key not in choices and current == value:
+            continue  # the value the run has
+        if override.input_line in saved_overrides and not isinstance(current, (int, float, str, bool)):
+            continue  # a group the run was started with (e.g. +experiment=...)
+        if key not in SAFE_ON_RESUME or override.is_delete():
+            raise ConfigError(
+                f"resume={cfg.resume}: {override.input_line} cannot change on resume (the run continues with its own config; "
+                f"only {', '.join(SAFE_ON_RESUME)} may); start a new run for another config"
+            )
+        OmegaConf.update(resumed, key, value, merge=False, force_add=True)
+        applied.append(f"{key}={override.get_value_element_as_str()}")
     with open_dict(resumed):
         resumed.resume = str(run_dir)
-    return resumed, run_dir
+    keys = {o.split("=", 1)[0].lstrip("+~") for o in applied}
+    meta = {
+        "model": choices.get("model"),
+        "dataset": choices.get("dataset"),
+        "overrides": [o for o in saved_overrides if o.split("=", 1)[0].lstrip("+~") not in keys] + applied,
+        "resume_overrides": applied,
+    }
+    return resumed, run_dir, meta
+
+
+def _record_resume_overrides(run_dir: Path, cfg: DictConfig, meta: dict[str, Any]) -> None:
+    """The folder's .hydra/config.yaml and overrides.yaml after a resume that changed a safe
+    setting: they describe the run as it now is (a later resume continues from that)."""
+    config = OmegaConf.to_container(cfg, resolve=False)
+    config.pop("resume", None)
+    write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
+    write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(meta["overrides"])))
 
 
 def run(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Validates the config (nothing loaded yet), then trains and evaluates."""
+    """Validates the config (nothing loaded yet), then trains and evaluates. With `resume`,
+    continues that folder's run (see load_resumed_config): a finished run with nothing more to
+    train is left as it is and its results are returned."""
+    meta = dict(meta or {})
     if cfg.get("resume"):
-        cfg, run_dir = load_resumed_config(cfg)
-    check_config(cfg)
+        cfg, run_dir, resumed_meta = load_resumed_config(cfg, meta.get("overrides"))
+        meta.update(resumed_meta)
+        check_config(cfg)
+        results = read_results(run_dir)
+        epochs = int((results or {}).get("epochs") or 0)  # 0: a method without training (k-means)
+        if results is not None and results.get("status") == "finished" and (epochs == 0 or int(cfg.trainer.max_epochs) <= epochs):
+            more = "" if epochs == 0 else " (trainer.max_epochs=N continues it)"
+            say(f"resume={run_dir}: the run finished already (results.json); nothing to do{more}")
+            return results
+        if meta["resume_overrides"]:
+            _record_resume_overrides(run_dir, cfg, meta)
+            say(f"resuming {run_dir} with {' '.join(meta['resume_overrides'])}")
+    else:
+        check_config(cfg)
     return fit(cfg, run_dir, meta)
 
 
@@ -69,10 +141,31 @@ def job_meta(hydra_cfg) -> dict[str, Any]:
 
 def summary_line(results: dict[str, Any], meta: dict[str, Any], run_dir: Path | str) -> str:
     m = results["metrics"]
+    selection = results["selection"]
+    flag = "  [label-selected: " + _label_selected(selection) + "]" if selection.get("uses_labels") else ""
+    chosen = f", {selection['rule']} epoch {selection['epoch']}" if results.get("epochs") else ""  # k-means: no epochs
     return (
-        f"{meta['model']} on {results['dataset']['name']} (seed {results['seed']}, {results['selection']['rule']} epoch "
-        f"{results['selection']['epoch']}): ACC {m['acc']:.4f}  NMI {m['nmi']:.4f}  ARI {m['ari']:.4f}  -> {run_dir}"
+        f"{results.get('model') or meta.get('model')} on {results['dataset']['name']} (seed {results['seed']}{chosen}): "
+        f"{score_text(m)}{flag}  -> {run_dir}"
     )
+
+
+def score_text(m: dict[str, Any]) -> str:
+    """ACC / NMI / ARI, or for data without labels the label-free scores."""
+    if "acc" in m:
+        return f"ACC {m['acc']:.4f}  NMI {m['nmi']:.4f}  ARI {m['ari']:.4f}"
+    return f"silhouette {m['silhouette']:.4f}  Calinski-Harabasz {m['calinski_harabasz']:.1f}  cluster sizes {m['cluster_sizes']} (no labels)"
+
+
+def _label_selected(selection: dict[str, Any]) -> str:
+    """What read the labels: the epoch rule (best_acc) and/or a method's candidate choice."""
+    parts = []
+    if selection.get("rule") == "best_acc":
+        parts.append("epoch by best ACC")
+    candidate = selection.get("candidate") or {}
+    if candidate.get("uses_labels"):
+        parts.append(f"{candidate.get('chosen')} chosen by best ACC")
+    return ", ".join(parts) or "uses the labels"
 
 
 def prepare_job(cfg: DictConfig) -> dict[str, Any]:
@@ -83,31 +176,36 @@ def prepare_job(cfg: DictConfig) -> dict[str, Any]:
         raise ConfigError("resume= is for one run folder; resume a vectorised member with resume=<member folder>")
     check_config(cfg)
     OmegaConf.resolve(cfg)  # ${...} must not be read later, under another job's Hydra state
-    return {"cfg": cfg, "run_dir": Path(hydra_cfg.runtime.output_dir), "meta": job_meta(hydra_cfg)}
+    return {"cfg": cfg, "run_dir": Path(hydra_cfg.runtime.output_dir), "meta": {**job_meta(hydra_cfg), "sweep_job": True}}
 
 
 def train_group(jobs: list[dict[str, Any]]) -> list[dict[str, Any] | BaseException]:
     """Trains one group of a vectorised sweep as one batched model; one outcome per job. A job
     already finished with its config (a re-run of the sweep) is skipped; unfinished members
-    are trained afresh (a batched model does not resume single members)."""
-    done: dict[int, dict[str, Any]] = {}
+    are trained afresh (a batched model does not resume single members). A failure of the whole
+    group (a config error) is recorded in every member's folder."""
+    done: dict[int, dict[str, Any] | BaseException] = {}
     for i, job in enumerate(jobs):
-        if job_state(job["cfg"], job["run_dir"])[0] == "skip":
+        action, why = job_state(job["cfg"], job["run_dir"])
+        if action == "skip":
             done[i] = read_results(job["run_dir"])
-            print(f"skipped: {job['run_dir']}: finished with this config")
+            say(f"skipped: {job['run_dir']}: {why}")
+        elif action == "refuse":
+            done[i] = RunFolderError(f"{job['run_dir']}: {why}")
     todo = [job for i, job in enumerate(jobs) if i not in done]
     try:
         trained = fit_members([j["cfg"] for j in todo], [j["run_dir"] for j in todo], [j["meta"] for j in todo]) if todo else []
     except ClusterbenchError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return [done[i] if i in done else err for i in range(len(jobs))]
+        for job in todo:
+            record_failure(job["cfg"], job["run_dir"], job["meta"], err)
+        trained = [err] * len(todo)
     trained_iter = iter(trained)
     outcomes = [done[i] if i in done else next(trained_iter) for i in range(len(jobs))]
     for job, outcome in zip(jobs, outcomes):
         if isinstance(outcome, BaseException):
-            print(f"error: {job['run_dir']}: {outcome}", file=sys.stderr)
+            say(f"error: {job['run_dir']} [{' '.join(job['meta']['overrides'])}]: {outcome}", error=True)
         else:
-            print(summary_line(outcome, job["meta"], job["run_dir"]))
+            say(summary_line(outcome, job["meta"], job["run_dir"]))
     return outcomes
 
 
@@ -123,36 +221,66 @@ def _is_multirun(hydra_cfg) -> bool:
 def sweep_job(cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """One job of a multirun, re-runnable: a job already finished with this config is skipped
     (its results are returned), one with a checkpoint of this config but no results.json (it
-    was killed) is resumed from it, anything else trains afresh (engine/sweep.py)."""
+    was killed) is resumed from it, anything else trains afresh (engine/sweep.py); a folder
+    holding a finished run of another config is refused (RunFolderError), never overwritten."""
     if cfg.get("resume"):
         return run(cfg, run_dir, meta)
     check_config(cfg)  # a wrong key fails with its name here, before the folder is looked at
     action, why = job_state(cfg, run_dir)
     if action == "skip":
         results = read_results(run_dir)
-        print(f"skipped: {run_dir}: {why}")
+        say(f"skipped: {run_dir}: {why}")
         return results
+    if action == "refuse":
+        raise RunFolderError(f"{run_dir}: {why}")
     if action == "resume":
-        print(f"resuming: {run_dir}: {why}")
+        say(f"resuming: {run_dir}: {why}")
         with open_dict(cfg):
             cfg.resume = str(run_dir)
-    return run(cfg, run_dir, meta)
+    return run(cfg, run_dir, {**meta, "sweep_job": True})
 
 
-def record_failure(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], error: str) -> None:
+def record_failure(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], error: BaseException | str) -> None:
     """results.json with status failed for a job that stopped before the engine wrote one (a
-    config error, a bug): the sweep summary lists it and a re-run of the sweep trains it again."""
-    existing = read_results(run_dir)
-    if existing is not None and existing.get("status") == "failed" and existing.get("error") == error:
-        return  # the engine's own record (with the dataset) of this very failure
+    config error, a bug): the sweep summary lists it and a re-run of the sweep trains it again.
+    Nothing is written into a folder that holds another run (RunFolderError)."""
+    if isinstance(error, RunFolderError):
+        return
+    write_failure(Path(run_dir), cfg, meta, str(error) if isinstance(error, ClusterbenchError) else error)
+
+
+def _remove_if_created(run_dir: Path) -> None:
+    """A run folder this run created, holding nothing of a run (only Hydra's .hydra/, train.log
+    and the lock): removed after a config error, so no empty folders pile up."""
+    if Path(run_dir) not in created_run_dir or not run_dir.is_dir():
+        return
+    if {p.name for p in run_dir.iterdir()} <= {".hydra", "train.log", LOCK}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _single_run(cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    """A single run's errors as one line each, with exit status 2 (a config or data problem),
+    1 (training stopped, disk full) or 130 (interrupted, with the command that resumes)."""
     try:
-        digest = config_hash(cfg)
-    except Exception:  # an unresolvable config: the failure itself
-        digest = None
-    write_json(
-        run_dir / "results.json",
-        {"status": "failed", "error": error, "model": meta.get("model"), "overrides": meta.get("overrides", []), "config_sha256": digest},
-    )
+        return run(cfg, run_dir, meta)
+    except TrainingError as err:
+        say(f"error: {err}", error=True)
+        sys.exit(1)
+    except ClusterbenchError as err:
+        say(f"error: {err}", error=True)
+        if not isinstance(err, RunFolderError):
+            _remove_if_created(run_dir)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        folder = cfg.get("resume") or run_dir
+        say(f"interrupted: the last checkpoint in {folder} is kept; continue with: python -m clusterbench.train resume={folder}", error=True)
+        sys.exit(130)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        say(f"error: {err.strerror or first_line(err)}{where}; files written before (the last checkpoint) are kept", error=True)
+        sys.exit(1)
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
@@ -161,11 +289,8 @@ def main(cfg: DictConfig) -> float | None:
     meta = job_meta(hydra_cfg)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if not _is_multirun(hydra_cfg):
-        try:
-            results = run(cfg, run_dir, meta)
-        except ClusterbenchError as err:
-            print(f"error: {err}", file=sys.stderr)
-            sys.exit(2)
+        results = _single_run(cfg, run_dir, meta)
+        run_dir = Path(cfg.resume) if cfg.get("resume") else run_dir
     else:
         # one bad job never stops the sweep: whatever it raises is recorded in its results.json
         # (a traceback for a non-clusterbench error in error.txt) and listed by the summary
@@ -174,23 +299,23 @@ def main(cfg: DictConfig) -> float | None:
             if gpus:  # +launcher=local_gpus: this job holds one GPU while it runs
                 gpu = acquire_gpu(list(gpus), int(hydra_cfg.job.num), Path(hydra_cfg.sweep.dir) / ".gpus")
                 os.environ[JOB_DEVICE_ENV] = device_for(gpu)
-                print(f"job {hydra_cfg.job.num}: GPU {gpu}")
+                say(f"job {hydra_cfg.job.num}: GPU {gpu}")
             results = sweep_job(cfg, run_dir, meta)
         except ClusterbenchError as err:
-            print(f"error: {run_dir}: {err}", file=sys.stderr)
-            record_failure(cfg, run_dir, meta, str(err))
+            say(f"error: {run_dir}: {err}", error=True)
+            record_failure(cfg, run_dir, meta, err)
             return FAILED_JOB_VALUE
         except Exception as err:  # noqa: BLE001 - a bug in one job must not lose the others
             message = f"{type(err).__name__}: {first_line(err)}"
-            print(f"error: {run_dir}: {message} (traceback in {run_dir / 'error.txt'})", file=sys.stderr)
-            (run_dir / "error.txt").write_text(traceback.format_exc())
+            say(f"error: {run_dir}: {message} (traceback in {run_dir / 'error.txt'})", error=True)
+            write_text(run_dir / "error.txt", traceback.format_exc())
             record_failure(cfg, run_dir, meta, message)
             return FAILED_JOB_VALUE
         finally:
             release_gpus()
             os.environ.pop(JOB_DEVICE_ENV, None)
-    print(summary_line(results, meta, run_dir))
-    return results["metrics"]["acc"]
+    say(summary_line(results, meta, run_dir))
+    return results["metrics"].get("acc", results["metrics"].get("silhouette"))
 
 
 def _distributed_launch() -> None:

@@ -31,7 +31,8 @@ def test_multirun_then_report(tmp_path):
     result = _train("-m", "model=kmeans", "model.n_init=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr
     runs = sorted(p.name for p in sweep.iterdir() if (p / "results.json").exists())
-    assert runs == ["0_kmeans_handwritten", "1_kmeans_handwritten"]
+    # job folders are named by their config (model, dataset, overrides, config hash)
+    assert [r.rsplit("_", 1)[0] for r in runs] == ["kmeans_handwritten_seed=0_model.n_init=1", "kmeans_handwritten_seed=1_model.n_init=1"]
     report = subprocess.run([sys.executable, "-m", "clusterbench.report", str(sweep)], capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert report.returncode == 0, report.stderr
     assert "| kmeans | handwritten | model.n_init=1 | 2 | 0,1 | last |" in report.stdout
@@ -62,6 +63,6 @@ def test_local_launcher_runs_jobs_in_parallel_processes(tmp_path):
     sweep = tmp_path / "sweep"
     result = _train("-m", "+launcher=local", "model=kmeans", "model.n_init=1", "seed=0,1", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr
-    assert (sweep / "0_kmeans_handwritten" / "results.json").exists()
-    assert (sweep / "1_kmeans_handwritten" / "results.json").exists()
+    assert len(list(sweep.glob("kmeans_handwritten_seed=0_*/results.json"))) == 1
+    assert len(list(sweep.glob("kmeans_handwritten_seed=1_*/results.json"))) == 1
     assert "Joblib" in (sweep / "multirun.yaml").read_text()

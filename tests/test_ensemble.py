@@ -139,7 +139,7 @@ def test_vectorized_sweep_writes_one_folder_per_member(tmp_path):
     result = subprocess.run([sys.executable, "-m", "clusterbench.train", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert result.returncode == 0, result.stderr
     folders = sorted(p.name for p in sweep.iterdir() if p.is_dir())
-    assert folders == [f"{i}_sdcib_handwritten" for i in range(4)]
+    assert len(folders) == 4 and all(f.startswith("sdcib_handwritten_") for f in folders)
     seen = set()
     for folder in folders:
         results = json.loads((sweep / folder / "results.json").read_text())

@@ -30,13 +30,19 @@ def _train(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "clusterbench.train", *args], capture_output=True, text=True, cwd=ROOT, timeout=600)
 
 
+def _job(sweep: Path, override: str) -> Path:
+    """The one job folder of `sweep` whose name (the job's config) holds `override`."""
+    (folder,) = [p for p in sweep.iterdir() if p.is_dir() and f"_{override}_" in f"_{p.name}_"]
+    return folder
+
+
 def test_job_state_skips_finished_resumes_killed_and_reruns_failed(tmp_path):
     cfg = compose_config(KMEANS)
     assert job_state(cfg, tmp_path / "new")[0] == "fresh"
     run(cfg, tmp_path / "job")
     assert job_state(cfg, tmp_path / "job") == ("skip", "finished with this config")
     other = compose_config([*KMEANS, "seed=5"])
-    assert job_state(other, tmp_path / "job")[0] == "fresh"  # another config in that folder
+    assert job_state(other, tmp_path / "job")[0] == "refuse"  # a finished run of another config: never overwritten
     results = json.loads((tmp_path / "job" / "results.json").read_text())
     (tmp_path / "job" / "results.json").unlink()  # killed before the end: a checkpoint, no results
     assert job_state(cfg, tmp_path / "job")[0] == "resume"
@@ -72,14 +78,13 @@ def test_sweep_with_a_failing_job_completes_the_others_and_resumes_when_rerun(tm
     sweep = tmp_path / "sweep"
     first = _train("-m", *SWEEP, f"hydra.sweep.dir={sweep}")
     assert first.returncode == 1, first.stderr  # the summary's exit status: a job failed
-    jobs = sorted(p for p in sweep.iterdir() if p.is_dir())
-    assert [p.name for p in jobs] == ["0_sdcib_handwritten", "1_sdcib_handwritten", "2_sdcib_handwritten"]
+    jobs = [_job(sweep, f"trainer.batch_size={b}") for b in (500, 1000, 0)]
     results = [json.loads((p / "results.json").read_text()) for p in jobs]
     assert [r["status"] for r in results] == ["finished", "finished", "failed"]
     assert "trainer.batch_size=0: expected a positive integer" in results[2]["error"]
     summary = json.loads((sweep / SUMMARY).read_text())
     assert summary["counts"] == {"finished": 2, "failed": 1}
-    assert "failed: 2_sdcib_handwritten [trainer.batch_size=0] trainer.batch_size=0" in first.stdout
+    assert f"failed: {jobs[2].name} [trainer.batch_size=0] trainer.batch_size=0" in first.stdout
 
     # job 1 "killed" after epoch 1: no results.json, its last checkpoint the epoch-1 one
     (jobs[1] / "results.json").unlink()
@@ -113,10 +118,10 @@ def test_a_crashing_job_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
         monkeypatch.setattr(sys, "argv", ["train", "-m", *KMEANS, "seed=0,1", f"hydra.sweep.dir={sweep}"])
         train.main()
     assert info.value.code == 1
-    for job in ("0_kmeans_handwritten", "1_kmeans_handwritten"):
-        results = json.loads((sweep / job / "results.json").read_text())
+    for job in (_job(sweep, "seed=0"), _job(sweep, "seed=1")):
+        results = json.loads((job / "results.json").read_text())
         assert results["status"] == "failed" and results["error"] == "RuntimeError: a bug"
-        assert "Traceback" in (sweep / job / "error.txt").read_text()
+        assert "Traceback" in (job / "error.txt").read_text()
     assert math.isnan(train.FAILED_JOB_VALUE)
 
 
@@ -165,8 +170,8 @@ def test_submitit_local_launcher_runs_a_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     result = _train("-m", "+launcher=submitit_local", *KMEANS, "seed=0,1", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 0, result.stderr[-3000:]
-    for job in ("0_kmeans_handwritten", "1_kmeans_handwritten"):
-        assert json.loads((sweep / job / "results.json").read_text())["status"] == "finished"
+    for job in (_job(sweep, "seed=0"), _job(sweep, "seed=1")):
+        assert json.loads((job / "results.json").read_text())["status"] == "finished"
     assert (sweep / ".submitit").is_dir()
     assert json.loads((sweep / SUMMARY).read_text())["counts"] == {"finished": 2}
 
@@ -210,6 +215,6 @@ def test_joblib_sweep_with_a_failing_job_completes_the_other(tmp_path):
     sweep = tmp_path / "sweep"
     result = _train("-m", "+launcher=local", *KMEANS, "model.view=0,9", f"hydra.sweep.dir={sweep}")
     assert result.returncode == 1, result.stderr[-2000:]
-    statuses = {p.name: json.loads((p / "results.json").read_text())["status"] for p in sweep.iterdir() if p.is_dir()}
-    assert statuses == {"0_kmeans_handwritten": "finished", "1_kmeans_handwritten": "failed"}
-    assert "failed: 1_kmeans_handwritten [model.view=9] model.view=9" in result.stdout
+    good, bad = _job(sweep, "model.view=0"), _job(sweep, "model.view=9")
+    assert [json.loads((p / "results.json").read_text())["status"] for p in (good, bad)] == ["finished", "failed"]
+    assert f"failed: {bad.name} [model.view=9] model.view=9" in result.stdout

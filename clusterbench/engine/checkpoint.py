@@ -18,12 +18,22 @@ class CheckpointError(ClusterbenchError):
     """A checkpoint file is missing or cannot be read; the message names the file."""
 
 
+def _file_mode() -> int:
+    """The mode a plain open() would give a new file: 0666 less the umask (0644 by default).
+    mkstemp makes 0600 files, which lab-mates on a shared server cannot read."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, write) -> None:
-    """Writes via a temporary file in the same folder, then renames: never a half-written file."""
+    """Writes via a temporary file in the same folder, then renames: never a half-written file.
+    The file gets the umask's mode, as a plain open() would give it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as handle:
             write(handle)
             handle.flush()
@@ -46,6 +56,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = Fal
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, _file_mode())
         with os.fdopen(fd, "wb") as handle:
             torch.save(state, handle)
             handle.flush()
@@ -69,7 +80,9 @@ CHECKPOINT_KEYS = ("epoch", "step", "method", "optimizers", "rng")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    """torch.load with weights_only=True: tensors and plain Python values only, nothing a file
+    could make Python execute (our checkpoints hold nothing else, see capture_rng)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
@@ -82,6 +95,8 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         state = load_checkpoint(path)
     except Exception as err:  # torch/zipfile/pickle raise many types for a damaged file
         raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {first_line(err)})") from None
+    if isinstance(state, dict) and state.get("kind") == "weights":
+        raise CheckpointError(f"{path} holds weights only (trainer.checkpoint=weights); resume needs trainer.checkpoint=full")
     if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
         raise CheckpointError(f"{path} is not a clusterbench checkpoint (keys {', '.join(CHECKPOINT_KEYS)} expected)")
     return state
@@ -109,10 +124,15 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
 
 
+def write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
+
+
 def capture_rng(generator: torch.Generator) -> dict[str, Any]:
     state = {
         "python": random.getstate(),
-        "numpy": np.random.get_state(),
+        # numpy's state as a tensor and plain values: loadable with weights_only=True
+        "numpy": _numpy_state(),
         "torch": torch.get_rng_state(),
         "shuffle": generator.get_state(),
     }
@@ -121,9 +141,15 @@ def capture_rng(generator: torch.Generator) -> dict[str, Any]:
     return state
 
 
+def _numpy_state() -> tuple:
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return (str(name), torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached))
+
+
 def restore_rng(state: dict[str, Any], generator: torch.Generator) -> None:
     random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), int(pos), int(has_gauss), float(cached)))
     torch.set_rng_state(state["torch"])
     generator.set_state(state["shuffle"])
     if "cuda" in state and torch.cuda.is_available():

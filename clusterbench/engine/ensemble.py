@@ -126,7 +126,7 @@ def launch_vectorized(
 ):
     """Prepares every job's folder through Hydra's run_job (so it looks like any multirun
     job), then trains the groups; returns one JobReturn per job."""
-    from hydra.core.utils import JobStatus, configure_log, filter_overrides, run_job, setup_globals
+    from hydra.core.utils import JobStatus, configure_log, run_job, setup_globals
     from omegaconf import open_dict
 
     setup_globals()
@@ -150,7 +150,9 @@ def launch_vectorized(
         if ret.status == JobStatus.COMPLETED:
             prepared.append((offset, ret._return_value))
         else:
-            print(f"error: job #{idx} ({' '.join(filter_overrides(overrides))}): {ret._return_value}", file=sys.stderr)
+            # a job whose config fails: recorded in its folder like any failed job, and the
+            # sweep goes on (a FAILED JobReturn would make Hydra's sweeper raise and stop)
+            _record_failed_job(ret, overrides, idx)
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
 
     groups = group_jobs([job["cfg"] for _, job in prepared], max_members)
@@ -159,10 +161,28 @@ def launch_vectorized(
         jobs = [prepared[i] for i in group]
         outcomes = train([job for _, job in jobs])
         for (offset, _), outcome in zip(jobs, outcomes):
-            if isinstance(outcome, BaseException):
-                returns[offset].status = JobStatus.FAILED
-            returns[offset].return_value = outcome
+            returns[offset].status = JobStatus.COMPLETED
+            # what a job of the default launcher returns: its ACC, or NaN when it failed
+            failed = isinstance(outcome, BaseException) or outcome is None
+            returns[offset].return_value = float("nan") if failed else outcome["metrics"]["acc"]
     return returns
+
+
+def _record_failed_job(ret, overrides: Sequence[str], idx: int) -> None:
+    from hydra.core.utils import JobStatus, filter_overrides
+
+    from clusterbench.engine.results import write_failure
+    from clusterbench.errors import ClusterbenchError, RunFolderError, first_line
+
+    err = ret._return_value
+    message = str(err) if isinstance(err, ClusterbenchError) else f"{type(err).__name__}: {first_line(err)}"
+    run_dir = ret.hydra_cfg.hydra.runtime.output_dir if ret.hydra_cfg is not None else None
+    print(f"error: job #{idx} ({' '.join(filter_overrides(overrides))}): {message}", file=sys.stderr)
+    if run_dir is not None and not isinstance(err, RunFolderError):
+        meta = {"model": ret.hydra_cfg.hydra.runtime.choices.get("model"), "overrides": list(overrides)}
+        write_failure(run_dir, ret.cfg, meta, message)
+    ret.status = JobStatus.COMPLETED
+    ret.return_value = float("nan")
 
 
 def check_members(cfgs: Sequence[DictConfig]) -> None:
@@ -170,3 +190,74 @@ def check_members(cfgs: Sequence[DictConfig]) -> None:
     keys = {group_key(cfg) for cfg in cfgs}
     if len(keys) > 1:
         raise ConfigError("vectorised members must differ only in " + ", ".join(f"model.{k}" for k in member_keys(cfgs[0])))
+
+
+# --- the members of one fit ----------------------------------------------------------------------
+
+
+class Member:
+    """One run's own share of a (possibly vectorised) fit: its folder, config, logger and
+    evaluations. A plain run is a fit with one member."""
+
+    def __init__(self, cfg: DictConfig, run_dir, meta: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        from clusterbench.engine.provenance import config_hash
+
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.meta = dict(meta)
+        self.evaluations: list[dict[str, Any]] = []
+        self.latest: dict[str, Any] = {}  # metrics of the latest evaluation
+        self.latest_pred = None  # (epoch, hard labels) of the latest evaluation
+        self.error = None  # the TrainingError that stopped this member
+        self.logger = None
+        self.config_sha256 = config_hash(cfg)
+
+    @property
+    def active(self) -> bool:
+        return self.error is None
+
+
+def build_members(cfgs: Sequence[DictConfig], build_method: Callable, info, generator: torch.Generator):
+    """The method of one run, or G runs' methods stacked into one G-member method. Every member
+    is built from the same RNG state, as its separate run would be, so it starts from the
+    same weights."""
+    from clusterbench.engine.checkpoint import capture_rng, restore_rng
+
+    if len(cfgs) == 1:
+        return build_method(cfgs[0], info)
+    check_members(cfgs)
+    rng = capture_rng(generator)
+    stacked = build_method(cfgs[0], info, members=len(cfgs))
+    states = []
+    for cfg in cfgs:
+        restore_rng(rng, generator)
+        states.append(build_method(cfg, info).state_dict())
+    stacked.load_state_dict(stack_states(states))
+    return stacked
+
+
+def member_checkpoints(method_state: dict, optimizer_states: dict[str, dict], members: int):
+    """(member index, its method state, its optimiser states) for each member of a fit; one
+    member's states are the fit's own."""
+    for g in range(members):
+        if members == 1:
+            yield g, method_state, optimizer_states
+        else:
+            yield g, member_state(method_state, g, members), {k: member_optimizer_state(s, g, members) for k, s in optimizer_states.items()}
+
+
+def clip_grad_norm(params: list[torch.Tensor], max_norm: float, members: int = 1) -> None:
+    """torch.nn.utils.clip_grad_norm_ for each member on its own: the stacked parameters'
+    gradients are member-major along dimension 0, and a member's norm must not see the others'."""
+    params = [p for p in params if p.grad is not None]
+    if not params:
+        return
+    if members == 1:
+        torch.nn.utils.clip_grad_norm_(params, max_norm)
+        return
+    squares = sum(p.grad.detach().float().reshape(members, -1).pow(2).sum(1) for p in params)
+    scale = (max_norm / (squares.sqrt() + 1e-6)).clamp(max=1.0)
+    for p in params:
+        p.grad.mul_(scale.to(p.grad.dtype).reshape(members, *[1] * (p.grad.dim() - 1)).repeat_interleave(p.grad.shape[0] // members, 0))

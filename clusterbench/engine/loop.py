@@ -1,20 +1,26 @@
-"""The one training loop: every method runs through `fit`."""
+"""The one training loop: every method runs through `fit`.
+
+A fit is a `FitRun` with named phases, called in this order by `FitRun.fit`:
+setup (hardware, data, method, optimisers; values checked against the data), restore (resume
+from a checkpoint), train_epoch, evaluate, checkpoint (per epoch, as configured), finish
+(results.json). A vectorised sweep fits G members at once; what is per member (folders,
+evaluations, checkpoint slices) lives in engine/ensemble.py.
+"""
 from __future__ import annotations
 
 import logging
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from clusterbench.engine import distributed as ddp
+from clusterbench.engine.build import build, build_method, build_optimizers, build_schedulers
 from clusterbench.engine.checkpoint import (
     CheckpointError,
     atomic_write_bytes,
@@ -25,48 +31,23 @@ from clusterbench.engine.checkpoint import (
     seed_everything,
     write_json,
 )
-from clusterbench.data.augment import build_augment
-from clusterbench.engine import distributed as ddp
-from clusterbench.engine.ensemble import check_members, member_optimizer_state, member_state, stack_states
+from clusterbench.engine.ensemble import Member, build_members, clip_grad_norm, member_checkpoints
 from clusterbench.engine.inputs import build_inputs
-from clusterbench.engine.provenance import config_hash, git_state, package_versions
-from clusterbench.engine.sweep import folder_problem
-from clusterbench.errors import ClusterbenchError, ConfigError, TrainingError, first_line
+from clusterbench.engine.loggers import say
+from clusterbench.engine.results import LABEL_SELECTED, SELECTION_RULES, finished_results, select, write_failure
+from clusterbench.engine.sweep import claim_fresh_folder, folder_problem, lock_run_folder, unlock_run_folder
+from clusterbench.errors import ConfigError, TrainingError, first_line
 from clusterbench.methods.base import ClusteringMethod, DataInfo
-from clusterbench.metrics import collapse_stats, evaluate_clustering
+from clusterbench.metrics import collapse_stats, evaluate_clustering, label_free_scores, score_sample
 
 log = logging.getLogger(__name__)
 
-
-def _raise_our_error(err: InstantiationException) -> None:
-    """Raises the one-line ClusterbenchError that Hydra's wrapping hides, if there is one."""
-    cause = err.__cause__
-    while cause is not None:
-        if isinstance(cause, ClusterbenchError):
-            raise cause from None
-        cause = cause.__cause__
-
-
-def build(node, *args, **kwargs):
-    """hydra.utils.instantiate that lets our one-line errors through unwrapped."""
-    try:
-        return instantiate(node, *args, **kwargs)
-    except InstantiationException as err:
-        _raise_our_error(err)
-        raise
+__all__ = ["fit", "fit_members", "build", "build_method", "build_optimizers", "predict_outputs", "LABEL_SELECTED", "SELECTION_RULES"]
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
 # evaluation values written into metrics.csv at every evaluation (the collapse monitor included)
-MONITORED = ("acc", "nmi", "ari", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")
-# model selection within a run: which evaluation's metrics a run reports. `best_acc` reads the
-# labels, so results.json flags it (selection.uses_labels) and report marks it.
-SELECTION_RULES = {
-    "last": None,  # the final evaluation
-    "min_loss": "loss",  # lowest mean training loss of the epoch
-    "last_batch_loss": "last_batch_loss",  # lowest loss of the epoch's last batch (SDCIB's released code)
-    "best_acc": "acc",  # highest ACC over evaluations: label-selected
-}
-LABEL_SELECTED = {"best_acc"}
+# (data without labels: silhouette and Calinski-Harabasz in place of ACC, NMI and ARI)
+MONITORED = ("acc", "nmi", "ari", "silhouette", "calinski_harabasz", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")
 AUGMENT_SEED_OFFSET = 1_000_003  # the augmentation stream's seed is seed + this
 # DDP: rank r > 0 reseeds its torch and augmentation streams at every epoch from
 # (seed, rank, epoch), so its noise and views differ from rank 0's and a resume re-derives them;
@@ -77,9 +58,11 @@ RANK_SEED_OFFSET = 7_919_993
 class _StepContext:
     """Passed to `training_step`: lets a method take extra optimiser steps (critics)."""
 
-    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device) -> None:
+    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device, grad_clip: float | None = None, members: int = 1) -> None:
         self.optimizers = optimizers
         self.device = device
+        self.grad_clip = grad_clip
+        self.members = members
         self.epoch = 0
         self.step = 0
         # set by the loop: fn over every sample's unaugmented view, in eval mode, concatenated in
@@ -90,37 +73,18 @@ class _StepContext:
         optimizer = self.optimizers[group]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        # DDP: the mean gradient over ranks (a no-op in one process), see engine/distributed.py
-        ddp.average_gradients(p for g in optimizer.param_groups for p in g["params"])
-        optimizer.step()
+        self.apply_gradients(group)
 
     def apply_gradients(self, group: str) -> None:
         """Steps `group` on the gradients it already holds (e.g. those the main loss's backward
         left on a critic, as SDCIB's released code updates its critics)."""
         optimizer = self.optimizers[group]
-        ddp.average_gradients(p for g in optimizer.param_groups for p in g["params"])
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+        # DDP: the mean gradient over ranks (a no-op in one process), see engine/distributed.py
+        ddp.average_gradients(params)
+        if self.grad_clip is not None:
+            clip_grad_norm(params, float(self.grad_clip), self.members)
         optimizer.step()
-
-
-def build_method(cfg: DictConfig, info: DataInfo, **extra) -> ClusteringMethod:
-    """The `model` of a composed config, with its backbone config and built `loss` object."""
-    loss = build(cfg.loss, _convert_="all") if "_target_" in cfg.loss else None
-    backbone = cfg.backbone if "_target_" in cfg.backbone else None
-    # objects built here (not config) are passed to the partial, so Hydra does not convert them
-    make_method = build(cfg.model, _partial_=True, _recursive_=False, _convert_="all")
-    try:
-        return make_method(data_info=info, backbone=backbone, loss=loss, **extra)
-    except InstantiationException as err:  # the method builds its backbone with instantiate
-        _raise_our_error(err)
-        raise
-
-
-def build_optimizers(method: ClusteringMethod, trainer_cfg: DictConfig) -> dict[str, torch.optim.Optimizer]:
-    optimizers = {}
-    for group, params in method.param_groups().items():
-        spec = trainer_cfg.optimizers.get(group, trainer_cfg.optimizer)
-        optimizers[group] = build(spec)(params)
-    return optimizers
 
 
 @torch.no_grad()
@@ -154,8 +118,15 @@ def predict_outputs(method: ClusteringMethod, inputs, batch_size: int, hardware,
     return outputs
 
 
-def _score(labels: np.ndarray, pred: np.ndarray, n_clusters: int) -> dict[str, Any]:
-    metrics = evaluate_clustering(labels, pred)
+def _score(labels: np.ndarray | None, pred: np.ndarray, n_clusters: int, sample=None) -> dict[str, Any]:
+    """ACC, NMI, ARI, purity against the labels; without labels (None), the label-free scores of
+    metrics.label_free_scores on `sample` = (row indices, their features) of metrics.score_sample.
+    The collapse monitor either way."""
+    if labels is None:
+        index, features = sample
+        metrics = label_free_scores(features, pred[index], n_clusters)
+    else:
+        metrics = evaluate_clustering(labels, pred)
     metrics.update(collapse_stats(pred, n_clusters))
     return metrics
 
@@ -164,6 +135,8 @@ def choose_candidate(rule: str | int, metrics: dict[str, dict[str, Any]], scores
     """(name of the kept candidate partition, whether choosing it read the labels); see methods/base.py."""
     names = list(metrics)
     if rule == "best_acc":
+        if "acc" not in metrics[names[0]]:
+            raise ConfigError("model.view_selection=best_acc reads the labels, and the data have none: choose a label-free rule")
         return max(names, key=lambda name: metrics[name]["acc"]), True
     if isinstance(rule, int) and not isinstance(rule, bool):
         if not 0 <= rule < len(names):
@@ -174,16 +147,17 @@ def choose_candidate(rule: str | int, metrics: dict[str, dict[str, Any]], scores
     return max(names, key=lambda name: scores[name]), False
 
 
-def evaluate_candidates(method, outputs: torch.Tensor, labels: np.ndarray, n_clusters: int) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
+def evaluate_candidates(method, outputs: torch.Tensor, labels: np.ndarray | None, n_clusters: int, sample=None) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
     """Metrics and hard labels of the partition `method.assign` makes of `outputs` (one
     member's predictions for all samples); for a method with several candidate partitions,
-    those of the one kept by `method.candidate_selection`, and a record of all."""
+    those of the one kept by `method.candidate_selection`, and a record of all. Without labels
+    (None), label-free scores on `sample` (see _score)."""
     parts = method.candidates(outputs)
     if not parts:
         pred = method.assign(outputs)[0].cpu().numpy()
-        return _score(labels, pred, n_clusters), pred, None
+        return _score(labels, pred, n_clusters, sample), pred, None
     preds = {name: hard.cpu().numpy() for name, hard in parts.items()}
-    table = {name: _score(labels, pred, n_clusters) for name, pred in preds.items()}
+    table = {name: _score(labels, pred, n_clusters, sample) for name, pred in preds.items()}
     scores = method.candidate_scores()
     rule = method.candidate_selection
     chosen, uses_labels = choose_candidate(rule, table, scores)
@@ -191,16 +165,6 @@ def evaluate_candidates(method, outputs: torch.Tensor, labels: np.ndarray, n_clu
     for name, value in scores.items():
         table[name][str(rule)] = value
     return metrics, preds[chosen], {"rule": rule, "chosen": chosen, "uses_labels": uses_labels, "candidates": table}
-
-
-def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Trains and evaluates `cfg.model` on `cfg.dataset`; writes everything into `run_dir`.
-
-    With `cfg.resume` set, `run_dir` is the folder being resumed and training continues from
-    its checkpoints/last.pt (same seed, RNG states and optimiser states: CPU results are equal
-    bit for bit to an uninterrupted run).
-    """
-    return fit_members([cfg], [Path(run_dir)], [meta or {}])[0]
 
 
 def check_writable(folder: Path) -> None:
@@ -216,9 +180,40 @@ def check_writable(folder: Path) -> None:
         raise ConfigError(f"output folder {folder} is not writable ({problem})")
 
 
-def _warn(message: str) -> None:
-    log.warning(message)
-    print(message, file=sys.stderr)
+def check_data(cfg: DictConfig, data, trainable: bool) -> None:
+    """What can only be checked once the data are loaded, each as one line naming the key and
+    value: the number of clusters against the samples, a batch of one sample, one class."""
+    n, k = int(data.n_samples), int(data.n_clusters)
+    if k < 2:
+        raise ConfigError(f"dataset.n_clusters={k}: clustering needs at least 2 clusters (dataset '{data.name}')")
+    if k > n:
+        raise ConfigError(f"dataset.n_clusters={k}: more clusters than samples ({n} in dataset '{data.name}')")
+    if data.labels is None and cfg.trainer.selection in LABEL_SELECTED:
+        raise ConfigError(f"trainer.selection={cfg.trainer.selection}: reads the labels, and dataset '{data.name}' has none")
+    if data.labels is not None and int(data.n_classes) < 2:
+        say(f"warning: dataset '{data.name}': its labels hold one class, so ACC, NMI and ARI say nothing about the clusters", error=True)
+    if not trainable:
+        return
+    batch = min(int(cfg.trainer.batch_size), n)
+    if batch < 2:
+        raise ConfigError(f"trainer.batch_size={cfg.trainer.batch_size}: a training batch needs at least 2 samples")
+    if not cfg.trainer.drop_last and n % batch == 1:
+        raise ConfigError(
+            f"trainer.batch_size={batch} with trainer.drop_last=false leaves a last batch of 1 sample ({n} samples); "
+            "set trainer.drop_last=true or another batch size"
+        )
+
+
+def _accumulate(sums: dict[str, torch.Tensor], terms: dict[str, torch.Tensor], prefix: str = "", scale: float = 1.0) -> None:
+    """Adds a step's loss terms (scaled: the epoch mean) to the running sums, on the device."""
+    for name, value in terms.items():
+        value = value.detach().float().reshape(-1) * scale
+        key = prefix + name
+        sums[key] = sums[key] + value if key in sums else value
+
+
+def _due(epoch: int, every: int, last: int) -> bool:
+    return epoch % every == 0 or epoch == last
 
 
 class _NullLogger:
@@ -237,374 +232,367 @@ class _NullLogger:
         pass
 
 
-class _Member:
-    """One run's own share of a (possibly vectorised) fit: its folder, config, logs, evaluations."""
+class FitRun:
+    """One fit of one run, or of G vectorised members (one batched model, one folder each)."""
 
-    def __init__(self, cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> None:
-        self.cfg = cfg
-        self.run_dir = Path(run_dir)
-        check_writable(self.run_dir)
-        self.meta = dict(meta)
-        self.evaluations: list[dict[str, Any]] = []
-        self.latest: dict[str, Any] = {}
-        self.error: TrainingError | None = None
-        self.latest_pred: tuple[int, np.ndarray] | None = None  # (epoch, hard labels) of the last evaluation
-        self.logger = None
-        self.config_sha256 = config_hash(cfg)
+    def __init__(self, cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[str, Any]]) -> None:
+        self.started = time.perf_counter()
+        self.cfg = cfgs[0]  # every setting but the member keys is shared
+        self.trainer = self.cfg.trainer
+        self.resumed = bool(self.cfg.get("resume"))
+        self.members = [Member(cfg, run_dir, meta) for cfg, run_dir, meta in zip(cfgs, run_dirs, metas)]
+        self.start_epoch = 0
+        self.previous_wall = 0.0
 
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.run_dir / CHECKPOINT
+    # --- phases --------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Hardware, data, method, optimisers: everything a first epoch needs."""
+        cfg, trainer, n_members = self.cfg, self.trainer, len(self.members)
+        self.hardware = hardware = build(cfg.hardware)
+        hardware.setup()
+        self.rank, self.world = ddp.rank(), ddp.world_size()
+        self.main_process = self.rank == 0  # only rank 0 writes into the run folders
+        if self.world > 1 and not getattr(hardware, "distributed", False):
+            raise ConfigError(f"started on {self.world} processes (torchrun) without hardware=ddp: add hardware=ddp")
+        if self.world > 1:
+            if n_members > 1:
+                raise ConfigError("hardware=ddp trains one run; a vectorised sweep (+launcher=vectorized) cannot use it")
+            if not trainer.drop_last or int(trainer.batch_size) % self.world:
+                raise ConfigError(
+                    f"trainer.batch_size={trainer.batch_size} with hardware=ddp on {self.world} processes: the global batch must "
+                    f"divide by {self.world} and trainer.drop_last must be true (every rank gets an equal share)"
+                )
+        if self.resumed and n_members > 1:
+            raise ConfigError("resume= continues one run folder; resume each member of a vectorised sweep on its own")
+        self.generator = seed_everything(cfg.seed)
+        # augmentation draws its per-sample parameters on the training device (no host copies in
+        # the step), from its own stream derived from the seed
+        self.augment_generator = torch.Generator(device=hardware.device).manual_seed(int(cfg.seed) + AUGMENT_SEED_OFFSET)
+
+        self.data = data = build(cfg.dataset)
+        augment = build(cfg.augment) if cfg.get("augment") else None
+        self.inputs = build_inputs(data, augment, hardware.device, hardware.channels_last)
+        self.n_clusters = int(data.n_clusters)
+        self.info = DataInfo(
+            dims=tuple(int(d) for d in data.dims), n_clusters=self.n_clusters, n_samples=int(data.n_samples), image_shape=self.inputs.image_shape
+        )
+        method = build_members([m.cfg for m in self.members], build_method, self.info, self.generator).to(hardware.device)
+        check_data(cfg, data, method.trainable)
+        if hardware.channels_last:
+            method = method.to(memory_format=torch.channels_last)
+        if self.world > 1 and getattr(hardware, "sync_batchnorm", False):
+            torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # replaces BatchNorm children in place
+        self.method = method
+        self.step_fn = hardware.maybe_compile(method.training_step)
+        self.labels = data.labels.cpu().numpy() if data.labels is not None else None
+        # without labels: the rows (and features) the label-free scores are computed on
+        self.score_sample = None if self.labels is not None else score_sample([data.images] if getattr(data, "images", None) is not None else data.views)
+        self.optimizers = build_optimizers(method, trainer)
+        self.ctx = _StepContext(self.optimizers, hardware.device, trainer.get("grad_clip"), n_members)
+        self.ctx.predict_all = self.predict_all
+        self.max_epochs = int(trainer.max_epochs) if method.trainable else 0
+
+        n = self.info.n_samples
+        self.batch_size = min(int(trainer.batch_size), n)
+        if self.batch_size % self.world:  # trainer.batch_size above n: the batch is the whole data set
+            raise ConfigError(f"hardware=ddp on {self.world} processes: the global batch ({self.batch_size} samples) must divide by {self.world}")
+        self.local = self.batch_size // self.world  # DDP: this rank's share of each global batch
+        self.n_batches = n // self.batch_size if trainer.drop_last else math.ceil(n / self.batch_size)
+        self.repeats = int(trainer.repeats_per_batch)
+        # STL-10's unlabeled split: instance-only steps before each epoch's labelled batches
+        self.n_unlabeled = self.inputs.n_unlabeled if method.unlabeled_step is not None else 0
+        self.unlabeled_batches = self.n_unlabeled // self.batch_size if self.n_unlabeled else 0
+        steps_per_epoch = self.unlabeled_batches + self.n_batches * self.repeats
+        self.schedulers = build_schedulers(self.optimizers, trainer, steps_per_epoch, self.max_epochs)
+
+    def restore(self) -> None:
+        """Resume: the method, optimisers, schedulers, RNG streams and evaluations of the
+        checkpoint (last.pt, or previous.pt when last.pt is damaged)."""
+        member = self.members[0]
+        try:
+            state, _ = load_latest_checkpoint(member.run_dir / CHECKPOINT, warn=lambda line: say(line, error=True))
+        except CheckpointError as err:
+            raise ConfigError(f"resume={self.cfg.resume}: {err}") from None
+        if state["dataset_checksum"] != self.data.checksum:
+            raise ConfigError(f"resume={self.cfg.resume}: dataset file changed since the run started (checksum differs)")
+        if state["epoch"] > self.max_epochs:
+            raise ConfigError(f"resume={self.cfg.resume}: trainer.max_epochs={self.max_epochs} is below the checkpoint's epoch {state['epoch']}")
+        self.method.load_state_dict(state["method"])
+        for group, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][group])
+        for group, scheduler in self.schedulers.items():
+            if group in state.get("schedulers", {}):
+                scheduler.load_state_dict(state["schedulers"][group])
+        restore_rng(state["rng"], self.generator)
+        if "augment_rng" in state:
+            self.augment_generator.set_state(state["augment_rng"])
+        self.start_epoch = state["epoch"]
+        member.evaluations = state["evaluations"]
+        member.latest = member.evaluations[-1]["metrics"] if member.evaluations else {}
+        self.previous_wall = state["wall_time_s"]
+        self.ctx.step = state["step"]
+        log.info("resuming %s from epoch %d", member.run_dir, self.start_epoch)
+
+    def train_epoch(self, epoch: int) -> list[dict[str, Any]]:
+        """One epoch's optimiser steps; one row of mean loss terms per member."""
+        method, ctx, inputs, hardware = self.method, self.ctx, self.inputs, self.hardware
+        method.train()
+        ctx.epoch = epoch
+        if self.rank > 0:
+            rank_seed = int(self.cfg.seed) + RANK_SEED_OFFSET * self.rank + epoch
+            torch.manual_seed(rank_seed)
+            self.augment_generator.manual_seed(rank_seed + AUGMENT_SEED_OFFSET)
+        method.on_epoch_start(epoch, ctx)
+        sums: dict[str, torch.Tensor] = {}
+        size = self.batch_size
+        if self.unlabeled_batches:
+            order = torch.randperm(self.n_unlabeled, generator=self.generator).to(hardware.device)
+            for b in range(self.unlabeled_batches):
+                index = self._share(order[b * size : (b + 1) * size])
+                with hardware.autocast():
+                    terms = method.unlabeled_step(inputs.unlabeled_batch(index, self.augment_generator), ctx)
+                self._step(terms)
+                _accumulate(sums, terms, prefix="unlabeled_", scale=1.0 / self.unlabeled_batches)
+        order = torch.randperm(self.info.n_samples, generator=self.generator).to(hardware.device)
+        for b in range(self.n_batches):
+            index = self._share(order[b * size : (b + 1) * size])
+            # DCSM trains each batch several times; every repetition draws fresh views
+            for _ in range(self.repeats):
+                with hardware.autocast():
+                    terms = self.step_fn(inputs.train_batch(index, self.augment_generator), index, ctx)
+                self._step(terms)
+                _accumulate(sums, terms, scale=1.0 / (self.n_batches * self.repeats))
+        # one host sync per epoch: a (terms + 1) x members table
+        names = [*sums, "last_batch_loss"]
+        table = torch.stack([*sums.values(), terms["loss"].detach().float().reshape(-1)])
+        # DDP: the mean over ranks, so every rank logs and stops (non-finite) alike
+        table = ddp.mean_over_ranks(table).t().tolist()
+        return [{"epoch": epoch, **dict(zip(names, values))} for values in table]
+
+    def stop_non_finite(self, epoch: int, rows: list[dict[str, Any]]) -> None:
+        """A member whose epoch losses are not finite stops, its last good checkpoint kept."""
+        for member, row in zip(self.members, rows):
+            bad = [f"{k}={v}" for k, v in row.items() if k != "epoch" and not math.isfinite(v)]
+            if member.active and bad:
+                path = member.run_dir / CHECKPOINT
+                kept = f"the last good checkpoint is {path}" if path.exists() else "no checkpoint had been written yet"
+                self.fail(member, f"non-finite loss at epoch {epoch} ({', '.join(bad)}); training stopped, {kept}")
+
+    def evaluate(self, epoch: int, rows: list[dict[str, Any]]) -> None:
+        """Every sample in eval mode; each member's metrics (and the collapse monitor) into its
+        row, its evaluation record, and predictions.npz when the selection rule keeps it."""
+        batch = self.info.n_samples if self.method.full_batch_predict else self.trainer.eval_batch_size
+        outputs = self.method.member_outputs(predict_outputs(self.method, self.inputs, batch, self.hardware))
+        for member, member_out, row in zip(self.members, outputs, rows):
+            if not member.active:
+                continue
+            metrics, pred, candidates = evaluate_candidates(self.method, member_out, self.labels, self.n_clusters, self.score_sample)
+            member.evaluations.append({"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics})
+            if candidates is not None:
+                member.evaluations[-1]["candidates"] = candidates
+            if self.main_process and select(member.evaluations, self.trainer.selection) is member.evaluations[-1]:
+                # y_true when there are labels; the soft assignments where the method gives them
+                saved = {"y_pred": pred, "epoch": epoch}
+                if self.labels is not None:
+                    saved["y_true"] = self.labels
+                soft = None if candidates is not None else self.method.assign(member_out)[1]
+                if soft is not None and soft.ndim == 2 and soft.shape[0] == len(pred):
+                    saved["probabilities"] = soft.float().cpu().numpy()
+                atomic_write_bytes(member.run_dir / "predictions.npz", lambda f: np.savez_compressed(f, **saved))
+            member.latest = metrics
+            member.latest_pred = (epoch, pred)
+            row.update({k: metrics[k] for k in MONITORED if k in metrics})
+
+    def checkpoint(self, epoch: int) -> None:
+        """checkpoints/last.pt of every active member, as `trainer.checkpoint` says: full (what
+        resume needs: optimisers, schedulers, RNG streams; previous.pt kept), weights (the
+        method's state only) or none."""
+        mode = self.trainer.get("checkpoint", "full")
+        if not self.main_process or mode == "none":
+            return
+        method_state = self.method.state_dict()
+        optimizer_states = {g: o.state_dict() for g, o in self.optimizers.items()} if mode == "full" else {}
+        shared = {}
+        if mode == "full":
+            shared = {
+                "step": self.ctx.step,
+                "rng": capture_rng(self.generator),
+                "augment_rng": self.augment_generator.get_state(),
+                "schedulers": {g: s.state_dict() for g, s in self.schedulers.items()},
+                "wall_time_s": self.previous_wall + time.perf_counter() - self.started,
+                "dataset_checksum": self.data.checksum,
+            }
+        for g, method_slice, optimizer_slice in member_checkpoints(method_state, optimizer_states, len(self.members)):
+            member = self.members[g]
+            if not member.active:
+                continue
+            state = {"epoch": epoch, "kind": mode, "method": method_slice, "config": OmegaConf.to_container(member.cfg, resolve=True), "config_sha256": member.config_sha256}
+            if mode == "full":
+                state.update(shared, optimizers=optimizer_slice, evaluations=member.evaluations)
+            save_checkpoint(member.run_dir / CHECKPOINT, state, keep_previous=mode == "full")
+            if self.trainer.keep_checkpoints:
+                save_checkpoint(member.run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
+
+    def finish(self) -> list[dict[str, Any] | TrainingError]:
+        """embedding.npz and results.json of every member that did not fail."""
+        batch = self.info.n_samples if self.method.full_batch_predict else self.trainer.eval_batch_size
+        if self.trainer.save_embedding:
+            self.save_embeddings(batch)
+        wall = round(self.previous_wall + time.perf_counter() - self.started, 3)
+        outcomes: list[dict[str, Any] | TrainingError] = []
+        for g, member in enumerate(self.members):
+            if not member.active:
+                outcomes.append(member.error)
+                continue
+            results = finished_results(member.cfg, member.meta, member.evaluations, self.data, self.hardware, self.max_epochs, wall, member.config_sha256)
+            if len(self.members) > 1:
+                results["vectorised"] = {"members": len(self.members), "member": g, "wall_time_is_shared": True}
+            if self.main_process:
+                write_json(member.run_dir / "results.json", results)
+            member.logger.summary(results)
+            member.logger.finish()
+            outcomes.append(results)
+        return outcomes
+
+    # --- the order of the phases -----------------------------------------------------------------
+
+    def fit(self) -> list[dict[str, Any] | TrainingError]:
+        self.claim_folders()
+        try:
+            self.setup()
+            if self.resumed:
+                self.restore()
+            self.start_loggers()
+            if self.main_process:
+                say(self.start_line())
+            if self.start_epoch == 0:
+                self.method.on_fit_start(self.inputs.full())
+            ddp.broadcast_module(self.method)  # DDP: every rank starts from rank 0's weights
+            show = self.trainer.progress and self.method.trainable  # k-means has no epochs to show
+            bar = tqdm(total=self.max_epochs, initial=self.start_epoch, disable=not show, desc="train", unit="epoch", dynamic_ncols=True)
+            try:
+                for epoch in range(self.start_epoch + 1, self.max_epochs + 1):
+                    rows = self.train_epoch(epoch)
+                    self.stop_non_finite(epoch, rows)
+                    if not any(m.active for m in self.members):
+                        break
+                    if _due(epoch, self.trainer.eval_every, self.max_epochs):
+                        self.evaluate(epoch, rows)
+                    self.log(rows)
+                    if _due(epoch, self.trainer.checkpoint_every, self.max_epochs):
+                        self.checkpoint(epoch)
+                    bar.update(1)
+                    bar.set_postfix(self.progress_fields(rows))
+            finally:
+                bar.close()
+            if not self.method.trainable:  # one evaluation of the fitted method (k-means)
+                rows = [{"epoch": 0} for _ in self.members]
+                self.evaluate(0, rows)
+                self.log(rows)
+                self.checkpoint(0)
+            return self.finish()
+        finally:
+            for member in self.members:
+                unlock_run_folder(member.run_dir)
+
+    # --- helpers ---------------------------------------------------------------------------------
+
+    def claim_folders(self) -> None:
+        """Each member's folder: writable, locked for this process, and (a fresh run) not holding
+        a finished or resumable run unless overwrite=true (engine/sweep.py)."""
+        for member in self.members:
+            check_writable(member.run_dir)
+            if self.resumed:
+                lock_run_folder(member.run_dir)
+            else:
+                # a sweep job trains afresh a folder that its job_state found failed or unfinished
+                claim_fresh_folder(member.run_dir, bool(member.cfg.get("overwrite")), unfinished_ok=bool(member.meta.get("sweep_job")))
+
+    def start_line(self) -> str:
+        """What a run prints first: its folder and the settings that identify it."""
+        cfg, trainer, member = self.cfg, self.trainer, self.members[0]
+        model = member.meta.get("model") or cfg.model._target_.rsplit(".", 1)[-1]
+        what = f"{model} on {self.data.name}, seed {cfg.seed}"
+        if self.method.trainable:
+            what += f", {self.max_epochs} epochs of batch {self.batch_size}, selection {trainer.selection}"
+            if trainer.get("scheduler") and trainer.scheduler.get("name", "none") != "none":
+                what += f", {trainer.scheduler.name} schedule"
+        what += f", {self.hardware.device} {self.hardware.precision}"
+        if self.resumed:
+            return f"resuming: {what}, from epoch {self.start_epoch} -> {member.run_dir}"
+        if len(self.members) > 1:
+            return f"run: {what}, {len(self.members)} vectorised members -> {', '.join(str(m.run_dir) for m in self.members)}"
+        return f"run: {what} -> {member.run_dir}"
+
+    def start_loggers(self) -> None:
+        for member in self.members:
+            member.logger = build(member.cfg.logger) if self.main_process else _NullLogger()
+            config = OmegaConf.to_container(member.cfg, resolve=True)
+            member.logger.start(member.run_dir, config, member.run_dir.name, resume_epoch=self.start_epoch if self.resumed else None)
+
+    def log(self, rows: list[dict[str, Any]]) -> None:
+        for member, row in zip(self.members, rows):
+            if member.active:
+                member.logger.log(row)
+
+    def progress_fields(self, rows: list[dict[str, Any]]) -> dict[str, str]:
+        shown = rows[0] if len(self.members) == 1 else {"loss": min(r["loss"] for r in rows)}
+        latest = self.members[0].latest
+        return {"loss": f"{shown['loss']:.4f}", **{k: f"{latest[k]:.3f}" for k in ("acc", "nmi", "ari") if k in latest}}
+
+    def fail(self, member: Member, message: str) -> None:
+        member.error = TrainingError(message)
+        if self.main_process:
+            write_failure(member.run_dir, member.cfg, member.meta, message, self.data)
+        member.logger.finish()
+        if len(self.members) == 1:
+            raise member.error
+
+    def predict_all(self, fn):
+        outputs = predict_outputs(self.method, self.inputs, self.trainer.eval_batch_size, self.hardware, fn)
+        self.method.train()
+        return outputs
+
+    def _share(self, index: torch.Tensor) -> torch.Tensor:
+        return index if self.world == 1 else index[self.rank * self.local : (self.rank + 1) * self.local]
+
+    def _step(self, terms: dict[str, torch.Tensor]) -> None:
+        # members are independent: the gradient of the sum is each member's own gradient
+        self.ctx.optimize("main", terms["loss"].sum())
+        self.method.on_train_batch_end(self.ctx)
+        self.ctx.step += 1
+        for scheduler in self.schedulers.values():
+            scheduler.step()
+
+    def save_embeddings(self, batch_size: int) -> None:
+        """embedding.npz per member: the final model's representation (report's t-SNE input) with
+        the clusters of the final evaluation. One pass over the data at the end of the run."""
+        embedded = predict_outputs(self.method, self.inputs, batch_size, self.hardware, fn=self.method.embed)
+        if embedded is None or not self.main_process:
+            return
+        for member, features in zip(self.members, self.method.member_outputs(embedded)):
+            if member.active and member.latest_pred is not None:
+                epoch, pred = member.latest_pred
+                features = features.cpu().numpy().astype(np.float16)  # for t-SNE: half precision is plenty
+                atomic_write_bytes(
+                    member.run_dir / "embedding.npz", lambda f: np.savez_compressed(f, features=features, y_pred=pred, epoch=epoch)
+                )
 
 
-def build_members(cfgs: list[DictConfig], info: DataInfo, generator: torch.Generator) -> ClusteringMethod:
-    """The method of one run, or G runs' methods stacked into one G-member method. Every member
-    is built from the same RNG state, as its separate run would be, so it starts from the
-    same weights (engine/ensemble.py)."""
-    if len(cfgs) == 1:
-        return build_method(cfgs[0], info)
-    check_members(cfgs)
-    rng = capture_rng(generator)
-    stacked = build_method(cfgs[0], info, members=len(cfgs))
-    states = []
-    for cfg in cfgs:
-        restore_rng(rng, generator)
-        states.append(build_method(cfg, info).state_dict())
-    stacked.load_state_dict(stack_states(states))
-    return stacked
+def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Trains and evaluates `cfg.model` on `cfg.dataset`; writes everything into `run_dir`.
+
+    With `cfg.resume` set, `run_dir` is the folder being resumed and training continues from
+    its checkpoints/last.pt (same seed, RNG states and optimiser states: CPU results are equal
+    bit for bit to an uninterrupted run).
+    """
+    return fit_members([cfg], [Path(run_dir)], [meta or {}])[0]
 
 
 def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[str, Any]]) -> list[dict[str, Any] | TrainingError]:
     """`fit` for G runs that differ only in the method's member keys (a vectorised sweep group):
     one batched model, one loop, one folder per member. Returns each member's results, or the
     TrainingError that stopped it (a one-member fit raises it instead)."""
-    started = time.perf_counter()
-    members = [_Member(cfg, run_dir, meta) for cfg, run_dir, meta in zip(cfgs, run_dirs, metas)]
-    cfg = cfgs[0]  # every setting but the member keys is shared
-    n_members = len(members)
-    trainer = cfg.trainer
-    hardware = build(cfg.hardware)
-    hardware.setup()
-    rank, world = ddp.rank(), ddp.world_size()
-    main_process = rank == 0  # only rank 0 writes into the run folders
-    if world > 1 and not getattr(hardware, "distributed", False):
-        raise ConfigError(f"started on {world} processes (torchrun) without hardware=ddp: add hardware=ddp")
-    if world > 1:
-        if n_members > 1:
-            raise ConfigError("hardware=ddp trains one run; a vectorised sweep (+launcher=vectorized) cannot use it")
-        if not trainer.drop_last or int(trainer.batch_size) % world:
-            raise ConfigError(
-                f"trainer.batch_size={trainer.batch_size} with hardware=ddp on {world} processes: the global batch must "
-                f"divide by {world} and trainer.drop_last must be true (every rank gets an equal share)"
-            )
-    generator = seed_everything(cfg.seed)
-    # augmentation draws its per-sample parameters on the training device (no host copies in
-    # the step), from its own stream derived from the seed
-    augment_generator = torch.Generator(device=hardware.device).manual_seed(int(cfg.seed) + AUGMENT_SEED_OFFSET)
+    return FitRun(cfgs, [Path(d) for d in run_dirs], metas).fit()
 
-    data = build(cfg.dataset)
-    augment = build(cfg.augment) if cfg.get("augment") else None
-    inputs = build_inputs(data, augment, hardware.device, hardware.channels_last)
-    n_clusters = int(data.n_clusters)
-    info = DataInfo(
-        dims=tuple(int(d) for d in data.dims), n_clusters=n_clusters, n_samples=int(data.n_samples), image_shape=inputs.image_shape
-    )
-    method = build_members(cfgs, info, generator).to(hardware.device)
-    if hardware.channels_last:
-        method = method.to(memory_format=torch.channels_last)
-    if world > 1 and getattr(hardware, "sync_batchnorm", False):
-        torch.nn.SyncBatchNorm.convert_sync_batchnorm(method)  # replaces BatchNorm children in place
-    step_fn = hardware.maybe_compile(method.training_step)
-    labels = data.labels.cpu().numpy()
-    optimizers = build_optimizers(method, trainer)
-    ctx = _StepContext(optimizers, hardware.device)
-
-    start_epoch = 0
-    previous_wall = 0.0
-    resumed = bool(cfg.get("resume"))
-    if resumed:
-        if n_members > 1:
-            raise ConfigError("resume= continues one run folder; resume each member of a vectorised sweep on its own")
-        member = members[0]
-        # checkpoints/last.pt, or previous.pt when last.pt is missing, truncated or corrupted
-        try:
-            state, _ = load_latest_checkpoint(member.checkpoint_path, warn=_warn)
-        except CheckpointError as err:
-            raise ConfigError(f"resume={cfg.resume}: {err}") from None
-        if state["dataset_checksum"] != data.checksum:
-            raise ConfigError(f"resume={cfg.resume}: dataset file changed since the run started (checksum differs)")
-        method.load_state_dict(state["method"])
-        for group, optimizer in optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][group])
-        restore_rng(state["rng"], generator)
-        if "augment_rng" in state:
-            augment_generator.set_state(state["augment_rng"])
-        start_epoch = state["epoch"]
-        member.evaluations = state["evaluations"]
-        member.latest = member.evaluations[-1]["metrics"] if member.evaluations else {}
-        previous_wall = state["wall_time_s"]
-        ctx.step = state["step"]
-        log.info("resuming %s from epoch %d", member.run_dir, start_epoch)
-
-    for member in members:
-        member.logger = build(member.cfg.logger) if main_process else _NullLogger()
-        member.logger.start(
-            member.run_dir, OmegaConf.to_container(member.cfg, resolve=True), member.run_dir.name, resume_epoch=start_epoch if resumed else None
-        )
-    max_epochs = int(trainer.max_epochs) if method.trainable else 0
-    active = [m for m in members if m.error is None]
-
-    def save(epoch: int) -> None:
-        if not main_process:
-            return
-        method_state = method.state_dict()
-        optimizer_states = {g: o.state_dict() for g, o in optimizers.items()}
-        rng = capture_rng(generator)
-        for g, member in enumerate(members):
-            if member.error is not None:
-                continue
-            one = n_members == 1
-            state = {
-                "epoch": epoch,
-                "step": ctx.step,
-                "method": method_state if one else member_state(method_state, g, n_members),
-                "optimizers": {k: s if one else member_optimizer_state(s, g, n_members) for k, s in optimizer_states.items()},
-                "rng": rng,
-                "augment_rng": augment_generator.get_state(),
-                "evaluations": member.evaluations,
-                "wall_time_s": previous_wall + time.perf_counter() - started,
-                "dataset_checksum": data.checksum,
-                "config": OmegaConf.to_container(member.cfg, resolve=True),
-                "config_sha256": member.config_sha256,
-            }
-            save_checkpoint(member.checkpoint_path, state, keep_previous=True)
-            if trainer.keep_checkpoints:
-                save_checkpoint(member.run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
-
-    def record_evaluations(epoch: int, rows: list[dict[str, Any]]) -> None:
-        batch = info.n_samples if method.full_batch_predict else trainer.eval_batch_size
-        outputs = method.member_outputs(predict_outputs(method, inputs, batch, hardware))
-        for member, member_out, row in zip(members, outputs, rows):
-            if member.error is not None:
-                continue
-            metrics, pred, candidates = evaluate_candidates(method, member_out, labels, n_clusters)
-            member.evaluations.append({"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics})
-            if candidates is not None:
-                member.evaluations[-1]["candidates"] = candidates
-            if main_process and _select(member.evaluations, trainer.selection) is member.evaluations[-1]:
-                atomic_write_bytes(
-                    member.run_dir / "predictions.npz", lambda f: np.savez_compressed(f, y_true=labels, y_pred=pred, epoch=epoch)
-                )
-            member.latest = metrics
-            member.latest_pred = (epoch, pred)
-            row.update({k: metrics[k] for k in MONITORED})
-
-    def fail(member: _Member, message: str) -> None:
-        member.error = TrainingError(message)
-        if main_process:
-            _write_failure(member.run_dir, member.cfg, member.meta, data, message)
-        member.logger.finish()
-        if n_members == 1:
-            raise member.error
-
-    def predict_all(fn):
-        outputs = predict_outputs(method, inputs, trainer.eval_batch_size, hardware, fn)
-        method.train()
-        return outputs
-
-    ctx.predict_all = predict_all
-    if start_epoch == 0:
-        method.on_fit_start(inputs.full())
-    ddp.broadcast_module(method)  # DDP: every rank starts from rank 0's weights
-    n = info.n_samples
-    batch_size = min(int(trainer.batch_size), n)
-    local = batch_size // world  # DDP: this rank's share of each global batch
-    if batch_size % world:  # trainer.batch_size above n: the batch is the whole data set
-        raise ConfigError(f"hardware=ddp on {world} processes: the global batch ({batch_size} samples) must divide by {world}")
-
-    def share(index: torch.Tensor) -> torch.Tensor:
-        return index if world == 1 else index[rank * local : (rank + 1) * local]
-    n_batches = n // batch_size if trainer.drop_last else math.ceil(n / batch_size)
-    repeats = int(trainer.repeats_per_batch)
-    # STL-10's unlabeled split: instance-only steps before each epoch's labelled batches
-    n_unlabeled = inputs.n_unlabeled if method.unlabeled_step is not None else 0
-    unlabeled_batches = n_unlabeled // batch_size if n_unlabeled else 0
-    bar = tqdm(total=max_epochs, initial=start_epoch, disable=not trainer.progress, desc="train", unit="epoch", dynamic_ncols=True)
-    try:
-        for epoch in range(start_epoch + 1, max_epochs + 1):
-            method.train()
-            ctx.epoch = epoch
-            if rank > 0:
-                rank_seed = int(cfg.seed) + RANK_SEED_OFFSET * rank + epoch
-                torch.manual_seed(rank_seed)
-                augment_generator.manual_seed(rank_seed + AUGMENT_SEED_OFFSET)
-            method.on_epoch_start(epoch, ctx)
-            sums: dict[str, torch.Tensor] = {}
-            if unlabeled_batches:
-                order = torch.randperm(n_unlabeled, generator=generator).to(hardware.device)
-                for b in range(unlabeled_batches):
-                    index = share(order[b * batch_size : (b + 1) * batch_size])
-                    with hardware.autocast():
-                        terms = method.unlabeled_step(inputs.unlabeled_batch(index, augment_generator), ctx)
-                    ctx.optimize("main", terms["loss"].sum())
-                    method.on_train_batch_end(ctx)
-                    ctx.step += 1
-                    _accumulate(sums, terms, prefix="unlabeled_", scale=1.0 / unlabeled_batches)
-            order = torch.randperm(n, generator=generator).to(hardware.device)
-            for b in range(n_batches):
-                index = share(order[b * batch_size : (b + 1) * batch_size])
-                # DCSM trains each batch several times; every repetition draws fresh views
-                for _ in range(repeats):
-                    with hardware.autocast():
-                        terms = step_fn(inputs.train_batch(index, augment_generator), index, ctx)
-                    # members are independent: the gradient of the sum is each member's own gradient
-                    ctx.optimize("main", terms["loss"].sum())
-                    method.on_train_batch_end(ctx)
-                    ctx.step += 1
-                    _accumulate(sums, terms, scale=1.0 / (n_batches * repeats))
-            # one host sync per epoch: a (terms + 1) x members table
-            names = [*sums, "last_batch_loss"]
-            table = torch.stack([*sums.values(), terms["loss"].detach().float().reshape(-1)])
-            # DDP: the mean over ranks, so every rank logs and stops (non-finite) alike
-            table = ddp.mean_over_ranks(table).t().tolist()
-            rows = [{"epoch": epoch, **dict(zip(names, values))} for values in table]
-            for member, row in zip(members, rows):
-                if member.error is None and not all(math.isfinite(row[k]) for k in names):
-                    bad = ", ".join(f"{k}={row[k]}" for k in names if not math.isfinite(row[k]))
-                    path = member.checkpoint_path
-                    kept = f"the last good checkpoint is {path}" if path.exists() else "no checkpoint had been written yet"
-                    fail(member, f"non-finite loss at epoch {epoch} ({bad}); training stopped, {kept}")
-            if all(m.error is not None for m in members):
-                break
-            if epoch % trainer.eval_every == 0 or epoch == max_epochs:
-                record_evaluations(epoch, rows)
-            for member, row in zip(members, rows):
-                if member.error is None:
-                    member.logger.log(row)
-            if epoch % trainer.checkpoint_every == 0 or epoch == max_epochs:
-                save(epoch)
-            bar.update(1)
-            shown = rows[0] if n_members == 1 else {"loss": min(r["loss"] for r in rows)}
-            bar.set_postfix(loss=f"{shown['loss']:.4f}", **{k: f"{members[0].latest[k]:.3f}" for k in ("acc", "nmi", "ari") if k in members[0].latest})
-    finally:
-        bar.close()
-
-    if not method.trainable:
-        record_evaluations(0, [{} for _ in members])
-        for member in members:
-            member.logger.log({"epoch": 0, **{k: member.latest[k] for k in MONITORED}})
-        save(0)
-
-    if trainer.save_embedding:
-        save_embeddings(
-            method, members, inputs, info.n_samples if method.full_batch_predict else trainer.eval_batch_size, hardware, main_process
-        )
-
-    wall = round(previous_wall + time.perf_counter() - started, 3)
-    outcomes: list[dict[str, Any] | TrainingError] = []
-    for g, member in enumerate(members):
-        if member.error is not None:
-            outcomes.append(member.error)
-            continue
-        results = _results(member, trainer, data, hardware, max_epochs, wall)
-        if n_members > 1:
-            results["vectorised"] = {"members": n_members, "member": g, "wall_time_is_shared": True}
-        if main_process:
-            write_json(member.run_dir / "results.json", results)
-        member.logger.summary(results)
-        member.logger.finish()
-        outcomes.append(results)
-    return outcomes
-
-
-def _accumulate(sums: dict[str, torch.Tensor], terms: dict[str, torch.Tensor], prefix: str = "", scale: float = 1.0) -> None:
-    """Adds a step's loss terms (scaled: the epoch mean) to the running sums, on the device."""
-    for name, value in terms.items():
-        value = value.detach().float().reshape(-1) * scale
-        key = prefix + name
-        sums[key] = sums[key] + value if key in sums else value
-
-
-def save_embeddings(method: ClusteringMethod, members: list[_Member], inputs, batch_size: int, hardware, write: bool = True) -> None:
-    """embedding.npz per member: the final model's representation (report's t-SNE input) with
-    the clusters of the final evaluation. One pass over the data at the end of the run."""
-    embedded = predict_outputs(method, inputs, batch_size, hardware, fn=method.embed)
-    if embedded is None or not write:
-        return
-    for member, features in zip(members, method.member_outputs(embedded)):
-        if member.error is None and member.latest_pred is not None:
-            epoch, pred = member.latest_pred
-            features = features.cpu().numpy().astype(np.float16)  # for t-SNE: half precision is plenty
-            atomic_write_bytes(
-                member.run_dir / "embedding.npz", lambda f: np.savez_compressed(f, features=features, y_pred=pred, epoch=epoch)
-            )
-
-
-def _results(member: _Member, trainer, data, hardware, max_epochs: int, wall: float) -> dict[str, Any]:
-    chosen = _select(member.evaluations, trainer.selection)
-    selection = {"rule": trainer.selection, "epoch": chosen["epoch"], "uses_labels": trainer.selection in LABEL_SELECTED}
-    candidates = {}
-    if "candidates" in chosen:  # a method with several candidate partitions (KM, Ncuts: one per view)
-        record = chosen["candidates"]
-        selection["candidate"] = {k: record[k] for k in ("rule", "chosen", "uses_labels")}
-        selection["uses_labels"] = selection["uses_labels"] or record["uses_labels"]
-        candidates = {"candidates": record["candidates"]}
-    return {
-        "status": "finished",
-        "metrics": chosen["metrics"],
-        **candidates,
-        "selection": selection,
-        "last_epoch_metrics": member.evaluations[-1]["metrics"],
-        "model": member.meta.get("model"),
-        "method": member.cfg.model._target_,
-        "dataset": _dataset_record(data, member.meta),
-        "seed": int(member.cfg.seed),
-        "epochs": max_epochs,
-        "hardware": hardware.describe(),
-        "overrides": member.meta.get("overrides", []),
-        # sha256 of the full resolved config (`resume` left out): a resumed sweep skips a job whose
-        # finished results.json carries its config's hash
-        "config_sha256": member.config_sha256,
-        "versions": package_versions(),
-        "git": git_state(),
-        "wall_time_s": wall,
-    }
-
-
-def _select(evaluations: list[dict[str, Any]], rule: str) -> dict[str, Any]:
-    key = SELECTION_RULES[rule]
-    if key == "acc":
-        return max(evaluations, key=lambda e: e["metrics"]["acc"])
-    candidates = [e for e in evaluations if key is not None and e.get(key) is not None]
-    return min(candidates, key=lambda e: e[key]) if candidates else evaluations[-1]
-
-
-def _dataset_record(data, meta: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "name": data.name,
-        "config": meta.get("dataset"),
-        "checksum_sha256": data.checksum,
-        "source": data.source,
-        "n_samples": int(data.n_samples),
-        "n_views": int(data.n_views),
-        "dims": [int(d) for d in data.dims],
-        "n_classes": int(data.n_classes),
-        "n_clusters": int(data.n_clusters),
-    }
-
-
-def _write_failure(run_dir: Path, cfg: DictConfig, meta: dict[str, Any], data, error: str) -> None:
-    write_json(
-        run_dir / "results.json",
-        {
-            "status": "failed",
-            "error": error,
-            "model": meta.get("model"),
-            "dataset": _dataset_record(data, meta),
-            "seed": int(cfg.seed),
-            "overrides": meta.get("overrides", []),
-            "config_sha256": config_hash(cfg),
-            "versions": package_versions(),
-            "git": git_state(),
-        },
-    )

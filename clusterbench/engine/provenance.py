@@ -37,8 +37,9 @@ def git_state() -> dict[str, str | bool | None]:
         return {"commit": None, "dirty": None}
 
 
-# keys left out of the config hash: `resume` names the folder a run continues in, not what it computes
-UNHASHED_KEYS = ("resume",)
+# keys left out of the config hash: `resume` names the folder a run continues in and `overwrite`
+# what may be replaced, not what a run computes
+UNHASHED_KEYS = ("resume", "overwrite")
 
 
 def config_hash(config) -> str:

@@ -11,21 +11,129 @@
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import re
+import shutil
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 from clusterbench.engine.checkpoint import PREVIOUS, CheckpointError, read_checkpoint, write_json
 from clusterbench.engine.provenance import config_hash
-from clusterbench.errors import first_line
+from clusterbench.errors import RunFolderError, first_line
 
 SUMMARY = "sweep_summary.json"
+LOCK = ".lock"
+# what a run writes into its folder (besides Hydra's .hydra/ and train.log): a fresh run into a
+# folder that holds a failed run's files (or an overwrite=true run) removes them first, so that
+# no stale file of an earlier run survives next to the new ones
+ARTEFACTS = ("results.json", "metrics.csv", "predictions.npz", "embedding.npz", "error.txt", "checkpoints")
+# the most characters of a job folder's name spent on its overrides (the hash tells jobs apart)
+NAME_OVERRIDES_CHARS = 100
+# overrides a job folder's name leaves out: model and dataset lead the name, and these do not
+# change what is computed (the hash still sees every key)
+NAME_QUIET = r"^[+~]*(model|dataset|launcher|hardware|logger|trainer\.progress|paths\.[^=]*)="
+
+
+# --- job folder names --------------------------------------------------------------------------
+
+
+def job_folder_name(model: str, dataset: str, _root_: DictConfig) -> str:
+    """Resolver `cb_job` (configs/train.yaml's hydra.sweep.subdir): a multirun job's folder is
+    named by its config, not its job number, so that a re-run of a sweep with another value list
+    finds each config's own folder (skips, resumes or adds, never overwrites):
+    `<model>_<dataset>_<the job's other overrides>_<first 8 hex digits of its config hash>`."""
+    overrides = [str(o) for o in _root_.hydra.overrides.task if not re.match(NAME_QUIET, str(o))]
+    # short overrides first (a sweep's values: seed=1, model.alpha=0.1), so a cut keeps them
+    overrides.sort(key=len)
+    text = re.sub(r"[^A-Za-z0-9._=+,-]+", "-", "_".join(overrides))[:NAME_OVERRIDES_CHARS].strip("-_")
+    task = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
+    digest = config_hash(task)[:8]
+    return "_".join(part for part in (model, dataset, text, digest) if part)
+
+
+# --- one process per run folder ------------------------------------------------------------------
+
+_locks: dict[str, int] = {}  # run folder -> the open, flock-ed descriptor of its .lock file
+
+
+def lock_run_folder(run_dir: Path) -> None:
+    """Holds an exclusive lock on `run_dir`/.lock for the life of this process's run (or until
+    `unlock_run_folder`). The kernel drops it when the process dies, however it dies, so a
+    killed run never leaves its folder locked. RunFolderError when another process holds it."""
+    run_dir = Path(run_dir)
+    key = str(run_dir.resolve())
+    if key in _locks:
+        return
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise RunFolderError(f"run folder {run_dir} is in use by another run (it holds {run_dir / LOCK}); wait for it or choose another folder") from None
+    _locks[key] = fd
+
+
+def unlock_run_folder(run_dir: Path) -> None:
+    fd = _locks.pop(str(Path(run_dir).resolve()), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+def folder_in_use(run_dir: Path) -> bool:
+    """Whether another process holds `run_dir`'s lock (probed without keeping it)."""
+    path = Path(run_dir) / LOCK
+    if str(Path(run_dir).resolve()) in _locks or not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing drops a lock we took
+    return False
+
+
+def occupied(run_dir: Path, overwrite: bool = False, unfinished_ok: bool = False) -> str | None:
+    """Why a fresh run must not start in `run_dir` (None: it may): another process uses it, it
+    holds a finished run, or (unless `unfinished_ok`) a killed run that can be resumed.
+    `overwrite` allows the last two, never the first."""
+    run_dir = Path(run_dir)
+    if folder_in_use(run_dir):
+        return f"run folder {run_dir} is in use by another run; wait for it or choose another folder"
+    if overwrite:
+        return None
+    results = read_results(run_dir)
+    if results is not None and results.get("status") == "finished":
+        return f"run folder {run_dir} holds a finished run (results.json); choose another folder, or add overwrite=true to replace it"
+    if results is None and not unfinished_ok and any((run_dir / "checkpoints" / n).exists() for n in ("last.pt", PREVIOUS)):
+        return f"run folder {run_dir} holds an unfinished run: continue it with resume={run_dir}, or add overwrite=true to start afresh"
+    return None
+
+
+def claim_fresh_folder(run_dir: Path, overwrite: bool = False, unfinished_ok: bool = False) -> None:
+    """Before a fresh (not resumed) run: lock `run_dir`, refuse it when `occupied`, and remove
+    the files an earlier failed (or overwritten) run left there."""
+    run_dir = Path(run_dir)
+    lock_run_folder(run_dir)
+    problem = occupied(run_dir, overwrite, unfinished_ok)
+    if problem is not None:
+        unlock_run_folder(run_dir)
+        raise RunFolderError(problem)
+    for name in ARTEFACTS:
+        path = run_dir / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        elif path.exists():
+            path.unlink()
 
 
 def read_results(run_dir: Path) -> dict[str, Any] | None:
@@ -43,6 +151,8 @@ def job_state(cfg: DictConfig, run_dir: Path) -> tuple[str, str]:
     results = read_results(run_dir)
     if results is not None:
         if results.get("config_sha256") != wanted:
+            if results.get("status") == "finished":
+                return "refuse", "it holds a finished run of another config (never overwritten; use another hydra.sweep.dir)"
             return "fresh", "its results.json is from another config"
         if results.get("status") == "finished":
             return "skip", "finished with this config"
@@ -91,12 +201,46 @@ def _check(folder: str, key: str) -> None:
         raise SystemExit(2)  # Hydra's callback runner passes SystemExit through, not Exceptions
 
 
+def _refuse(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+# the run folder of this process's single run, when this run created it (a config error then
+# removes it again: no empty folders left behind, see clusterbench/train.py)
+created_run_dir: list[Path] = []
+
+
 class OutputFolderCheck(Callback):
-    """One line and exit status 2, before Hydra creates the run (or sweep) folder, when it
-    cannot be written: no data loaded, no training started."""
+    """Before Hydra creates or writes into the run (or sweep) folder, one line and exit status 2
+    when it cannot be written, is in use by another run, or holds a finished run (a killed one:
+    resume it). `resume=<folder>` makes that folder the run's output folder (no new folder, and
+    Hydra keeps the folder's .hydra/ files: they describe the run being continued)."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
-        _check(str(config.hydra.run.dir), "hydra.run.dir")
+        from hydra.core.hydra_config import HydraConfig
+
+        # ${hydra:runtime.choices...} in hydra.run.dir resolves through HydraConfig, which Hydra
+        # sets only later (in run_job); its value is the same then
+        HydraConfig.instance().set_config(config)
+        resume = config.get("resume")
+        if resume:
+            folder = Path(str(resume))
+            if not (folder / ".hydra" / "config.yaml").exists():
+                _refuse(f"resume={resume}: not a run folder ({folder / '.hydra' / 'config.yaml'} is missing)")
+            if folder_in_use(folder):
+                _refuse(f"resume={resume}: run folder is in use by another run")
+            with read_write(config.hydra), open_dict(config.hydra):
+                config.hydra.run.dir = str(folder)
+                config.hydra.output_subdir = None
+            return
+        folder = str(config.hydra.run.dir)
+        _check(folder, "hydra.run.dir")
+        problem = occupied(Path(folder), bool(config.get("overwrite")))
+        if problem is not None:
+            _refuse(f"hydra.run.dir={folder}: {problem}")
+        if not Path(folder).exists():
+            created_run_dir.append(Path(folder))
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         _check(str(config.hydra.sweep.dir), "hydra.sweep.dir")

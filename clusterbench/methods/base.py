@@ -88,6 +88,9 @@ class ClusteringMethod(nn.Module):
     members: int = 1
     # predict on all samples in one batch (a method whose predictions use batch statistics)
     full_batch_predict: bool = False
+    # DDP contract: True when the losses see the global batch under hardware=ddp (gathered
+    # across processes, engine/distributed.py); False makes hardware=ddp refuse the method
+    global_batch_losses: bool = True
 
     def embed(self, views: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor | None:
         """The representation the clusters are read from, batch first (members second for a

@@ -238,6 +238,7 @@ class DCSMObjective:
 class DCSM(ClusteringMethod):
     """DCSM: backbone + C-block (label features) + IR-block (30-d) + two 1x1-conv
     discriminators; see the module docstring for what one training step computes."""
+    global_batch_losses = False  # losses on each DDP process's share: hardware=ddp refuses it (config_check)
 
     def __init__(
         self,

@@ -79,6 +79,7 @@ class HTCNObjective:
 class HTCN(ClusteringMethod):
     """Online streams: backbone, projector, instance_predictor, cluster_predictor; target
     stream: target_backbone, target_projector, target_cluster_predictor (EMA copies)."""
+    global_batch_losses = False  # losses on each DDP process's share: hardware=ddp refuses it (config_check)
 
     def __init__(
         self,
