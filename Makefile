@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-all clean
+.PHONY: install train test test-all lint clean
 
 install: $(STAMP)
 
@@ -22,6 +22,10 @@ train: $(STAMP)
 # the default (fast) test suite; ARGS="-m slow" for the long tests
 test: $(STAMP)
 	$(BIN)/python -m pytest $(ARGS)
+
+# ruff over the package (pyproject.toml [tool.ruff]); .ci/run runs it before the tests
+lint: $(STAMP)
+	$(BIN)/python -m ruff check clusterbench/
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "" $(ARGS)
