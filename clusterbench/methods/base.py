@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import torch
+from hydra.utils import instantiate
 from torch import nn
 
 from clusterbench.errors import ConfigError
@@ -143,3 +144,23 @@ class ClusteringMethod(nn.Module):
 
     def candidate_scores(self) -> dict[str, float]:
         return {}
+
+
+# --- parts the image methods share ----------------------------------------------------------------
+
+
+def build_backbone(backbone, data_info: DataInfo, model: str) -> nn.Module:
+    """The `backbone` config instantiated for the data's image channels."""
+    if data_info.image_shape is None:
+        raise ConfigError(f"model={model} trains on augmented image views: use an image dataset with an augmentation (augment=cc)")
+    if backbone is None:
+        raise ConfigError(f"model={model} needs an image backbone (backbone=small_cnn | resnet18 | resnet34 | resnet50)")
+    net = instantiate(backbone, in_channels=data_info.image_shape[0])
+    if not isinstance(getattr(net, "out_dim", None), int):
+        raise ConfigError(f"backbone={backbone.get('_target_')}: not an image backbone (it has no out_dim)")
+    return net
+
+
+def check_views(views: list[torch.Tensor], expected: int, model: str) -> None:
+    if len(views) != expected:
+        raise ConfigError(f"model={model} needs {expected} augmented views per image, the augmentation gives {len(views)}")

@@ -12,13 +12,13 @@ import math
 from typing import Literal
 
 import torch
-from hydra.utils import instantiate
 from torch import nn
 
 from clusterbench.engine.distributed import gather
 from clusterbench.errors import ConfigError
 from clusterbench.losses import cluster_contrastive_loss, instance_contrastive_loss
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, build_backbone, check_views, term_weights
+from clusterbench.nn.heads import mlp_head
 
 TERMS = ("instance", "cluster")
 
@@ -67,32 +67,6 @@ class CCObjective:
         cluster = self.cluster(c_a, c_b)
         loss = self.weights["instance"] * instance + self.weights["cluster"] * cluster
         return {"loss": loss, "instance": instance.detach(), "cluster": cluster.detach()}
-
-
-def mlp_head(in_dim: int, hidden_dim: int, out_dim: int, batch_norm: bool = False) -> nn.Sequential:
-    """Linear - (BN) - ReLU - Linear: CC's heads (no BN) and BYOL/HTCN's projectors (BN)."""
-    layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim)]
-    if batch_norm:
-        layers.append(nn.BatchNorm1d(hidden_dim))
-    layers += [nn.ReLU(inplace=True), nn.Linear(hidden_dim, out_dim)]
-    return nn.Sequential(*layers)
-
-
-def build_backbone(backbone, data_info: DataInfo, model: str) -> nn.Module:
-    """The `backbone` config instantiated for the data's image channels."""
-    if data_info.image_shape is None:
-        raise ConfigError(f"model={model} trains on augmented image views: use an image dataset with an augmentation (augment=cc)")
-    if backbone is None:
-        raise ConfigError(f"model={model} needs an image backbone (backbone=small_cnn | resnet18 | resnet34 | resnet50)")
-    net = instantiate(backbone, in_channels=data_info.image_shape[0])
-    if not isinstance(getattr(net, "out_dim", None), int):
-        raise ConfigError(f"backbone={backbone.get('_target_')}: not an image backbone (it has no out_dim)")
-    return net
-
-
-def check_views(views: list[torch.Tensor], expected: int, model: str) -> None:
-    if len(views) != expected:
-        raise ConfigError(f"model={model} needs {expected} augmented views per image, the augmentation gives {len(views)}")
 
 
 class ContrastiveClustering(ClusteringMethod):

@@ -48,7 +48,8 @@ from clusterbench.losses.dcsm import (
     dac_thresholds,
 )
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
-from clusterbench.methods.cc import build_backbone, check_views, mlp_head
+from clusterbench.methods.base import build_backbone, check_views
+from clusterbench.nn.heads import mlp_head
 
 TERMS = ("dt", "ft", "lmi", "lmit", "lmic", "e")
 MI_TERMS = ("lmi", "lmit", "lmic")

@@ -27,7 +27,8 @@ from torch import nn
 from clusterbench.errors import ConfigError
 from clusterbench.losses import bootstrap_loss, cluster_contrastive_loss
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
-from clusterbench.methods.cc import build_backbone, check_views, mlp_head
+from clusterbench.methods.base import build_backbone, check_views
+from clusterbench.nn.heads import mlp_head
 
 TERMS = ("instance", "cluster")
 # (online view, target view) pairs, views a, b, c = 0, 1, 2 (b is the target stream of Eq. 5)

@@ -33,7 +33,9 @@ from torch import nn
 from clusterbench.errors import ConfigError
 from clusterbench.losses.pici import cli_loss, masked_patch_mse, match_pseudo_labels, pisd_loss
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
-from clusterbench.methods.cc import CCObjective, check_views, mlp_head
+from clusterbench.methods.base import check_views
+from clusterbench.methods.cc import CCObjective
+from clusterbench.nn.heads import mlp_head
 from clusterbench.nn.vit import MAEDecoder, MAEEncoder, patchify
 from clusterbench.nn.vit import vit_size as vit_size_of
 

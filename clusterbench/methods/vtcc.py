@@ -22,7 +22,9 @@ from torch import nn
 
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext
-from clusterbench.methods.cc import CCObjective, check_views, mlp_head
+from clusterbench.methods.base import check_views
+from clusterbench.methods.cc import CCObjective
+from clusterbench.nn.heads import mlp_head
 from clusterbench.nn.vit import VisionTransformer
 from clusterbench.nn.vit import vit_size as vit_size_of
 
