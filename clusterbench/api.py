@@ -119,7 +119,7 @@ def _looks_like_images(x: np.ndarray) -> bool:
     return x.ndim == 4 or (x.ndim == 3 and x.dtype == np.uint8)
 
 
-def _prepare_data(data: Any, labels: Any, folder: Path) -> tuple[list[str], Path | None, dict[str, np.ndarray] | None]:
+def _prepare_data(data: Any, labels: Any, folder: Path, name: str = "array") -> tuple[list[str], Path | None, dict[str, np.ndarray] | None]:
     """Dataset overrides for `data`, and the arrays to write into `folder`/input.npz (None for a path)."""
     if isinstance(data, (str, os.PathLike)):
         p = Path(os.path.expanduser(os.fspath(data))).resolve()
@@ -148,7 +148,7 @@ def _prepare_data(data: Any, labels: Any, folder: Path) -> tuple[list[str], Path
             if v.ndim < 2 or v.dtype.kind not in "fiub":
                 raise ConfigError(f"data[{i}]: a view must be a numeric array (n, d), got {v.dtype} of shape {v.shape}")
             arrays[f"view_{i}"] = v
-        return ["dataset=features", f"dataset.path={_value(str(target))}", "dataset.name=array"], target, arrays
+        return ["dataset=features", f"dataset.path={_value(str(target))}", f"dataset.name={name}"], target, arrays
     x = _as_array(data)
     if x.dtype.kind not in "fiub":
         raise ConfigError(f"data: expected a numeric array, got {x.dtype} of shape {x.shape}")
@@ -156,11 +156,11 @@ def _prepare_data(data: Any, labels: Any, folder: Path) -> tuple[list[str], Path
         from clusterbench.data.own import as_uint8_images
 
         arrays["images"] = as_uint8_images(x, "array")
-        return ["dataset=image_array", f"dataset.path={_value(str(target))}", "dataset.name=images"], target, arrays
+        return ["dataset=image_array", f"dataset.path={_value(str(target))}", f"dataset.name={name}"], target, arrays
     if x.ndim != 2:
         raise ConfigError(f"data: expected (n, d) features, a list of views or images (n, C, H, W) / (n, H, W, C); got shape {x.shape}")
     arrays["view_0"] = x
-    return ["dataset=features", f"dataset.path={_value(str(target))}", "dataset.name=array"], target, arrays
+    return ["dataset=features", f"dataset.path={_value(str(target))}", f"dataset.name={name}"], target, arrays
 
 
 def _fresh_folder(folder: Path) -> Path:

@@ -393,8 +393,12 @@ EXPECTED = {
     "esp": (11032, [300, 300, 300], 7),
 }
 # the multi-view feature sets (image sets have their own tests: tests/test_image_data.py)
+# your own data (dataset=features | image_folder | image_array): no fixed name, file or source;
+# tested in tests/test_own_data.py
+OWN_DATA = ("features", "image_folder", "image_array")
 MULTIVIEW_STEMS = sorted(
-    p.stem for p in CONFIG_DIR.glob("*.yaml") if not OmegaConf.load(p)._target_.startswith("clusterbench.data.images.")
+    p.stem for p in CONFIG_DIR.glob("*.yaml")
+    if not OmegaConf.load(p)._target_.startswith("clusterbench.data.images.") and p.stem not in OWN_DATA
 )
 FILE_CONFIGS = [stem for stem in MULTIVIEW_STEMS if stem != "handwritten"]
 

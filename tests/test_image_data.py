@@ -35,8 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs" / "dataset"
 SHARED_DATA = Path(os.environ.get("CLUSTERBENCH_SHARED_DATA") or ROOT.parent / "shared" / "data")
 IMAGE_TARGET = "clusterbench.data.images."
+# your own data (dataset=features | image_folder | image_array): no fixed name, file or source;
+# tested in tests/test_own_data.py
+OWN_DATA = ("features", "image_folder", "image_array")
 IMAGE_CONFIGS = sorted(
-    p.stem for p in CONFIG_DIR.glob("*.yaml") if OmegaConf.load(p)._target_.startswith(IMAGE_TARGET)
+    p.stem for p in CONFIG_DIR.glob("*.yaml") if OmegaConf.load(p)._target_.startswith(IMAGE_TARGET) and p.stem not in OWN_DATA
 )
 FOLDER_CONFIGS = [
     s for s in IMAGE_CONFIGS if OmegaConf.load(CONFIG_DIR / f"{s}.yaml")._target_.endswith("load_image_folder")

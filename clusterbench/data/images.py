@@ -637,8 +637,8 @@ def _folder_files(p: Path, name: str, recursive: bool) -> tuple[list[tuple[Path,
 
 
 def load_image_folder(
-    name: str,
-    path: str,
+    name: str | None,
+    path: str | None,
     image_size: int | list[int] = 224,
     channels: Literal[1, 3] = 3,
     n_classes: int | None = None,
@@ -661,11 +661,11 @@ def load_image_folder(
     ``cache: true`` keeps the decoded uint8 tensor in ``cache_dir`` (default
     :func:`default_cache_dir`), keyed by the sha256 of the files (names and bytes) and the
     decoding settings: a later run reads the files to hash them but decodes nothing. A cache
-    that cannot be written is skipped with a warning.
+    that cannot be written is skipped with a warning. ``name`` null: the folder's name.
     """
     from PIL import Image, UnidentifiedImageError
 
-    name = str(name)
+    name = str(name or (Path(os.fspath(path)).name if path else "image_folder"))
     if n_clusters is not None:
         _check_n_clusters(n_clusters, name)
     if channels not in (1, 3):

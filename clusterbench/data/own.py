@@ -57,7 +57,7 @@ _NOT_VIEWS = {"n_views", "view_names"}
 
 
 def load_features(
-    name: str = "features",
+    name: str | None = None,
     path: str | None = None,
     labels: str | None = None,
     label_key: str | None = None,
@@ -68,8 +68,9 @@ def load_features(
     preprocess: str | list[str] = "none",
     n_clusters: int | None = None,
 ) -> MultiViewData:
-    """One or several feature views (and optional labels) from one file; see the module docstring."""
-    name = str(name)
+    """One or several feature views (and optional labels) from one file; see the module docstring.
+    `name` (what results and report call the data) defaults to the file's name without suffix."""
+    name = str(name or (Path(str(path)).stem if path else "features"))
     prep = _preprocess_list(preprocess, name)
     if orientation not in ORIENTATIONS:
         raise DataError(f"dataset '{name}': unknown orientation {orientation!r} (choose from {', '.join(ORIENTATIONS)})")
@@ -374,7 +375,7 @@ def as_uint8_images(x: Any, name: str = "images") -> np.ndarray:
 
 
 def load_image_array(
-    name: str = "images",
+    name: str | None = None,
     path: str | None = None,
     key: str = "images",
     label_key: str | None = None,
@@ -385,7 +386,7 @@ def load_image_array(
     What ``clusterbench.cluster`` writes for an image array."""
     from clusterbench.data.images import ImageData
 
-    name = str(name)
+    name = str(name or (Path(str(path)).stem if path else "images"))
     if path is None or str(path) == "":
         raise DataError(f"dataset '{name}': no file given: set dataset.path=<.npy or .npz file>")
     p = Path(os.path.expanduser(os.fspath(path)))
