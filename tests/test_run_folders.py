@@ -141,7 +141,7 @@ def test_cli_resume_makes_no_stray_folder_and_points_at_the_resumed_one(tmp_path
     assert again.returncode == 0, again.stderr
     assert list((tmp_path / "runs").iterdir()) == [folder]
     assert again.stdout.strip().splitlines()[-1].endswith(f"-> {folder}")
-    assert _results(folder)["overrides"] == KMEANS
+    assert _results(folder)["overrides"] == [*KMEANS, f"paths.log_dir={tmp_path}"]  # the run's own, unchanged
 
 
 # --- defect 4: one failing member of a vectorised sweep -------------------------------------------
@@ -339,8 +339,8 @@ def test_schedule_is_applied_per_step_and_resumed_exactly(tiny_config, tmp_path)
     state = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     steps = 3 * 4  # 2000 samples / 500
     assert state["step"] == steps and state["schedulers"]["main"]["last_epoch"] == steps
-    lr = state["optimizers"]["main"]["param_groups"][0]["lr"]
-    assert lr == pytest.approx(1e-3 * lr_factor(steps, 4, steps, 0.1))
+    group = state["optimizers"]["main"]["param_groups"][0]
+    assert group["lr"] == pytest.approx(group["initial_lr"] * lr_factor(steps, 4, steps, 0.1))
     # killed after epoch 2: resumed from the epoch-2 checkpoint, the schedule continues exactly
     folder = tmp_path / "killed"
     run(tiny_config(*sched), folder)
