@@ -89,3 +89,33 @@ def test_override_syntax():
         "seed=1", "trainer.max_epochs=5", "hardware=cpu", "model.alpha=0.5", "model.layers=[1,2]",
         "+experiment=cc_mnist", "paths.data_dir='/a b/c'", "logger.tags=null", "trainer.progress=false",
     ]
+
+
+def test_without_labels_label_free_scores_and_probabilities(tmp_path):
+    x, _ = _blobs()
+    result = clusterbench.cluster(x, method="kmeans", n_clusters=3, hardware="cpu", paths__log_dir=str(tmp_path))
+    assert result.metrics is None and result.scores["silhouette"] > 0.5 and sorted(result.scores["cluster_sizes"]) == [80, 80, 80]
+    assert result.scores["calinski_harabasz"] > 100 and "silhouette=" in repr(result)
+    saved = json.loads((result.run_dir / "results.json").read_text())
+    assert saved["dataset"]["has_labels"] is False and saved["dataset"]["n_classes"] is None
+    with np.load(result.run_dir / "predictions.npz") as z:
+        assert "y_true" not in z.files
+    deep = clusterbench.cluster(
+        [x[:, :3], x[:, 3:]], n_clusters=3, hardware="cpu", paths__log_dir=str(tmp_path), trainer__max_epochs=1,
+        trainer__progress=False, trainer__batch_size=80, backbone__hidden_dims=[16, 8], model__critic_hidden_dims=[8],
+    )
+    assert deep.probabilities.shape == (240, 3)
+    np.testing.assert_allclose(deep.probabilities.sum(axis=1), 1.0, rtol=1e-4)
+    assert (deep.probabilities.argmax(axis=1) == deep.labels).all()
+    with pytest.raises(ConfigError, match="trainer.selection=best_acc: reads the labels"):
+        clusterbench.cluster(x, method="kmeans", n_clusters=3, trainer__selection="best_acc", paths__log_dir=str(tmp_path))
+
+
+def test_readme_example_runs(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    monkeypatch.chdir(tmp_path)
+    exec(compile(block, "README.md", "exec"), {})
+    assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 2

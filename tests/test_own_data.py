@@ -173,3 +173,23 @@ def test_dataset_configs_build_from_a_path(tmp_path, option):
         node.path, node.n_clusters = str(tmp_path / "a.npy"), 2
     ds = instantiate(node)
     assert ds.n_samples > 0 and ds.n_clusters >= 2
+
+
+def test_unlabelled_features_run_end_to_end_with_label_free_scores(tmp_path):
+    """dataset=features on a file without labels: the run reports silhouette, Calinski-Harabasz
+    and cluster sizes (metrics.csv and results.json), and names the data after the file."""
+    import json
+
+    from conftest import compose_config
+    from clusterbench.engine.loop import fit
+
+    rng = np.random.default_rng(3)
+    np.save(tmp_path / "cells.npy", np.r_[rng.normal(0, 1, (40, 3)), rng.normal(6, 1, (40, 3))])
+    cfg = compose_config(["model=kmeans", "dataset=features", f"dataset.path={tmp_path / 'cells.npy'}", "dataset.n_clusters=2",
+                          "hardware=cpu", "trainer.progress=false"])
+    results = fit(cfg, tmp_path / "run", {"model": "kmeans", "dataset": "features"})
+    metrics = results["metrics"]
+    assert "acc" not in metrics and metrics["silhouette"] > 0.6 and metrics["cluster_sizes"] == [40, 40]
+    assert results["dataset"]["name"] == "cells" and results["dataset"]["has_labels"] is False
+    assert "silhouette" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]["calinski_harabasz"] > 10
