@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install train test test-all lint clean
+.PHONY: install train test test-all lint bench clean
 
 install: $(STAMP)
 
@@ -26,6 +26,12 @@ test: $(STAMP)
 # ruff over the package (pyproject.toml [tool.ruff]); .ci/run runs it before the tests
 lint: $(STAMP)
 	$(BIN)/python -m ruff check clusterbench/
+
+# every method x dataset of a suite (configs/bench/: smoke, cpu, paper), resumable, then the
+# methods x datasets table; e.g. make bench SUITE=cpu ARGS="--data-dir ../shared/data"
+SUITE ?= smoke
+bench: $(STAMP)
+	$(BIN)/python -m clusterbench.bench $(SUITE) $(ARGS)
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -m "" $(ARGS)

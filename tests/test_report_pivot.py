@@ -16,7 +16,7 @@ import yaml
 
 from clusterbench.report import find_runs, main, summarize
 from clusterbench.report.reference import resolve_references
-from clusterbench.report.tables import build_pivot, build_table, pivot_to_csv, pivot_to_latex, pivot_to_markdown, to_markdown
+from clusterbench.report.tables import build_pivot, build_table, pivot_to_csv, pivot_to_markdown, to_markdown
 
 KMEANS = {"model": {"_target_": "clusterbench.methods.kmeans.KMeans", "view": None, "n_init": 10}}
 CC = {"model": {"_target_": "clusterbench.methods.cc.ContrastiveClustering"}}

@@ -407,9 +407,13 @@ def build_pivot(
     method row with a reference, the k-means floor first, best label-free value per column bold."""
     # a row per (model, overrides without per-dataset presets); two groups of one row on one
     # dataset (e.g. two presets) keep their full overrides, as two rows
+    # overrides every group shares (a suite's common settings, e.g. hardware=cpu) name no method
+    residuals = {key: _pivot_residual(group.overrides).split() for key, group in groups.items()}
+    shared = set.intersection(*(set(r) for r in residuals.values())) if len(residuals) > 1 else set()
     keyed: dict[tuple[str, str], dict[str, list[Group]]] = {}
-    for group in groups.values():
-        keyed.setdefault((group.label, _pivot_residual(group.overrides)), {}).setdefault(group.dataset, []).append(group)
+    for key, group in groups.items():
+        residual = " ".join(o for o in residuals[key] if o not in shared)
+        keyed.setdefault((group.label, residual), {}).setdefault(group.dataset, []).append(group)
     placed: dict[tuple[str, str], dict[str, Group]] = {}
     for (label, residual), by_dataset in keyed.items():
         for dataset, members in by_dataset.items():

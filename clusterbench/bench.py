@@ -1,0 +1,368 @@
+"""`python -m clusterbench.bench <suite>`: every method on every dataset of a suite, resumable,
+then the methods x datasets table (`report --pivot`).
+
+A suite is a YAML file, configs/bench/<suite>.yaml (or any path): `seeds`, `common` overrides
+for every cell, and `cells`, each a (method, dataset) pair with its overrides, the data files it
+`needs` under paths.data_dir, and the `minutes` one seed takes on 2 CPU cores (the expected wall
+time printed before the start is the sum over what is left to run). Each cell is one Hydra
+multirun over the seeds (`python -m clusterbench.train -m <overrides> seed=0,1,2
+hydra.sweep.dir=<out>/<cell>`), so the sweep machinery of engine/sweep.py applies inside it:
+finished jobs with the same config are skipped, killed ones resume from their checkpoint, a
+failing job never stops the others.
+
+Around the cells:
+- a cell whose every seed has a finished results.json with this config's hash is skipped without
+  starting a process; a cell whose data files are absent is skipped and listed;
+- a failing cell (a failed job, or a multirun that did not start) is listed with its log and
+  error, and the remaining cells still run; the exit status is 1 when any cell failed;
+- one progress line per finished cell (status, mean ACC, time, estimate of what is left);
+- at the end: bench_summary.json in the output folder, and the pivot table of every finished run
+  (also written as pivot.md, pivot.csv, pivot.tex).
+
+Examples:
+    python -m clusterbench.bench smoke                           # every method, tiny data, 1 seed
+    python -m clusterbench.bench cpu --data-dir ../shared/data   # every offline dataset, 3 seeds
+    python -m clusterbench.bench cpu --only kmeans --dry-run     # what would run, and how long
+    python -m clusterbench.bench paper --data-dir /data -- hardware=gpu
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+SUITE_DIR = CONFIG_DIR / "bench"
+SUMMARY = "bench_summary.json"
+LOG = "bench.log"
+
+
+class SuiteError(ValueError):
+    """A suite that does not exist or does not parse; one line."""
+
+
+@dataclass
+class Cell:
+    name: str
+    method: str
+    dataset: str
+    overrides: list[str]
+    minutes: float  # per seed, on 2 CPU cores
+    needs: list[str] = field(default_factory=list)
+    seeds: list[int] = field(default_factory=list)
+
+
+@dataclass
+class Suite:
+    name: str
+    description: str
+    seeds: list[int]
+    common: list[str]
+    cells: list[Cell]
+    timing: str = "one seed on 2 CPU cores"  # what a cell's `minutes` means
+
+
+def available_suites() -> list[str]:
+    return sorted(p.stem for p in SUITE_DIR.glob("*.yaml")) if SUITE_DIR.is_dir() else []
+
+
+def _seeds(value: Any, where: str) -> list[int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return list(range(value))  # `seeds: 3` means 0, 1, 2
+    if isinstance(value, list) and value and all(isinstance(s, int) and not isinstance(s, bool) for s in value):
+        return list(value)
+    raise SuiteError(f"{where}: seeds must be a count or a non-empty list of ints, not {value!r}")
+
+
+def load_suite(name_or_path: str) -> Suite:
+    path = Path(name_or_path)
+    if path.suffix not in (".yaml", ".yml"):
+        path = SUITE_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise SuiteError(f"no suite {name_or_path!r} (bundled: {', '.join(available_suites()) or 'none'}; or give a .yaml path)")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SuiteError(f"{path}: {str(err).splitlines()[0]}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("cells"), list):
+        raise SuiteError(f"{path}: a suite needs a `cells` list")
+    unknown = set(spec) - {"description", "seeds", "common", "cells", "timing"}
+    if unknown:
+        raise SuiteError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    seeds = _seeds(spec.get("seeds", [0]), str(path))
+    common = [str(o) for o in spec.get("common") or []]
+    cells, names = [], set()
+    for i, item in enumerate(spec["cells"]):
+        where = f"{path}: cell {i + 1}"
+        if not isinstance(item, dict) or "method" not in item or "dataset" not in item:
+            raise SuiteError(f"{where}: each cell needs `method` and `dataset`")
+        unknown = set(item) - {"name", "method", "dataset", "overrides", "minutes", "needs", "seeds"}
+        if unknown:
+            raise SuiteError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        name = str(item.get("name") or f"{item['method']}-{item['dataset']}")
+        if name in names:
+            raise SuiteError(f"{where}: a second cell named {name!r} (give one a `name`)")
+        names.add(name)
+        needs = item.get("needs") or []
+        cells.append(
+            Cell(
+                name=name,
+                method=str(item["method"]),
+                dataset=str(item["dataset"]),
+                overrides=[str(o) for o in item.get("overrides") or []],
+                minutes=float(item.get("minutes", 1.0)),
+                needs=[needs] if isinstance(needs, str) else [str(n) for n in needs],
+                seeds=_seeds(item["seeds"], where) if "seeds" in item else list(seeds),
+            )
+        )
+    timing = str(spec.get("timing") or Suite.timing)
+    return Suite(path.stem, " ".join(str(spec.get("description", "")).split()), seeds, common, cells, timing)
+
+
+# --------------------------------------------------------------------------- state of a cell
+
+
+def _results(cell_dir: Path) -> list[tuple[Path, dict[str, Any]]]:
+    found = []
+    if cell_dir.is_dir():
+        for path in sorted(cell_dir.rglob("results.json")):
+            try:
+                found.append((path.parent, json.loads(path.read_text())))
+            except (OSError, ValueError):
+                continue
+    return found
+
+
+def finished_seeds(cell_dir: Path, hashes: dict[int, str] | None) -> dict[int, dict[str, Any]]:
+    """seed -> results of the cell's finished runs (with the expected config hash, when known)."""
+    done = {}
+    for _, results in _results(cell_dir):
+        seed = results.get("seed")
+        if results.get("status") != "finished" or not isinstance(seed, int):
+            continue
+        if hashes is not None and hashes.get(seed) not in (None, results.get("config_sha256")):
+            continue
+        done[seed] = results
+    return done
+
+
+def compose_hashes(overrides: list[str], seeds: list[int]) -> dict[int, str] | None:
+    """The config hash each seed's job will have (the one results.json records), composed as
+    the multirun composes it; None when it cannot be composed here (the job will say why)."""
+    try:
+        from hydra import compose, initialize_config_dir
+        from hydra.core.global_hydra import GlobalHydra
+
+        from clusterbench.engine.provenance import config_hash
+        import clusterbench.train  # noqa: F401  (registers the cb_now resolver)
+
+        GlobalHydra.instance().clear()
+        hashes = {}
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            for seed in seeds:
+                hashes[seed] = config_hash(compose(config_name="train", overrides=[*overrides, f"seed={seed}"]))
+        return hashes
+    except Exception:  # noqa: BLE001 - a cell that does not compose fails in its own process, with the message
+        return None
+    finally:
+        try:
+            GlobalHydra.instance().clear()
+        except Exception:  # noqa: BLE001
+            pass
+
+
+def data_dir_of(extra: list[str]) -> Path:
+    """paths.data_dir as the jobs will see it (an override, CLUSTERBENCH_DATA_DIR, or ./data)."""
+    for override in reversed(extra):
+        if override.startswith("paths.data_dir="):
+            return Path(override.split("=", 1)[1])
+    root = os.environ.get("CLUSTERBENCH_ROOT", ".")
+    return Path(os.environ.get("CLUSTERBENCH_DATA_DIR", f"{root}/data"))
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+
+
+def _error_lines(cell_dir: Path, log: Path) -> list[str]:
+    errors = [f"{folder.name}: {str(r.get('error') or r.get('status')).splitlines()[0]}"
+              for folder, r in _results(cell_dir) if r.get("status") != "finished"]
+    if errors:
+        return errors
+    try:
+        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ["no log"]
+    wanted = [line for line in tail if "error" in line.lower()]
+    return (wanted or tail)[-3:]
+
+
+# --------------------------------------------------------------------------- running
+
+
+def run_cell(cell: Cell, cell_dir: Path, common: list[str], extra: list[str]) -> int:
+    """One multirun over the cell's seeds; stdout and stderr go to <cell>/bench.log."""
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    command = [
+        sys.executable, "-m", "clusterbench.train", "-m",
+        *common, *cell.overrides, *extra,
+        "seed=" + ",".join(str(s) for s in cell.seeds),
+        f"hydra.sweep.dir={cell_dir}",
+    ]
+    with open(cell_dir / LOG, "a") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=Path.cwd()).returncode
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m clusterbench.bench",
+        description="Run a suite (every method x every dataset it lists), resumably, then print the methods x datasets table.",
+        epilog="Overrides after `--` go to every job (e.g. -- hardware=gpu). Suites: configs/bench/. See docs/benchmark.md.",
+    )
+    parser.add_argument("suite", help=f"a suite name ({', '.join(available_suites())}) or a .yaml path")
+    parser.add_argument("--out", type=Path, help="output folder (default outputs/bench/<suite>); re-use it to resume")
+    parser.add_argument("--data-dir", help="paths.data_dir for every job (default: CLUSTERBENCH_DATA_DIR or ./data)")
+    parser.add_argument("--seeds", help="comma-separated seeds instead of the suite's (cells with their own seeds keep them)")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only cells whose name, method or dataset matches this glob (repeatable)")
+    parser.add_argument("--threads", type=int, help="hardware.num_threads for every job")
+    parser.add_argument("--dry-run", action="store_true", help="list the cells, their state and the expected time; run nothing")
+    parser.add_argument("--no-table", action="store_true", help="do not print the pivot table at the end")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for every job (after --)")
+    return parser
+
+
+def _selected(cell: Cell, patterns: list[str]) -> bool:
+    return not patterns or any(fnmatch.fnmatch(x, p) for p in patterns for x in (cell.name, cell.method, cell.dataset))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        suite = load_suite(args.suite)
+    except SuiteError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = args.out or Path("outputs") / "bench" / suite.name
+    extra = list(args.overrides)
+    if args.data_dir:
+        extra.append(f"paths.data_dir={args.data_dir}")
+    if args.threads is not None:
+        extra.append(f"hardware.num_threads={args.threads}")
+    if args.seeds:
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+        except ValueError:
+            print(f"error: --seeds {args.seeds!r}: comma-separated ints", file=sys.stderr)
+            return 2
+        for cell in suite.cells:
+            if cell.seeds == suite.seeds:
+                cell.seeds = seeds
+    data_dir = data_dir_of(suite.common + extra)
+
+    cells = [c for c in suite.cells if _selected(c, args.only)]
+    if not cells:
+        print(f"error: no cell of suite {suite.name} matches {' '.join(args.only)}", file=sys.stderr)
+        return 2
+
+    # the state of every cell before anything runs
+    plan: list[tuple[Cell, str, dict]] = []  # (cell, todo | done | no-data, info)
+    for cell in cells:
+        missing = [need for need in cell.needs if not (data_dir / need).exists()]
+        if missing:
+            plan.append((cell, "no-data", {"missing": [str(data_dir / m) for m in missing]}))
+            continue
+        done = finished_seeds(out / cell.name, None)
+        if done:  # compose (slow-ish) only where there is something to compare with
+            done = finished_seeds(out / cell.name, compose_hashes([*suite.common, *cell.overrides, *extra], cell.seeds))
+        left = [s for s in cell.seeds if s not in done]
+        plan.append((cell, "todo" if left else "done", {"left": left, "done": done}))
+
+    todo = [(c, info) for c, state, info in plan if state == "todo"]
+    expected = sum(c.minutes * 60 * len(info["left"]) for c, info in todo)
+    print(f"suite {suite.name}: {len(cells)} cells -> {out}" + (f" ({suite.description})" if suite.description else ""))
+    for cell, state, info in plan:
+        if state == "no-data":
+            line = f"  skip  {cell.name}: data absent ({', '.join(info['missing'])})"
+        elif state == "done":
+            line = f"  done  {cell.name}: {len(cell.seeds)}/{len(cell.seeds)} seeds finished"
+        else:
+            line = (f"  run   {cell.name}: seeds {','.join(map(str, info['left']))}"
+                    f" (~{_duration(cell.minutes * 60 * len(info['left']))})")
+        print(line)
+    print(f"expected wall time: about {_duration(expected)} for {len(todo)} cell(s) "
+          f"(from the suite's minutes per cell: {suite.timing}; data dir {data_dir})", flush=True)
+    if args.dry_run:
+        return 0
+
+    started = time.perf_counter()
+    left_estimate = expected
+    records = []
+    for cell, state, info in plan:
+        record: dict[str, Any] = {"cell": cell.name, "method": cell.method, "dataset": cell.dataset,
+                                  "overrides": cell.overrides, "seeds": cell.seeds}
+        if state != "todo":
+            record["status"] = "skipped: data absent" if state == "no-data" else "done before"
+            if state == "no-data":
+                record["missing"] = info["missing"]
+            records.append(record)
+            continue
+        index = sum(1 for r in records if r.get("ran")) + 1
+        cell_dir = out / cell.name
+        t0 = time.perf_counter()
+        code = run_cell(cell, cell_dir, suite.common, extra)
+        took = time.perf_counter() - t0
+        left_estimate -= cell.minutes * 60 * len(info["left"])
+        finished = finished_seeds(cell_dir, None)
+        finished = {s: r for s, r in finished.items() if s in cell.seeds}
+        ok = code == 0 and len(finished) == len(cell.seeds)
+        record.update(ran=True, status="finished" if ok else "failed", returncode=code, wall_s=round(took, 1),
+                      finished_seeds=sorted(finished), log=str(cell_dir / LOG))
+        accs = [r["metrics"]["acc"] for r in finished.values() if isinstance(r.get("metrics"), dict) and "acc" in r["metrics"]]
+        what = f"ACC {sum(accs) / len(accs):.4f} (n={len(accs)})" if accs else "no finished run"
+        if not ok:
+            record["errors"] = _error_lines(cell_dir, cell_dir / LOG)
+            what += f"; FAILED: {record['errors'][0] if record['errors'] else 'see log'} (log {cell_dir / LOG})"
+        elapsed = time.perf_counter() - started
+        print(f"[{index}/{len(todo)}] {cell.name}: {len(finished)}/{len(cell.seeds)} seeds finished, {what}, "
+              f"{_duration(took)}; elapsed {_duration(elapsed)}, about {_duration(max(left_estimate, 0))} left", flush=True)
+        records.append(record)
+
+    failed = [r for r in records if r.get("status") == "failed"]
+    absent = [r for r in records if r.get("status") == "skipped: data absent"]
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {"suite": suite.name, "out": str(out), "data_dir": str(data_dir), "extra_overrides": extra,
+               "wall_s": round(time.perf_counter() - started, 1), "cells": records}
+    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"bench {suite.name}: {sum(1 for r in records if r.get('status') == 'finished')} ran, "
+          f"{sum(1 for r in records if r.get('status') == 'done before')} done before, {len(failed)} failed, "
+          f"{len(absent)} without data, in {_duration(time.perf_counter() - started)} -> {out / SUMMARY}")
+    for record in failed:
+        print(f"  failed: {record['cell']}: {'; '.join(record.get('errors') or [])} (log {record['log']})")
+
+    if not args.no_table and any(out.rglob("results.json")):
+        from clusterbench.report.cli import main as report_main
+
+        print()
+        report_main([str(out), "--pivot", "--out", str(out / "report")])
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

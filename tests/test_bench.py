@@ -1,0 +1,85 @@
+"""`python -m clusterbench.bench`: suites parse and compose, cells run, resume, fail alone.
+
+The run test starts real jobs (k-means on scikit-learn's digits, a few seconds) in subprocesses.
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from clusterbench.bench import CONFIG_DIR, SuiteError, available_suites, load_suite, main
+
+
+def test_bundled_suites_compose():
+    """Every cell of every bundled suite composes (a misspelt preset or key fails here, not hours in)."""
+    assert {"smoke", "cpu", "paper"} <= set(available_suites())
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        for name in available_suites():
+            suite = load_suite(name)
+            assert suite.cells and suite.seeds
+            for cell in suite.cells:
+                cfg = compose(config_name="train", overrides=[*suite.common, *cell.overrides])
+                assert cfg.dataset.name == cell.dataset, (name, cell.name)
+                target = str(cfg.model._target_).lower()
+                expected = {"km": "kmeans", "amncuts": "ncuts", "mfavbs": "mfavbs", "sdcib": "sdcib"}.get(cell.method, cell.method)
+                if cell.method not in ("ncuts", "amncuts"):
+                    assert expected in target, (name, cell.name, target)
+    GlobalHydra.instance().clear()
+
+
+def test_smoke_suite_covers_every_method():
+    methods = {cell.method for cell in load_suite("smoke").cells}
+    assert {"kmeans", "km", "ncuts", "amncuts", "sdcib", "cc", "htcn", "dcsm", "pici", "vtcc", "mfavbs"} <= methods
+
+
+def test_suite_errors_are_one_line(tmp_path):
+    with pytest.raises(SuiteError, match="no suite 'nope'"):
+        load_suite("nope")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cells:\n  - {method: a, dataset: b, minutes: 1, colour: red}\n")
+    with pytest.raises(SuiteError, match="unknown key"):
+        load_suite(str(bad))
+    bad.write_text("cells:\n  - {method: a, dataset: b}\n  - {method: a, dataset: b}\n")
+    with pytest.raises(SuiteError, match="a second cell named 'a-b'"):
+        load_suite(str(bad))
+
+
+def test_run_resume_failure_and_missing_data(tmp_path, capsys):
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(
+        "seeds: [0]\n"
+        "common: [hardware=cpu, trainer.progress=false, hardware.num_threads=1]\n"
+        "cells:\n"
+        "  - {method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits, model.n_init=1], minutes: 0.5}\n"
+        "  - {name: broken, method: nope, dataset: digits, overrides: [model=nope, dataset=digits], minutes: 0.1}\n"
+        "  - {method: kmeans, dataset: event, overrides: [model=kmeans, dataset=event], minutes: 0.1, needs: absent.npz}\n"
+    )
+    out = tmp_path / "out"
+    argv = [str(suite), "--out", str(out), "--data-dir", str(tmp_path / "data")]
+    assert main(argv) == 1  # a cell failed; the others still ran
+    text = capsys.readouterr().out
+    assert "expected wall time: about 36 s for 2 cell(s)" in text
+    assert "skip  kmeans-event: data absent" in text
+    assert "[1/2] kmeans-digits: 1/1 seeds finished, ACC " in text
+    assert "[2/2] broken: 0/1 seeds finished, no finished run; FAILED" in text
+    assert "failed: broken:" in text
+    summary = json.loads((out / "bench_summary.json").read_text())
+    assert [c["status"] for c in summary["cells"]] == ["finished", "failed", "skipped: data absent"]
+    # the pivot of what finished is printed and written
+    assert "**ACC**" in text and "| kmeans " in text and (out / "report" / "pivot.md").exists()
+    results = next((out / "kmeans-digits").rglob("results.json"))
+    stamp = results.stat().st_mtime_ns
+
+    # again: the finished cell is skipped without starting a job, the failed one runs again
+    assert main([*argv, "--no-table"]) == 1
+    text = capsys.readouterr().out
+    assert "done  kmeans-digits: 1/1 seeds finished" in text
+    assert "[1/1] broken:" in text and "kmeans-digits:" not in text.split("expected wall time")[1]
+    assert results.stat().st_mtime_ns == stamp
+    # --only and --dry-run: nothing runs
+    assert main([*argv, "--only", "kmeans-digits", "--dry-run"]) == 0
+    assert "expected wall time: about 0 s for 0 cell(s)" in capsys.readouterr().out
