@@ -40,7 +40,9 @@ from typing import Any
 
 import yaml
 
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+from clusterbench._configs import config_dir
+
+CONFIG_DIR = Path(config_dir())  # configs/ of a checkout, or clusterbench/configs in an installed wheel
 SUITE_DIR = CONFIG_DIR / "bench"
 SUMMARY = "bench_summary.json"
 LOG = "bench.log"
