@@ -11,7 +11,7 @@ from clusterbench._configs import config_dir
 COMMANDS = (
     ("clusterbench-train", "clusterbench.train", "train one run, or a sweep with -m (Hydra overrides: model=kmeans dataset=... )"),
     ("clusterbench-report", "clusterbench.report", "tables and figures from finished run folders"),
-    ("clusterbench-bench", "clusterbench.bench", "benchmarks"),
+    ("clusterbench-bench", "clusterbench.bench", "a suite of methods x datasets (configs/bench/), ending with the pivot table"),
 )
 # the groups a user picks from most; the others are listed after them
 MAIN_GROUPS = ("model", "dataset", "experiment", "sweep", "hardware", "logger", "launcher")

@@ -111,6 +111,8 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert "kmeans on handwritten" in out and "ACC" in out
     runs = list((work / "outputs" / "runs").iterdir())
     assert len(runs) == 1 and (runs[0] / "results.json").exists()
+    assert "suite" in run(str(env / "bin" / "clusterbench-bench"), "--help")
+    assert "suite smoke: " in run(str(env / "bin" / "clusterbench-bench"), "smoke", "--dry-run")  # suites found in the wheel
     table = run(str(env / "bin" / "clusterbench-report"), str(work / "outputs"))
     assert "kmeans" in table
     api = run(str(python), "-c", (
