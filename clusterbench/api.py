@@ -119,7 +119,7 @@ def _looks_like_images(x: np.ndarray) -> bool:
     return x.ndim == 4 or (x.ndim == 3 and x.dtype == np.uint8)
 
 
-def _prepare_data(data: Any, labels: Any, folder: Path, name: str = "array") -> tuple[list[str], Path | None, dict[str, np.ndarray] | None]:
+def _prepare_data(data: Any, labels: Any, folder: Path) -> tuple[list[str], Path | None, dict[str, np.ndarray] | None]:
     """Dataset overrides for `data`, and the arrays to write into `folder`/input.npz (None for a path)."""
     if isinstance(data, (str, os.PathLike)):
         p = Path(os.path.expanduser(os.fspath(data))).resolve()
@@ -130,9 +130,9 @@ def _prepare_data(data: Any, labels: Any, folder: Path, name: str = "array") -> 
         if p.is_dir():
             if labels is not None:
                 raise ConfigError("labels: an image folder takes its labels from its class folders")
-            return ["dataset=image_folder", f"dataset.path={_value(str(p))}", f"dataset.name={_value(p.name)}"], None, None
+            return ["dataset=image_folder", f"dataset.path={_value(str(p))}"], None, None
         extra = [] if labels is None else [f"dataset.labels={_value(str(Path(labels).resolve()))}"]
-        return ["dataset=features", f"dataset.path={_value(str(p))}", f"dataset.name={_value(p.stem)}", *extra], None, None
+        return ["dataset=features", f"dataset.path={_value(str(p))}", *extra], None, None
     arrays: dict[str, np.ndarray] = {}
     if labels is not None:
         y = _as_array(labels).reshape(-1)
@@ -148,7 +148,7 @@ def _prepare_data(data: Any, labels: Any, folder: Path, name: str = "array") -> 
             if v.ndim < 2 or v.dtype.kind not in "fiub":
                 raise ConfigError(f"data[{i}]: a view must be a numeric array (n, d), got {v.dtype} of shape {v.shape}")
             arrays[f"view_{i}"] = v
-        return ["dataset=features", f"dataset.path={_value(str(target))}", f"dataset.name={name}"], target, arrays
+        return ["dataset=features", f"dataset.path={_value(str(target))}", f"dataset.name={_data_name(arrays, False)}"], target, arrays
     x = _as_array(data)
     if x.dtype.kind not in "fiub":
         raise ConfigError(f"data: expected a numeric array, got {x.dtype} of shape {x.shape}")
@@ -156,11 +156,24 @@ def _prepare_data(data: Any, labels: Any, folder: Path, name: str = "array") -> 
         from clusterbench.data.own import as_uint8_images
 
         arrays["images"] = as_uint8_images(x, "array")
-        return ["dataset=image_array", f"dataset.path={_value(str(target))}", f"dataset.name={name}"], target, arrays
+        return ["dataset=image_array", f"dataset.path={_value(str(target))}", f"dataset.name={_data_name(arrays, True)}"], target, arrays
     if x.ndim != 2:
         raise ConfigError(f"data: expected (n, d) features, a list of views or images (n, C, H, W) / (n, H, W, C); got shape {x.shape}")
     arrays["view_0"] = x
-    return ["dataset=features", f"dataset.path={_value(str(target))}", f"dataset.name={name}"], target, arrays
+    return ["dataset=features", f"dataset.path={_value(str(target))}", f"dataset.name={_data_name(arrays, False)}"], target, arrays
+
+
+def _data_name(arrays: dict[str, np.ndarray], images: bool) -> str:
+    """`array_<8 hex>` / `images_<8 hex>`: a name that is the same for the same data (so report
+    groups the seeds of one data set in one row) and differs for different data."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}{a.dtype.str}{a.shape}".encode())
+        h.update(a.tobytes())
+    return f"{'images' if images else 'array'}_{h.hexdigest()[:8]}"
 
 
 def _fresh_folder(folder: Path) -> Path:
@@ -256,6 +269,10 @@ def cluster(
         hydra_dir = run_dir / ".hydra"
         hydra_dir.mkdir()
         (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(task))
+        if arrays is not None:
+            # the file inside this run folder and the data's name are in config.yaml; as
+            # overrides they would make every call its own report row
+            all_overrides = [o for o in all_overrides if not o.startswith(("dataset.path=", "dataset.name="))]
         (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(all_overrides)))
         (hydra_dir / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}})))
         meta = {"model": method, "dataset": choices.get("dataset"), "overrides": all_overrides}

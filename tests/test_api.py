@@ -119,3 +119,17 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     exec(compile(block, "README.md", "exec"), {})
     assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 2
+
+
+def test_seeds_of_the_same_array_share_a_report_row(tmp_path):
+    from clusterbench.report import find_runs, summarize
+
+    x, y = _blobs()
+    for seed in (0, 1):
+        clusterbench.cluster(x, method="kmeans", labels=y, seed=seed, hardware="cpu", paths__log_dir=str(tmp_path))
+    other = clusterbench.cluster(x[:120], method="kmeans", labels=y[:120], hardware="cpu", paths__log_dir=str(tmp_path))
+    groups, _ = summarize(find_runs([tmp_path / "runs"]))
+    sizes = sorted(len(group.runs) for group in groups.values())
+    assert sizes == [1, 2], groups.keys()
+    assert other.results["dataset"]["name"].startswith("array_")
+    assert not any(o.startswith("dataset.path=") for o in other.results["overrides"])
