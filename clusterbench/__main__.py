@@ -45,7 +45,10 @@ def describe() -> str:
 
 
 def main() -> int:
-    print(describe())
+    try:
+        print(describe())
+    except BrokenPipeError:  # `python -m clusterbench | head`
+        sys.stderr.close()
     return 0
 
 
