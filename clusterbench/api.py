@@ -21,7 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from clusterbench.errors import ConfigError
+from clusterbench.errors import ClusterbenchError, ConfigError
 
 __all__ = ["cluster", "ClusterResult"]
 
@@ -276,10 +276,22 @@ def cluster(
         (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(all_overrides)))
         (hydra_dir / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}})))
         meta = {"model": method, "dataset": choices.get("dataset"), "overrides": all_overrides}
-        results = train.run(task, run_dir, meta)
+        try:
+            results = train.run(task, run_dir, meta)
+        except ClusterbenchError:
+            _remove_if_empty(run_dir)  # a config or data error: no folder left behind
+            raise
     finally:
         HydraConfig.instance().cfg = previous
     return _result(run_dir, results)
+
+
+def _remove_if_empty(run_dir: Path) -> None:
+    """Removes a run folder that holds nothing of a run (the config, the input, the lock, the log)."""
+    import shutil
+
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "input.npz", ".lock", "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _result(run_dir: Path, results: dict[str, Any]) -> ClusterResult:

@@ -107,8 +107,13 @@ def test_without_labels_label_free_scores_and_probabilities(tmp_path):
     assert deep.probabilities.shape == (240, 3)
     np.testing.assert_allclose(deep.probabilities.sum(axis=1), 1.0, rtol=1e-4)
     assert (deep.probabilities.argmax(axis=1) == deep.labels).all()
+    folders = set((tmp_path / "runs").iterdir())
     with pytest.raises(ConfigError, match="trainer.selection=best_acc: reads the labels"):
         clusterbench.cluster(x, method="kmeans", n_clusters=3, trainer__selection="best_acc", paths__log_dir=str(tmp_path))
+    np.save(tmp_path / "x.npy", x)
+    with pytest.raises(ConfigError, match="set dataset.n_clusters"):  # found when the file is read
+        clusterbench.cluster(tmp_path / "x.npy", method="kmeans", paths__log_dir=str(tmp_path))
+    assert set((tmp_path / "runs").iterdir()) == folders  # no folder left behind
 
 
 def test_readme_example_runs(tmp_path, monkeypatch):
