@@ -126,7 +126,8 @@ class MFAVBsCC(VTCC):
 
     def training_step(self, views: list[torch.Tensor], index: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
         if self.fusion != "own":
-            return super().training_step(views, index, ctx)
+            # token / batch / none contrast two views; with augment=mfavbs_own they read a and b
+            return super().training_step(views[:2] if len(views) == 4 else views, index, ctx)
         check_views(views, 4, f"{self.name} with model.fusion=own (augment=mfavbs_own)")
         # FAVB on (a, a') and on (b, b'): neither readout sees the other's positive view
         h_a, _ = self.encode_pair(views[0], views[2], index)
