@@ -13,7 +13,8 @@ from clusterbench.config_check import check_config
 from clusterbench.errors import ConfigError
 from conftest import CONFIG_DIR, ROOT, compose_config
 
-GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir())
+# configs/bench holds benchmark suites for clusterbench.bench, not a Hydra config group
+GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir() and p.name != "bench")
 OPTIONS = [(g, f.stem) for g in GROUPS for f in sorted((Path(CONFIG_DIR) / g).glob("*.yaml"))]
 
 
