@@ -33,7 +33,8 @@ from torch import nn
 from clusterbench.data.clip_cache import CLIP_DIM, load_features
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import DataInfo, StepContext
-from clusterbench.methods.cc import CCObjective, check_views
+from clusterbench.methods.base import check_views
+from clusterbench.methods.cc import CCObjective
 from clusterbench.methods.vtcc import VTCC
 
 FUSIONS = ("token", "own", "batch", "none")
