@@ -74,12 +74,17 @@ def test_members_match_their_separate_runs(tiny_config, tmp_path, variant):
         # the released head), the Linear's bias has a zero gradient up to round-off, which Adam
         # turns into lr-sized steps: those biases (and the running means they shift) are
         # arbitrary and excluded; the BatchNorm outputs then agree to round-off only, which the
-        # critics' extra steps amplify
+        # critics' extra steps amplify. Likewise the biases before the official critics'
+        # BatchNorms, and the paper critics' output bias (the Donsker-Varadhan bound does not
+        # change when T is shifted by a constant).
+        critic_free = r"critics\.\d+\.(biases\.[01]|norms\.\d+\.running_mean)$" if variant == "official" else r"critics\.\d+\.biases\.1$"
+
         def arbitrary(key: str) -> bool:
             trunk = re.search(r"trunk\.\d+\.(0\.bias|1\.running_mean)$", key) is not None
-            return trunk or key.endswith(("linear.bias", "norm.running_mean"))
+            return trunk or key.endswith(("linear.bias", "norm.running_mean")) or re.search(critic_free, key) is not None
 
-        atol = 1e-3 if variant == "official" else 1e-4
+        # Adam turns round-off-sized gradients into lr-sized steps: 100 critic steps per epoch
+        atol = 5e-3 if variant == "official" else 1e-4
         differ = {
             k: (mine[k] - theirs[k]).abs().max().item()
             for k in mine
