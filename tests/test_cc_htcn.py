@@ -289,7 +289,11 @@ def test_paper_presets_compose_with_the_papers_settings_and_take_a_step(preset):
     assert cfg.backbone.depth == 34 and cfg.backbone.stem == "imagenet" and cfg.augment.size == 224
     assert cfg.trainer.batch_size == batch and cfg.trainer.max_epochs == 1000 and cfg.trainer.optimizer.lr == 3e-4
     assert len(cfg.augment.views) == n_views
-    assert ("GaussianBlur" in str(cfg.augment)) == (preset != "cc_cifar10" and preset != "cc_cifar100")
+    # the released transforms: blur (kernel 23) and s = 1.0 on ImageNet-10 / Dogs only; s = 0.5 and no blur elsewhere
+    imagenet = "imagenet10" in preset or "imagenet_dogs" in preset
+    assert ("GaussianBlur" in str(cfg.augment)) == imagenet
+    jitter = next(op for op in cfg.augment.views[0].ops if op._target_.endswith("ColorJitter"))
+    assert (jitter.brightness, jitter.hue) == ((0.8, 0.2) if imagenet else (0.4, 0.1))
     # the preset's model, one step at reduced size (the real data are not here)
     augment = build(OmegaConf.merge(cfg.augment, {"size": 32}))
     info = DataInfo(dims=(3 * 32 * 32,), n_clusters=clusters, n_samples=4, image_shape=(3, 32, 32))
