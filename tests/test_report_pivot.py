@@ -182,3 +182,21 @@ def test_paper_rows_for_cc_vtcc_mfavbs(tmp_path):
     assert papers["vtcc"]["rsod"].method == "VTCC" and papers["vtcc"]["rsod"].values["acc"] == 0.572
     assert papers["mfavbs model.clip=none"]["rsod"].method == "MethodA"
     assert papers["cc"]["cifar10"].reference.name == "cc_aaai2021" and papers["cc"]["cifar10"].values["acc"] == 0.79
+
+
+def test_runs_without_labels_show_their_label_free_scores(tmp_path, capsys):
+    for seed, (sil, ch) in enumerate([(0.40, 800.0), (0.50, 900.0)]):
+        run = tmp_path / f"u{seed}"
+        (run / ".hydra").mkdir(parents=True)
+        (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed, **KMEANS}))
+        (run / "results.json").write_text(json.dumps({
+            "status": "finished", "model": "kmeans", "seed": seed, "dataset": {"name": "mine", "has_labels": False},
+            "overrides": [f"seed={seed}", "model=kmeans", "dataset=features"],
+            "selection": {"rule": "last", "epoch": 0, "uses_labels": False},
+            "metrics": {"silhouette": sil, "calinski_harabasz": ch, "nonempty_clusters": 3},
+        }))
+    assert main([str(tmp_path), "--reference", "none"]) == 0
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("| model"))
+    assert "Silhouette" in header and "Calinski-Harabasz" in header
+    assert "0.4500 ± 0.0707" in printed and "850.0000 ± 70.7107" in printed

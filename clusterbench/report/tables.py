@@ -3,15 +3,18 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import statistics
 from dataclasses import dataclass, field
 
 from clusterbench.report.reference import PaperRow, Reference, paper_row_for
 from clusterbench.report.runs import Group, Unfinished
 
-# purity is shown where results.json has it (runs written before it was recorded have a "-")
-METRICS = ("acc", "nmi", "ari", "purity")
-TITLES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "purity": "Purity"}
+# purity is shown where results.json has it (runs written before it was recorded have a "-");
+# silhouette and Calinski-Harabasz where runs on data without labels recorded them
+METRICS = ("acc", "nmi", "ari", "purity", "silhouette", "calinski_harabasz")
+TITLES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "purity": "Purity", "silhouette": "Silhouette", "calinski_harabasz": "Calinski-Harabasz"}
+ALWAYS_SHOWN = ("acc", "nmi", "ari")
 DECIMALS = 4  # shown precision; ranks are taken on the shown values so that equal-looking cells tie
 
 LABEL_SELECTED_NOTE = (
@@ -61,8 +64,8 @@ class Table:
 
     @property
     def metrics(self) -> list[str]:
-        """ACC, NMI, ARI always; purity when some run recorded it."""
-        return [m for m in METRICS if m != "purity" or any(row.cells.get(m) for row in self.rows)]
+        """ACC, NMI, ARI always; purity and the label-free scores when some run recorded them."""
+        return [m for m in METRICS if m in ALWAYS_SHOWN or any(row.cells.get(m) for row in self.rows)]
 
     @property
     def paper_metrics(self) -> list[str]:
@@ -149,7 +152,8 @@ def build_table(
     for group in groups.values():
         cells: dict[str, Cell | None] = {}
         for metric in METRICS:
-            values = [float(run.results["metrics"][metric]) for run in group.runs if metric in run.results["metrics"]]
+            values = [float(run.results["metrics"][metric]) for run in group.runs if run.results["metrics"].get(metric) is not None]
+            values = [v for v in values if math.isfinite(v)]
             cells[metric] = _aggregate(values, aggregate, len(values)) if values else None
         paper = paper_row_for(group, references or [])
         if paper is not None:
@@ -429,7 +433,8 @@ def build_pivot(
         for dataset, group in by_dataset.items():
             cells: dict[str, Cell | None] = {}
             for metric in metrics:
-                values = [float(run.results["metrics"][metric]) for run in group.runs if metric in run.results["metrics"]]
+                values = [float(run.results["metrics"][metric]) for run in group.runs if run.results["metrics"].get(metric) is not None]
+                values = [v for v in values if math.isfinite(v)]
                 cells[metric] = _aggregate(values, aggregate, len(values)) if values else None
             row.cells[dataset] = cells
             row.label_selected[dataset] = group.uses_labels or aggregate == "max"
