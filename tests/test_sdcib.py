@@ -267,7 +267,7 @@ def test_chained_encoder_feeds_each_sample_to_the_next_layer():
 def test_unknown_encoder_layout_names_the_key():
     from clusterbench.nn.mlp import VIBEncoder
 
-    with pytest.raises(ValueError, match="backbone.layout='stacked'"):
+    with pytest.raises(ConfigError, match="backbone.layout=.stacked."):
         VIBEncoder(6, [8], layout="stacked")
 
 
@@ -345,3 +345,14 @@ def test_official_compression_is_kl_of_the_reference_to_a_fresh_sample():
 def test_unknown_variant_names_the_key():
     with pytest.raises(ConfigError, match="model.variant='offical'"):
         make(variant="offical")
+
+
+def test_widths_that_do_not_fit_name_the_key():
+    from clusterbench.nn.mlp import VIBEncoder
+
+    with pytest.raises(ConfigError, match=r"model.critic_hidden_dims=\[0\]"):
+        make(critic_hidden_dims=[0])
+    with pytest.raises(ConfigError, match=r"backbone.hidden_dims=\[0, 8\]"):
+        VIBEncoder(6, [0, 8])
+    with pytest.raises(ConfigError, match=r"backbone.hidden_dims=\[\]"):
+        VIBEncoder(6, [])

@@ -192,6 +192,8 @@ class SDCIB(ClusteringMethod):
             raise ConfigError(f"model.alpha={alpha}: expected a value in [0, 1]")
         if critic_steps < 1:
             raise ConfigError(f"model.critic_steps={critic_steps}: expected at least 1")
+        if any(not isinstance(d, int) or d < 1 for d in critic_hidden_dims):
+            raise ConfigError(f"model.critic_hidden_dims={list(critic_hidden_dims)}: every layer width must be a positive integer")
         if variant not in VARIANTS:
             raise ConfigError(f"model.variant={variant!r}: expected one of {', '.join(VARIANTS)}")
         self.variant = VARIANTS[variant]

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clusterbench.errors import ConfigError
+
 
 class EnsembleLinear(nn.Module):
     """G independent Linear(in, out) layers, each initialised like nn.Linear."""
@@ -131,9 +133,11 @@ class VIBEncoder(nn.Module):
     ) -> None:
         super().__init__()
         if not hidden_dims:
-            raise ValueError("backbone.hidden_dims must name at least one layer")
+            raise ConfigError("backbone.hidden_dims=[]: name at least one layer")
+        if any(not isinstance(d, int) or d < 1 for d in hidden_dims):
+            raise ConfigError(f"backbone.hidden_dims={list(hidden_dims)}: every layer width must be a positive integer")
         if layout not in ENCODER_LAYOUTS:
-            raise ValueError(f"backbone.layout={layout!r}: expected one of {', '.join(ENCODER_LAYOUTS)}")
+            raise ConfigError(f"backbone.layout={layout!r}: expected one of {', '.join(ENCODER_LAYOUTS)}")
         dims = [in_dim, *hidden_dims]
         self.layout = layout
         if layout == "side_heads":
