@@ -51,19 +51,25 @@ def _metrics(text: str) -> tuple[str, ...]:
     return metrics
 
 
-def _pivot(args: argparse.Namespace, groups, unfinished, references) -> int:
-    pivot = build_pivot(groups, unfinished, aggregate=args.aggregate, references=references, metrics=args.metric)
-    print(PIVOT_FORMATTERS[args.format](pivot).rstrip("\n"))
+def _print_and_write(args: argparse.Namespace, table, formatters: dict, files: dict, unfinished) -> None:
+    """Prints `table` in the chosen format and, with --out, writes it in every format."""
+    print(formatters[args.format](table).rstrip("\n"))
     if args.format == "csv":
+        # CSV on stdout stays machine-readable; what did not finish goes to stderr
         for item in unfinished:
             print(f"not finished: {item.path}: {item.reason}", file=sys.stderr)
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+        for name, formatter in formatters.items():
+            (args.out / files[name]).write_text(formatter(table).rstrip("\n") + "\n")
+        print(f"wrote {', '.join(str(args.out / f) for f in files.values())}", file=sys.stderr)
+
+
+def _pivot(args: argparse.Namespace, groups, unfinished, references) -> int:
+    pivot = build_pivot(groups, unfinished, aggregate=args.aggregate, references=references, metrics=args.metric)
     figure_dir = args.figures or args.out
     try:
-        if args.out is not None:
-            args.out.mkdir(parents=True, exist_ok=True)
-            for name, formatter in PIVOT_FORMATTERS.items():
-                (args.out / PIVOT_FILES[name]).write_text(formatter(pivot).rstrip("\n") + "\n")
-            print(f"wrote {', '.join(str(args.out / f) for f in PIVOT_FILES.values())}", file=sys.stderr)
+        _print_and_write(args, pivot, PIVOT_FORMATTERS, PIVOT_FILES, unfinished)
         if figure_dir is not None:
             from clusterbench.report.figures import pivot_bar_figures  # matplotlib only when figures are asked for
 
@@ -116,19 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.pivot:
         return _pivot(args, groups, unfinished, references)
     table = build_table(groups, unfinished, aggregate=args.aggregate, references=references)
-    print(FORMATTERS[args.format](table).rstrip("\n"))
-    if args.format == "csv":
-        # CSV on stdout stays machine-readable; what did not finish goes to stderr
-        for item in unfinished:
-            print(f"not finished: {item.path}: {item.reason}", file=sys.stderr)
-
     figure_dir = args.figures or args.out
     try:
-        if args.out is not None:
-            args.out.mkdir(parents=True, exist_ok=True)
-            for name, formatter in FORMATTERS.items():
-                (args.out / OUTPUT_FILES[name]).write_text(formatter(table).rstrip("\n") + "\n")
-            print(f"wrote {', '.join(str(args.out / f) for f in OUTPUT_FILES.values())}", file=sys.stderr)
+        _print_and_write(args, table, FORMATTERS, OUTPUT_FILES, unfinished)
         if figure_dir is not None:
             from clusterbench.report.figures import write_figures  # matplotlib only when figures are asked for
 
