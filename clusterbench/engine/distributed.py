@@ -35,6 +35,11 @@ def launched_by_torchrun() -> bool:
     return all(k in os.environ for k in _ENV) and int(os.environ["WORLD_SIZE"]) > 1
 
 
+def secondary_rank() -> bool:
+    """A torchrun process other than rank 0 (known before the process group exists)."""
+    return launched_by_torchrun() and int(os.environ["RANK"]) != 0
+
+
 def is_distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 

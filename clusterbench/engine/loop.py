@@ -500,7 +500,10 @@ class FitRun:
 
     def claim_folders(self) -> None:
         """Each member's folder: writable, locked for this process, and (a fresh run) not holding
-        a finished or resumable run unless overwrite=true (engine/sweep.py)."""
+        a finished or resumable run unless overwrite=true (engine/sweep.py). Under DDP rank 0
+        alone claims them: every rank shares the folder, only rank 0 writes into it."""
+        if ddp.secondary_rank():
+            return
         for member in self.members:
             check_writable(member.run_dir)
             if self.resumed:

@@ -220,6 +220,11 @@ class OutputFolderCheck(Callback):
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.core.hydra_config import HydraConfig
 
+        from clusterbench.engine.distributed import secondary_rank
+
+        if secondary_rank():
+            return  # torchrun: rank 0 checks and locks the one run folder all ranks share
+
         # ${hydra:runtime.choices...} in hydra.run.dir resolves through HydraConfig, which Hydra
         # sets only later (in run_job); its value is the same then
         HydraConfig.instance().set_config(config)
