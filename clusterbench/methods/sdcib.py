@@ -283,7 +283,8 @@ class SDCIB(ClusteringMethod):
         # DDP: the batch-level terms (critics, NT-Xent, cluster sizes) see the global batch, gathered
         # with gradients; the compression term stays a per-rank mean. Identity in one process.
         hidden, probs = [gather(h, dim=-2) for h in hidden], gather(probs, dim=-2)
-        relevance_inputs = [gather(torch.stack(samples, dim=1), dim=-2) for samples in ib_samples]
+        # the paper's IB terms read the forward's samples: no second stack and gather of them
+        relevance_inputs = hidden if variant.ib_sample is _forward_sample else [gather(torch.stack(samples, dim=1), dim=-2) for samples in ib_samples]
         g, m, n, k = probs.shape
         zero = probs.new_zeros(g, dtype=torch.float32)
         if w["relevance"] != 0.0:
