@@ -1,0 +1,52 @@
+"""The MNIST CPU presets (cc_mnist, htcn_mnist, vtcc_mnist, mfavbs_mnist): views made for grey
+digits (no mirror image, no colour ops), the settings docs/results.md measured, and a short
+run of each on a small 28 px image array (the real MNIST is not needed)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from clusterbench.data.augment import ColorJitter, RandomAffine, RandomGrayscale, RandomHorizontalFlip, build_augment
+from clusterbench.train import run
+from conftest import compose_config
+
+# preset: (method class, views, epochs, lr, batch)
+PRESETS = {
+    "cc_mnist": ("ContrastiveClustering", 2, 20, 1e-3, 256),
+    "htcn_mnist": ("HTCN", 3, 18, 1e-3, 256),
+    "vtcc_mnist": ("VTCC", 2, 6, 1e-3, 256),
+    "mfavbs_mnist": ("MFAVBsCC", 4, 3, 1e-3, 256),
+}
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_digit_presets_use_digit_views_and_the_measured_settings(preset):
+    method, n_views, epochs, lr, batch = PRESETS[preset]
+    cfg = compose_config([f"+experiment={preset}", "paths.data_dir=/nonexistent"])
+    assert cfg.model._target_.endswith(method) and cfg.dataset.name == "mnist"
+    assert (cfg.trainer.max_epochs, cfg.trainer.optimizer.lr, cfg.trainer.batch_size) == (epochs, lr, batch)
+    augment = build_augment(cfg.augment)
+    assert len(augment) == n_views
+    for view in augment.views:
+        kinds = [type(op) for op in view.ops]
+        assert RandomHorizontalFlip not in kinds and RandomGrayscale not in kinds  # a mirrored digit is another glyph
+        assert RandomAffine in kinds
+        jitter = next(op for op in view.ops if isinstance(op, ColorJitter))
+        assert jitter.saturation == (1.0, 1.0) and jitter.hue == (0.0, 0.0)  # grey images: no colour to change
+    if preset == "htcn_mnist":
+        assert cfg.loss.pairs == "printed"
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_digit_presets_train_on_a_small_image_array(preset, tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, size=(96, 28, 28), dtype=np.uint8)
+    np.savez(tmp_path / "tiny.npz", images=images, labels=rng.integers(0, 10, 96))
+    cfg = compose_config([
+        f"+experiment={preset}", "dataset=image_array", f"dataset.path={tmp_path / 'tiny.npz'}", "dataset.label_key=labels",
+        "dataset.n_clusters=10", "trainer.max_epochs=1", "trainer.batch_size=48", "trainer.eval_every=1",
+        "trainer.progress=false", "hardware=cpu",
+    ])
+    results = run(cfg, tmp_path / "run")
+    assert results["status"] == "finished" and results["epochs"] == 1
+    assert results["metrics"]["n_samples"] == 96 and 0.0 < results["metrics"]["acc"] <= 1.0
