@@ -1,4 +1,4 @@
-"""The MNIST CPU presets (cc_mnist, htcn_mnist, vtcc_mnist, mfavbs_mnist): views made for grey
+"""The MNIST CPU presets (cc_mnist, htcn_mnist, vtcc_mnist, mfavbs_mnist, pici_mnist): views made for grey
 digits (no mirror image, no colour ops), the settings docs/results.md measured, and a short
 run of each on a small 28 px image array (the real MNIST is not needed)."""
 from __future__ import annotations
@@ -16,6 +16,7 @@ PRESETS = {
     "htcn_mnist": ("HTCN", 3, 18, 1e-3, 256),
     "vtcc_mnist": ("VTCC", 2, 6, 1e-3, 256),
     "mfavbs_mnist": ("MFAVBsCC", 4, 3, 1e-3, 256),
+    "pici_mnist": ("PICI", 2, 6, 1e-3, 256),
 }
 
 
@@ -27,7 +28,7 @@ def test_digit_presets_use_digit_views_and_the_measured_settings(preset):
     assert (cfg.trainer.max_epochs, cfg.trainer.optimizer.lr, cfg.trainer.batch_size) == (epochs, lr, batch)
     augment = build_augment(cfg.augment)
     assert len(augment) == n_views
-    for view in augment.views:
+    for view in augment.views[1:] if preset == "pici_mnist" else augment.views:  # PICI's weak view: the image itself
         kinds = [type(op) for op in view.ops]
         assert RandomHorizontalFlip not in kinds and RandomGrayscale not in kinds  # a mirrored digit is another glyph
         assert RandomAffine in kinds
@@ -42,11 +43,13 @@ def test_digit_presets_train_on_a_small_image_array(preset, tmp_path):
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(96, 28, 28), dtype=np.uint8)
     np.savez(tmp_path / "tiny.npz", images=images, labels=rng.integers(0, 10, 96))
+    # PICI: one epoch of each stage (pre-training, training, boosting)
+    epochs = ["trainer.max_epochs=3", "model.stage_epochs=[1,1,1]"] if preset == "pici_mnist" else ["trainer.max_epochs=1"]
     cfg = compose_config([
-        f"+experiment={preset}", "dataset=image_array", f"dataset.path={tmp_path / 'tiny.npz'}", "dataset.label_key=labels",
-        "dataset.n_clusters=10", "trainer.max_epochs=1", "trainer.batch_size=48", "trainer.eval_every=1",
+        *epochs, f"+experiment={preset}", "dataset=image_array", f"dataset.path={tmp_path / 'tiny.npz'}", "dataset.label_key=labels",
+        "dataset.n_clusters=10", "trainer.batch_size=48", "trainer.eval_every=1",
         "trainer.progress=false", "hardware=cpu",
     ])
     results = run(cfg, tmp_path / "run")
-    assert results["status"] == "finished" and results["epochs"] == 1
+    assert results["status"] == "finished" and results["epochs"] == (3 if preset == "pici_mnist" else 1)
     assert results["metrics"]["n_samples"] == 96 and 0.0 < results["metrics"]["acc"] <= 1.0
