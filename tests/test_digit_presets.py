@@ -53,3 +53,17 @@ def test_digit_presets_train_on_a_small_image_array(preset, tmp_path):
     results = run(cfg, tmp_path / "run")
     assert results["status"] == "finished" and results["epochs"] == (3 if preset == "pici_mnist" else 1)
     assert results["metrics"]["n_samples"] == 96 and 0.0 < results["metrics"]["acc"] <= 1.0
+
+
+def test_feature_kmeans_script_scores_head_embedding_and_backbone(tmp_path):
+    """scripts/feature_kmeans.py on a finished run: the head's scores are results.json's, and
+    k-means on the embedding and on the backbone are scored too (HTCN: its target network)."""
+    from conftest import load_script
+
+    cfg = compose_config(["model=htcn", "dataset=digits", "trainer.max_epochs=1", "trainer.progress=false", "hardware=cpu"])
+    results = run(cfg, tmp_path / "run")
+    scores = load_script("feature_kmeans").main([str(tmp_path / "run"), "--n-init", "1"])
+    assert set(scores) == {"head", "embed", "backbone"}
+    assert scores["head"]["acc"] == pytest.approx(results["metrics"]["acc"])
+    for name in ("embed", "backbone"):
+        assert 0.1 <= scores[name]["acc"] <= 1.0 and 0.0 <= scores[name]["nmi"] <= 1.0
