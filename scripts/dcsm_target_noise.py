@@ -12,13 +12,10 @@ from __future__ import annotations
 import argparse
 
 import torch
-from omegaconf import OmegaConf
 
-from clusterbench.engine.checkpoint import load_checkpoint
-from clusterbench.engine.inputs import build_inputs
-from clusterbench.engine.loop import build, build_method, predict_outputs
+from clusterbench.engine.build import load_trained
+from clusterbench.engine.loop import predict_outputs
 from clusterbench.engine.hardware import Hardware
-from clusterbench.methods.base import DataInfo
 from clusterbench.methods.dcsm import batch_kmeans
 
 
@@ -39,14 +36,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batches", type=int, default=200)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    state = load_checkpoint(f"{args.run}/checkpoints/last.pt")
-    cfg = OmegaConf.create(state["config"])
-    data = build(cfg.dataset)
-    inputs = build_inputs(data, build(cfg.augment), torch.device("cpu"), False)
-    info = DataInfo(dims=tuple(int(d) for d in data.dims), n_clusters=int(data.n_clusters), n_samples=int(data.n_samples),
-                    image_shape=inputs.image_shape)
-    method = build_method(cfg, info)
-    method.load_state_dict(state["method"])
+    run = load_trained(args.run)
+    cfg, data, inputs, method = run.cfg, run.data, run.inputs, run.method
     features = predict_outputs(method, inputs, 1024, Hardware(device="cpu"))
     labels = data.labels.cpu()
     k, iters, batch = method.kmeans_clusters, method.objective.kmeans_iters, int(cfg.trainer.batch_size)
@@ -61,7 +52,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         split, merged = pair_errors(whole[index], labels[index])
         totals["dataset_split"] += split
         totals["dataset_merged"] += merged
-        totals["missing_classes"] += info.n_clusters - labels[index].unique().numel()
+        totals["missing_classes"] += int(data.n_clusters) - labels[index].unique().numel()
     result = {key: value / args.batches for key, value in totals.items()}
     print(f"per-batch k-means ({batch} samples, K={k}): same-class pairs at r=0 {result['batch_split']:.3f}, "
           f"different-class pairs at r=1 {result['batch_merged']:.3f}; classes missing per batch {result['missing_classes']:.2f}")

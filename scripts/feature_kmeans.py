@@ -16,15 +16,12 @@ from __future__ import annotations
 import argparse
 
 import torch
-from omegaconf import OmegaConf
 from sklearn.cluster import KMeans
 
-from clusterbench.engine.checkpoint import load_checkpoint
+from clusterbench.engine.build import load_trained
 from clusterbench.engine.hardware import Hardware
-from clusterbench.engine.inputs import build_inputs
-from clusterbench.engine.loop import build, build_method, predict_outputs
+from clusterbench.engine.loop import predict_outputs
 from clusterbench.metrics import evaluate_clustering
-from clusterbench.methods.base import DataInfo
 
 SCORES = ("acc", "nmi", "ari")
 
@@ -48,16 +45,10 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--batch", type=int, default=1024, help="evaluation batch size")
     args = parser.parse_args(argv)
-    state = load_checkpoint(f"{args.run}/checkpoints/last.pt")
-    cfg = OmegaConf.create(state["config"])
-    data = build(cfg.dataset)
+    run = load_trained(args.run)
+    data, inputs, method = run.data, run.inputs, run.method
     if data.labels is None:
         raise SystemExit(f"{args.run}: the data have no labels to score against")
-    inputs = build_inputs(data, build(cfg.augment) if cfg.get("augment") else None, torch.device("cpu"), False)
-    info = DataInfo(dims=tuple(int(d) for d in data.dims), n_clusters=int(data.n_clusters), n_samples=int(data.n_samples),
-                    image_shape=inputs.image_shape)
-    method = build_method(cfg, info)
-    method.load_state_dict(state["method"])
     hardware = Hardware(device="cpu")
     k, labels = int(data.n_clusters), data.labels.cpu().numpy()
 

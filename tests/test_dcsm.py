@@ -224,6 +224,16 @@ def test_target_noise_script_counts_split_and_merged_pairs():
     assert pair_errors(labels, labels) == (0.0, 0.0)
 
 
+def test_target_noise_script_on_a_finished_run(tmp_path, capsys):
+    from conftest import load_script
+
+    run(compose_config(["model=dcsm", "dataset=digits", *RUNNER]), tmp_path / "run")
+    result = load_script("dcsm_target_noise").main([str(tmp_path / "run"), "--batches", "4"])
+    assert set(result) == {"batch_split", "batch_merged", "dataset_split", "dataset_merged", "missing_classes"}
+    assert all(0.0 <= result[key] <= 1.0 for key in result if key != "missing_classes")
+    assert 0.0 <= result["missing_classes"] <= 10 and "per-batch k-means (200 samples, K=10)" in capsys.readouterr().out
+
+
 def test_a_bad_backbone_key_is_one_line_through_the_method(tmp_path):
     """The method instantiates its backbone itself: the backbone's ConfigError still comes out
     unwrapped (not as Hydra's multi-line InstantiationException)."""

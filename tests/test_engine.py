@@ -44,6 +44,26 @@ def test_two_epoch_sdcib_run_writes_a_complete_run_folder(tiny_config, tmp_path)
     assert preds["y_pred"].shape == (2000,)
 
 
+def test_load_trained_rebuilds_the_run_that_wrote_the_predictions(tmp_path):
+    """engine.build.load_trained: the method rebuilt from checkpoints/last.pt predicts what the
+    run saved in predictions.npz; a folder without a checkpoint is a one-line error naming it."""
+    from clusterbench.engine.build import load_trained
+    from clusterbench.engine.checkpoint import CheckpointError
+    from clusterbench.engine.hardware import Hardware
+    from clusterbench.engine.loop import predict_outputs
+    from conftest import compose_config
+
+    cfg = compose_config(["model=cc", "dataset=digits", "trainer.max_epochs=1", "trainer.progress=false", "hardware=cpu"])
+    run(cfg, tmp_path / "run")
+    trained = load_trained(tmp_path / "run")
+    assert trained.cfg.model._target_.endswith("ContrastiveClustering") and not trained.method.training
+    head = predict_outputs(trained.method, trained.inputs, 512, Hardware(device="cpu"))
+    saved = np.load(tmp_path / "run" / "predictions.npz")["y_pred"]
+    assert head.shape == (1797, 10) and np.array_equal(head.argmax(1).numpy(), saved)
+    with pytest.raises(CheckpointError, match="empty/checkpoints/last.pt does not exist"):
+        load_trained(tmp_path / "empty")
+
+
 def test_same_seed_same_metrics_and_different_seed_differs(tiny_config, tmp_path):
     a = run(tiny_config("seed=3"), tmp_path / "a")["metrics"]
     b = run(tiny_config("seed=3"), tmp_path / "b")["metrics"]

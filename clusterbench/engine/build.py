@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from clusterbench.errors import ClusterbenchError
 from clusterbench.methods.base import ClusteringMethod, DataInfo
@@ -75,3 +78,37 @@ def build_schedulers(optimizers: dict[str, torch.optim.Optimizer], trainer_cfg: 
         group: torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, warmup, total, ratio))
         for group, optimizer in optimizers.items()
     }
+
+
+@dataclass
+class TrainedRun:
+    """A finished run rebuilt from its checkpoint: config, data, model inputs, trained method."""
+
+    cfg: DictConfig
+    data: Any
+    inputs: Any
+    method: ClusteringMethod
+
+
+def load_trained(run_dir: str | Path, checkpoint: str = "last.pt") -> TrainedRun:
+    """Rebuilds a run's data, inputs and method (on the CPU, in eval mode) from
+    `run_dir`/checkpoints/`checkpoint`: what the diagnostics in scripts/ start from.
+    CheckpointError (one line, naming the file) when it is missing or damaged."""
+    from clusterbench.engine.checkpoint import CheckpointError, load_checkpoint
+    from clusterbench.engine.inputs import build_inputs
+
+    path = Path(run_dir) / "checkpoints" / checkpoint
+    if not path.exists():
+        raise CheckpointError(f"{path} does not exist (a run folder with a checkpoint expected)")
+    state = load_checkpoint(path)  # full or weights-only: both hold the method and its config
+    if not isinstance(state, dict) or "method" not in state or "config" not in state:
+        raise CheckpointError(f"{path} is not a clusterbench checkpoint (no method state or config)")
+    cfg = OmegaConf.create(state["config"])
+    data = build(cfg.dataset)
+    augment = build(cfg.augment) if cfg.get("augment") else None
+    inputs = build_inputs(data, augment, torch.device("cpu"), False)
+    info = DataInfo(dims=tuple(int(d) for d in data.dims), n_clusters=int(data.n_clusters),
+                    n_samples=int(data.n_samples), image_shape=inputs.image_shape)
+    method = build_method(cfg, info)
+    method.load_state_dict(state["method"])
+    return TrainedRun(cfg, data, inputs, method.eval())
