@@ -219,8 +219,9 @@ def test_two_epoch_run_on_digits(model, tmp_path):
     assert 0 < m["acc"] <= 1 and results["hardware"]["channels_last"] is False
     embedding = np.load(tmp_path / "embedding.npz")
     assert embedding["features"].shape[0] == 1797
-    # trained: better than the chance level of 10 balanced classes
-    assert m["acc"] > 0.15
+    # trained: the objective falls from epoch 1 to 2 (ACC after 2 epochs of a tiny network is
+    # near chance, 0.11-0.25 over seeds: too close to any threshold to assert on every machine)
+    assert float(rows[1]["loss"]) < float(rows[0]["loss"])
 
 
 def test_image_run_resumes_bit_exact(tmp_path):
@@ -315,3 +316,13 @@ def test_channels_last_run_matches_the_contiguous_run(tmp_path):
 def test_compiled_training_step_runs(tmp_path):
     results = run(_config("htcn", "trainer.max_epochs=1", "hardware.compile=true"), tmp_path)
     assert results["status"] == "finished" and results["hardware"]["compile"] is True
+
+
+@pytest.mark.parametrize("overrides, momentum", [
+    (["model=htcn"], 0.5),  # the CPU quick setting: a target that keeps up with a short run
+    (["+experiment=htcn_mnist"], 0.5),
+    (["+experiment=htcn_cifar100"], 0.99), (["+experiment=htcn_imagenet10"], 0.99),  # the released decay
+    (["+experiment=htcn_imagenet_dogs"], 0.99), (["+experiment=htcn_tiny_imagenet"], 0.99),
+])
+def test_htcn_ema_momentum_of_the_cpu_settings_and_the_paper_presets(overrides, momentum):
+    assert compose_config([*overrides, "paths.data_dir=/nonexistent"]).model.momentum == momentum
