@@ -26,7 +26,6 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-from clusterbench.data.clip_cache import CLIP_DIM
 from clusterbench.engine.loop import build_method
 from clusterbench.methods.base import DataInfo
 

@@ -19,7 +19,7 @@ from clusterbench.engine.loop import build, build_method
 from clusterbench.errors import ConfigError
 from clusterbench.losses import bootstrap_loss, cluster_contrastive_loss
 from clusterbench.methods.base import DataInfo
-from clusterbench.methods.cc import CCObjective, ContrastiveClustering
+from clusterbench.methods.cc import CCObjective
 from clusterbench.methods.htcn import HTCN, HTCNObjective
 from clusterbench.train import run
 from conftest import RUNNER, compose_config

@@ -276,7 +276,7 @@ def test_disk_full_is_one_line(tiny_config, tmp_path, monkeypatch, capsys):
 
 @pytest.mark.parametrize("model, refused", [("htcn", True), ("dcsm", True), ("cc", False), ("sdcib", False)])
 def test_ddp_refuses_methods_whose_losses_are_per_process(model, refused):
-    cfg = compose_config([f"model={model}", "hardware=ddp"] + ([] if model == "sdcib" else [f"dataset=digits", f"augment={ 'cc' if model == 'cc' else model}"]))
+    cfg = compose_config([f"model={model}", "hardware=ddp"] + ([] if model == "sdcib" else ["dataset=digits", f"augment={ 'cc' if model == 'cc' else model}"]))
     if refused:
         with pytest.raises(ConfigError, match="each process's share of the batch"):
             check_config(cfg)

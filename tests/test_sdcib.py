@@ -107,7 +107,9 @@ def test_vote_takes_the_majority():
     # modalities 0 and 1 agree on [0,1,2,3,0,1]; modality 2 puts sample 5 in cluster 2
     y01 = torch.tensor([0, 1, 2, 3, 0, 1])
     y2 = torch.tensor([0, 1, 2, 3, 0, 2])
-    soft = lambda y: 0.7 * eye[y] + 0.075  # rows sum to 1
+    def soft(y):
+        return 0.7 * eye[y] + 0.075  # rows sum to 1
+
     labels, _ = method.assign(torch.stack([soft(y01), soft(y01), soft(y2)], dim=1))
     assert labels.tolist() == [0, 1, 2, 3, 0, 1]
 
@@ -190,7 +192,9 @@ def test_official_without_the_alignment_quirk_aligns_to_the_previous_and_sums_pr
     # modality 1 relabels 0<->1; modality 2 follows modality 1's labels but puts sample 7 elsewhere
     y1 = torch.tensor([1, 0, 2, 3, 1, 0, 2, 3])
     y2 = torch.tensor([1, 0, 2, 3, 1, 0, 2, 0])
-    p = lambda y, w: w * eye[y] + (1 - w) / 4
+    def p(y, w):
+        return w * eye[y] + (1 - w) / 4
+
     labels, soft = method.assign(torch.stack([p(y0, 0.3), p(y1, 0.3), p(y2, 1.0)], dim=1))
     # modality 2's label 0 is modality 1's 0, which is modality 0's 1. Summed probabilities:
     # sample 7 follows the confident modality 2 (1.35 against 0.95; a vote would keep 3)
