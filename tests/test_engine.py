@@ -62,6 +62,10 @@ def test_load_trained_rebuilds_the_run_that_wrote_the_predictions(tmp_path):
     assert head.shape == (1797, 10) and np.array_equal(head.argmax(1).numpy(), saved)
     with pytest.raises(CheckpointError, match="empty/checkpoints/last.pt does not exist"):
         load_trained(tmp_path / "empty")
+    (tmp_path / "broken" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "broken" / "checkpoints" / "last.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="broken/checkpoints/last.pt is unreadable"):
+        load_trained(tmp_path / "broken")
 
 
 def test_same_seed_same_metrics_and_different_seed_differs(tiny_config, tmp_path):

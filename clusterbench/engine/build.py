@@ -94,15 +94,10 @@ def load_trained(run_dir: str | Path, checkpoint: str = "last.pt") -> TrainedRun
     """Rebuilds a run's data, inputs and method (on the CPU, in eval mode) from
     `run_dir`/checkpoints/`checkpoint`: what the diagnostics in scripts/ start from.
     CheckpointError (one line, naming the file) when it is missing or damaged."""
-    from clusterbench.engine.checkpoint import CheckpointError, load_checkpoint
+    from clusterbench.engine.checkpoint import read_checkpoint
     from clusterbench.engine.inputs import build_inputs
 
-    path = Path(run_dir) / "checkpoints" / checkpoint
-    if not path.exists():
-        raise CheckpointError(f"{path} does not exist (a run folder with a checkpoint expected)")
-    state = load_checkpoint(path)  # full or weights-only: both hold the method and its config
-    if not isinstance(state, dict) or "method" not in state or "config" not in state:
-        raise CheckpointError(f"{path} is not a clusterbench checkpoint (no method state or config)")
+    state = read_checkpoint(Path(run_dir) / "checkpoints" / checkpoint, resume=False)
     cfg = OmegaConf.create(state["config"])
     data = build(cfg.dataset)
     augment = build(cfg.augment) if cfg.get("augment") else None

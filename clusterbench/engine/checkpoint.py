@@ -85,9 +85,10 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
-def read_checkpoint(path: Path) -> dict[str, Any]:
+def read_checkpoint(path: Path, resume: bool = True) -> dict[str, Any]:
     """A checkpoint, or CheckpointError naming the file and what is wrong with it (missing,
-    truncated, corrupted, not a clusterbench checkpoint)."""
+    truncated, corrupted, not a clusterbench checkpoint). `resume=False`: a weights-only
+    checkpoint will do (only the method state and the config are needed)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist")
@@ -95,10 +96,11 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         state = load_checkpoint(path)
     except Exception as err:  # torch/zipfile/pickle raise many types for a damaged file
         raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {first_line(err)})") from None
-    if isinstance(state, dict) and state.get("kind") == "weights":
+    if resume and isinstance(state, dict) and state.get("kind") == "weights":
         raise CheckpointError(f"{path} holds weights only (trainer.checkpoint=weights); resume needs trainer.checkpoint=full")
-    if not isinstance(state, dict) or any(key not in state for key in CHECKPOINT_KEYS):
-        raise CheckpointError(f"{path} is not a clusterbench checkpoint (keys {', '.join(CHECKPOINT_KEYS)} expected)")
+    needed = CHECKPOINT_KEYS if resume else ("method", "config")
+    if not isinstance(state, dict) or any(key not in state for key in needed):
+        raise CheckpointError(f"{path} is not a clusterbench checkpoint (keys {', '.join(needed)} expected)")
     return state
 
 
