@@ -102,8 +102,6 @@ def load_trained(run_dir: str | Path, checkpoint: str = "last.pt") -> TrainedRun
     data = build(cfg.dataset)
     augment = build(cfg.augment) if cfg.get("augment") else None
     inputs = build_inputs(data, augment, torch.device("cpu"), False)
-    info = DataInfo(dims=tuple(int(d) for d in data.dims), n_clusters=int(data.n_clusters),
-                    n_samples=int(data.n_samples), image_shape=inputs.image_shape)
-    method = build_method(cfg, info)
+    method = build_method(cfg, DataInfo.of(data, inputs.image_shape))
     method.load_state_dict(state["method"])
     return TrainedRun(cfg, data, inputs, method.eval())

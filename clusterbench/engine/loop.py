@@ -274,9 +274,7 @@ class FitRun:
         augment = build(cfg.augment) if cfg.get("augment") else None
         self.inputs = build_inputs(data, augment, hardware.device, hardware.channels_last)
         self.n_clusters = int(data.n_clusters)
-        self.info = DataInfo(
-            dims=tuple(int(d) for d in data.dims), n_clusters=self.n_clusters, n_samples=int(data.n_samples), image_shape=self.inputs.image_shape
-        )
+        self.info = DataInfo.of(data, self.inputs.image_shape)
         method = build_members([m.cfg for m in self.members], build_method, self.info, self.generator).to(hardware.device)
         check_data(cfg, data, method.trainable)
         if hardware.channels_last:

@@ -67,6 +67,12 @@ class DataInfo:
     def n_views(self) -> int:
         return len(self.dims)
 
+    @classmethod
+    def of(cls, data, image_shape: tuple[int, int, int] | None = None) -> "DataInfo":
+        """What a method needs to know of a loaded dataset (`data.dims`, `n_clusters`, `n_samples`)."""
+        return cls(dims=tuple(int(d) for d in data.dims), n_clusters=int(data.n_clusters),
+                   n_samples=int(data.n_samples), image_shape=image_shape)
+
 
 class StepContext(Protocol):
     epoch: int
