@@ -204,6 +204,20 @@ def preprocess_view(x: Any, how: str = "none") -> np.ndarray:
     return out.astype(np.float32)
 
 
+def _check_loader_options(name: str, preprocess: Any, orientation: str, n_clusters: Any) -> list[str] | str:
+    """The options every file loader shares, checked before the file is read; returns the
+    per-view preprocessing."""
+    prep = _preprocess_list(preprocess, name)
+    if orientation not in ORIENTATIONS:
+        raise DataError(
+            f"dataset '{name}': unknown orientation {orientation!r} "
+            f"(choose from {', '.join(ORIENTATIONS)})"
+        )
+    if n_clusters is not None:
+        _check_n_clusters(n_clusters, name)
+    return prep
+
+
 def _preprocess_list(preprocess: Any, name: str) -> list[str] | str:
     """Validate ``preprocess`` (a string or one entry per view) before any file is read."""
     if isinstance(preprocess, str) or preprocess is None:
@@ -599,14 +613,7 @@ def load_multiview(
         source: where a user can obtain the file; quoted when the file is missing.
     """
     name = str(name)
-    prep = _preprocess_list(preprocess, name)
-    if orientation not in ORIENTATIONS:
-        raise DataError(
-            f"dataset '{name}': unknown orientation {orientation!r} "
-            f"(choose from {', '.join(ORIENTATIONS)})"
-        )
-    if n_clusters is not None:
-        _check_n_clusters(n_clusters, name)
+    prep = _check_loader_options(name, preprocess, orientation, n_clusters)
     if path is None or str(path) == "":
         raise DataError(f"dataset '{name}': no path given (set dataset.path or paths.data_dir)")
     p = Path(os.path.expanduser(os.fspath(path)))

@@ -36,12 +36,10 @@ import numpy as np
 import torch
 
 from clusterbench.data.multiview import (
-    ORIENTATIONS,
     MultiViewData,
-    _check_n_clusters,
+    _check_loader_options,
     _labels_vector,
     _open,
-    _preprocess_list,
     _to_dense_2d,
     file_sha256,
     preprocess_view,
@@ -71,11 +69,7 @@ def load_features(
     """One or several feature views (and optional labels) from one file; see the module docstring.
     `name` (what results and report call the data) defaults to the file's name without suffix."""
     name = str(name or (Path(str(path)).stem if path else "features"))
-    prep = _preprocess_list(preprocess, name)
-    if orientation not in ORIENTATIONS:
-        raise DataError(f"dataset '{name}': unknown orientation {orientation!r} (choose from {', '.join(ORIENTATIONS)})")
-    if n_clusters is not None:
-        _check_n_clusters(n_clusters, name)
+    prep = _check_loader_options(name, preprocess, orientation, n_clusters)
     if path is None or str(path) == "":
         raise DataError(f"dataset '{name}': no file given: set dataset.path=<file> ({', '.join(FEATURE_SUFFIXES)})")
     p = Path(os.path.expanduser(os.fspath(path)))
