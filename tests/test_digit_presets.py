@@ -67,3 +67,17 @@ def test_feature_kmeans_script_scores_head_embedding_and_backbone(tmp_path):
     assert scores["head"]["acc"] == pytest.approx(results["metrics"]["acc"])
     for name in ("embed", "backbone"):
         assert 0.1 <= scores[name]["acc"] <= 1.0 and 0.0 <= scores[name]["nmi"] <= 1.0
+
+
+def test_feature_kmeans_script_scores_every_modality_of_sdcib(tiny_config, tmp_path):
+    """On a multi-modal run the script's `head` is the method's final partition (the vote that
+    results.json reports), and each modality's head and part of the embedding is scored apart."""
+    from conftest import load_script
+
+    results = run(tiny_config("trainer.max_epochs=1", "trainer.save_embedding=false"), tmp_path / "run")
+    scores = load_script("feature_kmeans").main([str(tmp_path / "run"), "--n-init", "1"])
+    modalities = 6  # the embedded handwritten digits
+    expected = {"head", "embed"} | {f"{part}[{v}]" for part in ("head", "embed") for v in range(modalities)}
+    assert set(scores) == expected
+    assert scores["head"]["acc"] == pytest.approx(results["metrics"]["acc"])
+    assert all(0.0 < s["acc"] <= 1.0 and 0.0 <= s["nmi"] <= 1.0 for s in scores.values())
