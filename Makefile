@@ -19,9 +19,11 @@ $(STAMP): pyproject.toml
 train: $(STAMP)
 	$(BIN)/python -m clusterbench.train $(ARGS)
 
-# the default (fast) test suite; ARGS="-m slow" for the long tests
+# the default (fast) test suite in TEST_WORKERS processes (pytest-xdist; TEST_WORKERS=0 runs it
+# in this process); ARGS="-m slow" for the long tests
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 # ruff over the package (pyproject.toml [tool.ruff]); .ci/run runs it before the tests
 lint: $(STAMP)
@@ -34,7 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python -m clusterbench.bench $(SUITE) $(ARGS)
 
 test-all: $(STAMP)
-	$(BIN)/python -m pytest -m "" $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) -m "" $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
