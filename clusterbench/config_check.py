@@ -53,7 +53,7 @@ def check_config(cfg: DictConfig) -> None:
 TRAINER_KEYS = (
     "max_epochs", "batch_size", "drop_last", "repeats_per_batch", "eval_every", "eval_batch_size", "checkpoint_every",
     "checkpoint", "keep_checkpoints", "selection", "progress", "save_embedding", "optimizer", "optimizers", "scheduler",
-    "grad_clip",
+    "grad_clip", "checkpoint_when_done",
 )
 CHECKPOINT_MODES = ("full", "weights", "none")
 SCHEDULERS = ("none", "cosine")
@@ -90,6 +90,8 @@ def check_trainer(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.selection={trainer.selection!r}: expected one of {', '.join(SELECTION_RULES)}")
     if trainer.get("checkpoint", "full") not in CHECKPOINT_MODES:
         raise ConfigError(f"trainer.checkpoint={trainer.checkpoint!r}: expected one of {', '.join(CHECKPOINT_MODES)}")
+    if trainer.get("checkpoint_when_done", "full") not in CHECKPOINT_MODES:
+        raise ConfigError(f"trainer.checkpoint_when_done={trainer.checkpoint_when_done!r}: expected one of {', '.join(CHECKPOINT_MODES)}")
     if cfg.get("resume") and trainer.get("checkpoint", "full") != "full":
         raise ConfigError(f"resume={cfg.resume}: the run was started with trainer.checkpoint={trainer.checkpoint}; resume needs trainer.checkpoint=full")
     specs = {"trainer.optimizer": trainer.optimizer, **{f"trainer.optimizers.{k}": v for k, v in (trainer.get("optimizers") or {}).items()}}

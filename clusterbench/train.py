@@ -47,7 +47,8 @@ OmegaConf.register_new_resolver("cb_job", job_folder_name, replace=True)
 
 # what `resume=<folder> key=value` may change: more epochs, and settings that do not change what
 # is computed; anything else is refused in one line (the run continues with its own config)
-SAFE_ON_RESUME = ("trainer.max_epochs", "trainer.progress", "trainer.eval_batch_size", "trainer.checkpoint_every", "hardware.num_threads")
+SAFE_ON_RESUME = ("trainer.max_epochs", "trainer.progress", "trainer.eval_batch_size", "trainer.checkpoint_every",
+                  "trainer.checkpoint_when_done", "hardware.num_threads")
 
 
 def _saved(run_dir: Path, name: str):

@@ -53,7 +53,8 @@ def test_rerun_of_a_sweep_with_another_value_list_skips_and_adds_never_overwrite
     assert first.returncode == 0, first.stderr
     before = {p.name: (p / "results.json").stat().st_mtime_ns for p in sweep.iterdir() if p.is_dir()}
     assert len(before) == 2 and all("seed=" in name for name in before)
-    second = _train("-m", *KMEANS, "seed=1,2", f"hydra.sweep.dir={sweep}")
+    # what a finished run keeps on disk is not part of its identity: seed 1 is still skipped
+    second = _train("-m", *KMEANS, "seed=1,2", "trainer.checkpoint_when_done=weights", f"hydra.sweep.dir={sweep}")
     assert second.returncode == 0, second.stderr
     after = {p.name: _results(p) for p in sweep.iterdir() if p.is_dir()}
     assert len(after) == 3 and sorted(r["seed"] for r in after.values()) == [0, 1, 2]
@@ -308,6 +309,32 @@ def test_checkpoint_modes(tiny_config, tmp_path):
     (tmp_path / "w" / "results.json").unlink()
     with pytest.raises(ConfigError, match="resume needs trainer.checkpoint=full"):
         run(tiny_config(f"resume={tmp_path / 'w'}"), tmp_path / "w")
+
+
+def test_a_finished_run_keeps_the_checkpoint_it_was_asked_to(tiny_config, tmp_path):
+    """trainer.checkpoint_when_done: weights shrinks last.pt to the method's state (the same
+    tensors), none deletes it; previous.pt goes in both; the config hash and so a sweep's skip
+    of the finished job do not depend on the setting; a bad value is one line naming the key."""
+    from clusterbench.engine.build import load_trained
+    from clusterbench.engine.provenance import config_hash
+
+    full = run(tiny_config(*QUICK), tmp_path / "full")
+    kept = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
+    assert kept["kind"] == "full" and "optimizers" in kept
+    slim = run(tiny_config(*QUICK, "trainer.checkpoint_when_done=weights"), tmp_path / "w")
+    state = load_checkpoint(tmp_path / "w" / "checkpoints" / "last.pt")
+    assert state["kind"] == "weights" and set(state) == {"epoch", "kind", "method", "config", "config_sha256"}
+    assert all(torch.equal(state["method"][k], kept["method"][k]) for k in kept["method"])
+    assert not (tmp_path / "w" / "checkpoints" / "previous.pt").exists()
+    assert slim["metrics"] == full["metrics"] and slim["config_sha256"] == full["config_sha256"]
+    assert load_trained(tmp_path / "w").cfg.trainer.checkpoint_when_done == "weights"
+    run(tiny_config(*QUICK, "trainer.checkpoint_when_done=none"), tmp_path / "n")
+    assert not any((tmp_path / "n" / "checkpoints").iterdir()) and (tmp_path / "n" / "results.json").exists()
+    plain = OmegaConf.to_container(tiny_config(*QUICK), resolve=True)
+    plain["trainer"].pop("checkpoint_when_done")  # a run made before the key existed
+    assert config_hash(plain) == config_hash(tiny_config(*QUICK, "trainer.checkpoint_when_done=none"))
+    with pytest.raises(ConfigError, match="trainer.checkpoint_when_done='some'"):
+        check_config(tiny_config(*QUICK, "trainer.checkpoint_when_done=some"))
 
 
 def test_summary_line_flags_label_selected_choices():

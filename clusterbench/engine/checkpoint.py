@@ -121,6 +121,31 @@ def load_latest_checkpoint(path: Path, warn=None) -> tuple[dict[str, Any], Path]
         return state, previous
 
 
+FINISHED_CHECKPOINT_MODES = ("full", "weights", "none")
+
+
+def shrink_finished_checkpoints(folder: Path, mode: str) -> None:
+    """What a finished run's checkpoints/ keeps (`trainer.checkpoint_when_done`): full (as
+    written during training: resume= with a larger trainer.max_epochs extends the run), weights
+    (last.pt rewritten atomically with the method's state and config only, previous.pt deleted:
+    enough for load_trained and report) or none (both deleted). epoch_XXXX.pt copies asked for
+    with trainer.keep_checkpoints are left alone. Called only after results.json is written."""
+    if mode not in FINISHED_CHECKPOINT_MODES:
+        raise ValueError(f"trainer.checkpoint_when_done={mode!r}: expected one of {', '.join(FINISHED_CHECKPOINT_MODES)}")
+    if mode == "full":
+        return
+    last = Path(folder) / "last.pt"
+    if mode == "none":
+        last.unlink(missing_ok=True)
+    elif last.exists():
+        state = load_checkpoint(last)
+        if state.get("kind", "full") != "weights":
+            kept = {key: state[key] for key in ("epoch", "method", "config", "config_sha256") if key in state}
+            kept["kind"] = "weights"
+            atomic_write_bytes(last, lambda handle: torch.save(kept, handle))
+    (Path(folder) / PREVIOUS).unlink(missing_ok=True)
+
+
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
     atomic_write_bytes(path, lambda handle: handle.write(text.encode()))

@@ -29,6 +29,7 @@ from clusterbench.engine.checkpoint import (
     restore_rng,
     save_checkpoint,
     seed_everything,
+    shrink_finished_checkpoints,
     write_json,
 )
 from clusterbench.engine.ensemble import Member, build_members, clip_grad_norm, member_checkpoints
@@ -448,6 +449,7 @@ class FitRun:
                 results["vectorised"] = {"members": len(self.members), "member": g, "wall_time_is_shared": True}
             if self.main_process:
                 write_json(member.run_dir / "results.json", results)
+                shrink_finished_checkpoints(member.run_dir / "checkpoints", self.trainer.get("checkpoint_when_done", "full"))
             member.logger.summary(results)
             member.logger.finish()
             outcomes.append(results)

@@ -40,6 +40,9 @@ def git_state() -> dict[str, str | bool | None]:
 # keys left out of the config hash: `resume` names the folder a run continues in and `overwrite`
 # what may be replaced, not what a run computes
 UNHASHED_KEYS = ("resume", "overwrite")
+# trainer keys left out too: what a finished run keeps on disk, not what it computes (a run
+# made before such a key existed keeps its hash)
+UNHASHED_TRAINER_KEYS = ("checkpoint_when_done",)
 
 
 def config_hash(config) -> str:
@@ -53,6 +56,8 @@ def config_hash(config) -> str:
     if isinstance(config, DictConfig):
         config = OmegaConf.to_container(config, resolve=True)
     payload = {k: v for k, v in config.items() if k not in UNHASHED_KEYS}
+    if isinstance(payload.get("trainer"), dict):
+        payload["trainer"] = {k: v for k, v in payload["trainer"].items() if k not in UNHASHED_TRAINER_KEYS}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -38,7 +38,7 @@ ARTEFACTS = ("results.json", "metrics.csv", "predictions.npz", "embedding.npz", 
 NAME_OVERRIDES_CHARS = 100
 # overrides a job folder's name leaves out: model and dataset lead the name, and these do not
 # change what is computed (the hash still sees every key)
-NAME_QUIET = r"^[+~]*(model|dataset|launcher|hardware|logger|trainer\.progress|paths\.[^=]*)="
+NAME_QUIET = r"^[+~]*(model|dataset|launcher|hardware|logger|trainer\.progress|trainer\.checkpoint_when_done|paths\.[^=]*)="
 
 
 # --- job folder names --------------------------------------------------------------------------

@@ -24,6 +24,7 @@ IGNORED_OVERRIDE_PREFIXES = (
     "+launcher",
     "+sweep=",
     "trainer.progress",
+    "trainer.checkpoint_when_done",
     "hardware.num_threads",
     "resume=",
 )
@@ -172,7 +173,7 @@ def _read_run(run: Path) -> Run | Unfinished:
 
 # keys of .hydra/config.yaml that do not change what a run computes (as IGNORED_OVERRIDE_PREFIXES)
 IGNORED_CONFIG_KEYS = ("seed", "paths", "resume", "overwrite", "logger", "hydra", "launcher_gpus")
-IGNORED_CONFIG_SUBKEYS = (("trainer", "progress"), ("hardware", "num_threads"))
+IGNORED_CONFIG_SUBKEYS = (("trainer", "progress"), ("trainer", "checkpoint_when_done"), ("hardware", "num_threads"))
 
 
 def computation_key(config: dict[str, Any]) -> str:
