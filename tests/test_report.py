@@ -152,6 +152,15 @@ def test_max_aggregation_is_flagged(tmp_path, capsys):
     assert latex.count("MAXIMUM over runs") == 1 and r"$^\dagger$ label-selected" in latex
 
 
+def test_max_tables_say_their_ranking_compares_label_picked_maxima(tmp_path):
+    _run(tmp_path, "0", 0, 0.5, model="a")
+    _run(tmp_path, "1", 0, 0.6, model="b")
+    maxima = "\n".join(_table(tmp_path, aggregate="max").notes())
+    assert "Bold: best" in maxima and "each cell is a maximum over runs, picked with the labels" in maxima
+    means = "\n".join(_table(tmp_path).notes())
+    assert "Bold: best" in means and "maximum over runs, picked" not in means
+
+
 def test_label_selected_runs_are_flagged_and_never_ranked(tmp_path):
     km = _run(tmp_path, "0", 0, 0.95, model="km", rule="last", uses_labels=True)
     results = json.loads((km / "results.json").read_text())

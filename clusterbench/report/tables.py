@@ -91,10 +91,10 @@ class Table:
         else:
             notes.append("Cells: the maximum over the n runs of the row, each metric taken separately.")
         if any(cell and cell.rank for row in self.rows for cell in row.cells.values()):
-            notes.append(
-                "Bold: best, underlined: second best per dataset and metric, among rows whose runs chose "
-                "without the labels."
-            )
+            among = "among rows whose runs chose their epoch and view without the labels"
+            if self.aggregate == "max":  # every cell is itself a choice made with the labels
+                among += " (each cell is a maximum over runs, picked with the labels; rows are compared as papers compare them)"
+            notes.append(f"Bold: best, underlined: second best per dataset and metric, {among}.")
         for reference in self.references:
             notes.append(
                 f"Paper columns: {reference.title} [{reference.name}], divided by {reference.scale:g}; "
