@@ -73,6 +73,30 @@ def test_summary_lists_failed_and_unfinished_jobs_and_exits_1(tmp_path, capsys):
     assert out[2] == "  unfinished: 2_a [job=2_a]"
 
 
+def test_a_failed_job_that_later_finished_under_new_defaults_is_superseded_not_a_failure(tmp_path, capsys):
+    """The same command-line job (same overrides) failed in one folder and finished in another
+    (a newer clusterbench changed a default, so the config hash and the folder differ): the
+    sweep holds its answer and exits 0; a failure of another job still exits 1."""
+    for name, overrides, results in (("old", ["seed=2"], {"status": "failed", "error": "unknown key"}),
+                                     ("new", ["seed=2", "trainer.checkpoint_when_done=weights"], {"status": "finished", "metrics": {"acc": 0.9, "nmi": 0.8, "ari": 0.7}}),
+                                     ("other", ["seed=3"], None)):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create(overrides), tmp_path / name / ".hydra" / "overrides.yaml")
+        if results is not None:
+            (tmp_path / name / "results.json").write_text(json.dumps(results))
+    summary = summarize(tmp_path)
+    assert summary["counts"] == {"finished": 1, "superseded": 1, "unfinished": 1}
+    old = next(job for job in summary["jobs"] if job["folder"] == "old")
+    assert (old["superseded"], old["by"]) == ("failed", "new")
+    with pytest.raises(SystemExit):  # seed 3 never finished
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+    capsys.readouterr()
+    (tmp_path / "other" / "results.json").write_text(json.dumps({"status": "finished", "metrics": {"acc": 0.5}}))
+    SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))  # no exit
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("sweep: 3 jobs (2 finished, 1 superseded) -> ")
+
+
 @pytest.mark.slow  # two sweeps of three jobs in subprocesses: about a minute on 2 busy cores
 def test_sweep_with_a_failing_job_completes_the_others_and_resumes_when_rerun(tmp_path):
     sweep = tmp_path / "sweep"

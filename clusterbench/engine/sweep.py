@@ -38,6 +38,9 @@ ARTEFACTS = ("results.json", "metrics.csv", "predictions.npz", "embedding.npz", 
 NAME_OVERRIDES_CHARS = 100
 # overrides a job folder's name leaves out: model and dataset lead the name, and these do not
 # change what is computed (the hash still sees every key)
+# overrides that do not tell two jobs apart (where they write, log, how many threads they use,
+# what a finished run keeps on disk)
+NOT_IDENTIFYING = r"^[+~]*(trainer\.progress|trainer\.checkpoint_when_done|hardware\.num_threads|paths\.[^=]*|hydra\.[^=]*|logger[^=]*)="
 NAME_QUIET = r"^[+~]*(model|dataset|launcher|hardware|logger|trainer\.progress|trainer\.checkpoint_when_done|paths\.[^=]*)="
 
 
@@ -253,7 +256,8 @@ class OutputFolderCheck(Callback):
 
 def summarize(sweep_dir: Path) -> dict[str, Any]:
     """Every job folder of a sweep (a folder with .hydra/) with its status: finished, failed
-    (results.json says why) or unfinished (no results.json: killed, or never started)."""
+    (results.json says why), unfinished (no results.json: killed, or never started) or
+    superseded (failed or unfinished, but the same overrides finished in another folder)."""
     jobs = []
     for folder in sorted(Path(sweep_dir).iterdir(), key=lambda p: p.name):
         if not (folder / ".hydra").is_dir():
@@ -273,6 +277,16 @@ def summarize(sweep_dir: Path) -> dict[str, Any]:
             else:
                 job["error"] = results.get("error")
         jobs.append(job)
+    # a failed or unfinished folder whose overrides (the same command-line job) later finished in
+    # another folder, under a config whose defaults had changed (a new clusterbench version), is
+    # superseded: the sweep holds that job's answer, and the old folder is kept, not counted as bad
+    def identity(job: dict[str, Any]) -> tuple[str, ...]:
+        return tuple(sorted(str(o) for o in job["overrides"] if not re.match(NOT_IDENTIFYING, str(o))))
+
+    finished = {identity(job): job["folder"] for job in jobs if job["status"] == "finished"}
+    for job in jobs:
+        if job["status"] != "finished" and identity(job) in finished:
+            job.update(superseded=job["status"], status="superseded", by=finished[identity(job)])
     counts: dict[str, int] = {}
     for job in jobs:
         counts[job["status"]] = counts.get(job["status"], 0) + 1
@@ -294,7 +308,7 @@ class SweepSummary(Callback):
         write_json(sweep_dir / SUMMARY, summary)
         counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
         print(f"sweep: {summary['n_jobs']} jobs ({counts or 'none'}) -> {sweep_dir / SUMMARY}")
-        bad = [job for job in summary["jobs"] if job["status"] != "finished"]
+        bad = [job for job in summary["jobs"] if job["status"] not in ("finished", "superseded")]
         # the overrides that tell the jobs apart (those shared by every job say nothing)
         shared = set.intersection(*(set(job["overrides"]) for job in summary["jobs"])) if len(summary["jobs"]) > 1 else set()
         for job in bad:
