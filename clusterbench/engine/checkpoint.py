@@ -121,17 +121,13 @@ def load_latest_checkpoint(path: Path, warn=None) -> tuple[dict[str, Any], Path]
         return state, previous
 
 
-FINISHED_CHECKPOINT_MODES = ("full", "weights", "none")
-
-
 def shrink_finished_checkpoints(folder: Path, mode: str) -> None:
     """What a finished run's checkpoints/ keeps (`trainer.checkpoint_when_done`): full (as
     written during training: resume= with a larger trainer.max_epochs extends the run), weights
     (last.pt rewritten atomically with the method's state and config only, previous.pt deleted:
     enough for load_trained and report) or none (both deleted). epoch_XXXX.pt copies asked for
-    with trainer.keep_checkpoints are left alone. Called only after results.json is written."""
-    if mode not in FINISHED_CHECKPOINT_MODES:
-        raise ValueError(f"trainer.checkpoint_when_done={mode!r}: expected one of {', '.join(FINISHED_CHECKPOINT_MODES)}")
+    with trainer.keep_checkpoints are left alone. Called only after results.json is written;
+    config_check has already refused any other `mode`."""
     if mode == "full":
         return
     last = Path(folder) / "last.pt"
