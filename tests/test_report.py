@@ -405,3 +405,27 @@ def test_unreadable_results_are_listed(tmp_path):
     _run(tmp_path, "1", 0, 0.5)
     table = _table(tmp_path)
     assert len(table.rows) == 1 and table.unfinished[0].reason.startswith("unreadable results.json")
+
+
+def test_a_superseded_folder_is_listed_last_and_named_as_such(tmp_path):
+    from clusterbench.engine.sweep import SUMMARY
+    from clusterbench.engine.sweep import summarize as summarize_sweep
+
+    sweep = tmp_path / "sweep"
+    _run(sweep, "a_old", 1, 0.1, status="failed", error="trainer.checkpoint_when_done: unknown key")
+    _run(sweep, "b_killed", 2, 0.1, status=None)
+    _run(sweep, "c_new", 1, 0.6)
+    for name, extra in (("a_old", []), ("b_killed", []), ("c_new", ["trainer.checkpoint_when_done=weights"])):
+        seed = 2 if name == "b_killed" else 1
+        (sweep / name / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"seed={seed}", *extra]))
+    (sweep / SUMMARY).write_text(json.dumps(summarize_sweep(sweep)))
+    table = _table(tmp_path)
+    assert [(row.cells["acc"].value, row.cells["acc"].n) for row in table.rows] == [(0.6, 1)]
+    reasons = [(item.path.name, item.reason) for item in table.unfinished]
+    assert reasons == [
+        ("b_killed", "no results.json (running, stopped or crashed)"),
+        ("a_old", "superseded: the same job finished in c_new (failed: trainer.checkpoint_when_done: unknown key)"),
+    ]
+    # without the sweep's summary nothing is claimed
+    (sweep / SUMMARY).unlink()
+    assert not any(item.reason.startswith("superseded") for item in _table(tmp_path).unfinished)

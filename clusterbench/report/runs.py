@@ -210,6 +210,20 @@ def _merge_aliases(groups: dict[tuple[str, str, str], Group]) -> dict[tuple[str,
     return dict(sorted(merged.items()))
 
 
+def _superseded_by(run: Path) -> str | None:
+    """The folder where the same job later finished, as the sweep's own summary (written by the
+    multirun that finished it, engine/sweep.py) records it; None when it records nothing."""
+    try:
+        summary = json.loads((run.parent / "sweep_summary.json").read_text())
+        jobs = summary["jobs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    for job in jobs if isinstance(jobs, list) else []:
+        if isinstance(job, dict) and job.get("folder") == run.name and job.get("status") == "superseded":
+            return str(job.get("by") or "another folder")
+    return None
+
+
 def summarize(run_folders: list[Path]) -> tuple[dict[tuple[str, str, str], Group], list[Unfinished]]:
     """Finished runs grouped by (model, dataset, overrides other than seed); the rest, with a reason.
     Groups that compute the same thing under two model names (amkm, kmeans) are one group."""
@@ -218,11 +232,16 @@ def summarize(run_folders: list[Path]) -> tuple[dict[tuple[str, str, str], Group
     for folder in run_folders:
         item = _read_run(folder)
         if isinstance(item, Unfinished):
+            by = _superseded_by(folder)
+            if by is not None:
+                item.reason = f"superseded: the same job finished in {by} ({item.reason})"
             unfinished.append(item)
             continue
         results = item.results
         model = str(results.get("model") or results.get("method") or "?")
         key = (model, str(results["dataset"]["name"]), relevant_overrides(list(results.get("overrides") or [])))
         groups.setdefault(key, Group(*key)).runs.append(item)
+    # superseded folders last: what is left to do comes first
+    unfinished.sort(key=lambda item: item.reason.startswith("superseded:"))
     return _merge_aliases(groups), unfinished
 
