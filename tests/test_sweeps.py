@@ -97,6 +97,33 @@ def test_a_failed_job_that_later_finished_under_new_defaults_is_superseded_not_a
     assert line.startswith("sweep: 3 jobs (2 finished, 1 superseded) -> ")
 
 
+def test_a_job_another_process_is_running_is_listed_as_running_not_a_failure(tmp_path, capsys):
+    """Two multiruns over one sweep folder (say seed 7 and seed 8 started apart): the first to end
+    must not call the other's job, still training, a failure; once its process is gone without
+    results.json the job is unfinished again."""
+    for name, results in (("seed7", {"status": "finished", "metrics": {"acc": 0.5, "nmi": 0.4, "ari": 0.3}}), ("seed8", None)):
+        (tmp_path / name / ".hydra").mkdir(parents=True)
+        OmegaConf.save(OmegaConf.create([f"seed={name[-1]}"]), tmp_path / name / ".hydra" / "overrides.yaml")
+        if results is not None:
+            (tmp_path / name / "results.json").write_text(json.dumps(results))
+    holder = subprocess.Popen(  # the other multirun: holds seed8's run-folder lock as training does
+        [sys.executable, "-c", "import sys; from pathlib import Path; from clusterbench.engine.sweep import lock_run_folder; "
+         "lock_run_folder(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()", str(tmp_path / "seed8")],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        summary = summarize(tmp_path)
+        assert summary["counts"] == {"finished": 1, "running": 1}
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))  # no exit
+        out = capsys.readouterr().out.splitlines()
+        assert out[0].startswith("sweep: 2 jobs (1 finished, 1 running)") and out[1] == "  running: seed8 [seed=8]"
+    finally:
+        holder.communicate("", timeout=60)
+    assert summarize(tmp_path)["counts"] == {"finished": 1, "unfinished": 1}
+    with pytest.raises(SystemExit):
+        SweepSummary().on_multirun_end(OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}}}))
+
+
 @pytest.mark.slow  # two sweeps of three jobs in subprocesses: about a minute on 2 busy cores
 def test_sweep_with_a_failing_job_completes_the_others_and_resumes_when_rerun(tmp_path):
     sweep = tmp_path / "sweep"

@@ -7,7 +7,8 @@
 - Hydra callbacks (configs/train.yaml, hydra.callbacks): `OutputFolderCheck` reports an
   output folder that cannot be written in one line before Hydra writes anything into it, and
   `SweepSummary` ends a multirun with a summary of its jobs (sweep_summary.json, written
-  atomically) listing the failed and unfinished ones, and exit status 1 when there are any.
+  atomically) listing the failed, unfinished and running ones, and exit status 1 when any
+  failed or is unfinished.
 """
 from __future__ import annotations
 
@@ -256,8 +257,9 @@ class OutputFolderCheck(Callback):
 
 def summarize(sweep_dir: Path) -> dict[str, Any]:
     """Every job folder of a sweep (a folder with .hydra/) with its status: finished, failed
-    (results.json says why), unfinished (no results.json: killed, or never started) or
-    superseded (failed or unfinished, but the same overrides finished in another folder)."""
+    (results.json says why), unfinished (no results.json: killed, or never started), running
+    (another process holds its lock now) or superseded (failed or unfinished, but the same
+    overrides finished in another folder)."""
     jobs = []
     for folder in sorted(Path(sweep_dir).iterdir(), key=lambda p: p.name):
         if not (folder / ".hydra").is_dir():
@@ -268,7 +270,10 @@ def summarize(sweep_dir: Path) -> dict[str, Any]:
         if saved.exists():
             overrides = list(OmegaConf.load(saved))
         job: dict[str, Any] = {"folder": folder.name, "overrides": overrides}
-        if results is None:
+        if folder_in_use(folder):
+            # another process trains it now (a second multirun over the same sweep folder)
+            job["status"] = "running"
+        elif results is None:
             job["status"] = "unfinished"
         else:
             job["status"] = results.get("status", "unknown")
@@ -285,7 +290,7 @@ def summarize(sweep_dir: Path) -> dict[str, Any]:
 
     finished = {identity(job): job["folder"] for job in jobs if job["status"] == "finished"}
     for job in jobs:
-        if job["status"] != "finished" and identity(job) in finished:
+        if job["status"] not in ("finished", "running") and identity(job) in finished:
             job.update(superseded=job["status"], status="superseded", by=finished[identity(job)])
     counts: dict[str, int] = {}
     for job in jobs:
@@ -295,7 +300,8 @@ def summarize(sweep_dir: Path) -> dict[str, Any]:
 
 class SweepSummary(Callback):
     """At the end of a multirun: sweep_summary.json in the sweep folder, one line of counts,
-    one line per failed or unfinished job, and exit status 1 when there is any."""
+    one line per failed, unfinished or running job, and exit status 1 when any failed or is
+    unfinished (a job another process is running is not a failure of this one)."""
 
     def __init__(self, exit_on_failure: bool = True) -> None:
         self.exit_on_failure = exit_on_failure
@@ -308,10 +314,11 @@ class SweepSummary(Callback):
         write_json(sweep_dir / SUMMARY, summary)
         counts = ", ".join(f"{n} {status}" for status, n in sorted(summary["counts"].items()))
         print(f"sweep: {summary['n_jobs']} jobs ({counts or 'none'}) -> {sweep_dir / SUMMARY}")
-        bad = [job for job in summary["jobs"] if job["status"] not in ("finished", "superseded")]
+        # a job another process is running is not this multirun's failure; it is listed
+        bad = [job for job in summary["jobs"] if job["status"] not in ("finished", "superseded", "running")]
         # the overrides that tell the jobs apart (those shared by every job say nothing)
         shared = set.intersection(*(set(job["overrides"]) for job in summary["jobs"])) if len(summary["jobs"]) > 1 else set()
-        for job in bad:
+        for job in bad + [job for job in summary["jobs"] if job["status"] == "running"]:
             own = " ".join(o for o in job["overrides"] if o not in shared)
             print(f"  {job['status']}: {job['folder']} [{own}] {job.get('error') or ''}".rstrip())
         if bad and self.exit_on_failure:
