@@ -209,7 +209,8 @@ def _error_lines(cell_dir: Path, log: Path) -> list[str]:
         tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         return ["no log"]
-    wanted = [line for line in tail if "error" in line.lower()]
+    # the sweep summary's lines name the jobs that did not finish (a killed job has no error)
+    wanted = [line.strip() for line in tail if "error" in line.lower() or line.lstrip().startswith(("failed:", "unfinished:"))]
     return (wanted or tail)[-3:]
 
 

@@ -83,3 +83,15 @@ def test_run_resume_failure_and_missing_data(tmp_path, capsys):
     # --only and --dry-run: nothing runs
     assert main([*argv, "--only", "kmeans-digits", "--dry-run"]) == 0
     assert "expected wall time: about 0 s for 0 cell(s)" in capsys.readouterr().out
+
+
+def test_a_cell_whose_job_was_killed_names_that_job(tmp_path):
+    """No failed results.json (the job was killed): the error is the sweep summary's line for the
+    unfinished job, not the log's last line (another seed's result)."""
+    from clusterbench.bench import _error_lines
+
+    log = tmp_path / "bench.log"
+    log.write_text("sdcib on event (seed 7, last epoch 40): ACC 0.4427 -> x\n"
+                   "sweep: 2 jobs (1 finished, 1 unfinished) -> x/sweep_summary.json\n"
+                   "  unfinished: sdcib_event_seed=8_1e05b511 [seed=8]\n")
+    assert _error_lines(tmp_path, log) == ["unfinished: sdcib_event_seed=8_1e05b511 [seed=8]"]
