@@ -16,7 +16,8 @@ Around the cells:
 - a failing cell (a failed job, or a multirun that did not start) is listed with its log and
   error, and the remaining cells still run; the exit status is 1 when any cell failed;
 - one progress line per finished cell (status, mean ACC, time, estimate of what is left);
-- at the end: bench_summary.json in the output folder, and the pivot table of every finished run
+- at the end: bench_summary.json in the output folder (earlier invocations' other cells kept),
+  and the pivot table of every finished run
   (also written as pivot.md, pivot.csv, pivot.tex).
 
 Examples:
@@ -28,11 +29,13 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import fcntl
 import fnmatch
 import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -214,6 +217,29 @@ def _error_lines(cell_dir: Path, log: Path) -> list[str]:
     return (wanted or tail)[-3:]
 
 
+def write_summary(out: Path, summary: dict[str, Any]) -> None:
+    """<out>/bench_summary.json: this invocation's cells (one it found done keeps the record of
+    the invocation that ran it), then the latest record of every other cell an earlier
+    invocation into the same folder wrote: a suite run in parts, or two invocations at once,
+    keeps them all. Read, merged and replaced under a lock, atomically."""
+    with open(out / ".bench_summary.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            before = json.loads((out / SUMMARY).read_text()).get("cells", [])
+        except (OSError, ValueError, AttributeError):
+            before = []
+        before = [r for r in before if isinstance(r, dict)] if isinstance(before, list) else []
+        earlier = {r.get("cell"): r for r in before}
+        # a cell this invocation found done keeps the record of the invocation that ran it
+        cells = [earlier.get(r["cell"], r) if r.get("status") == "done before" else r for r in summary["cells"]]
+        mine = {r["cell"] for r in summary["cells"]}
+        merged = {**summary, "cells": cells + [r for r in before if r.get("cell") not in mine]}
+        handle, temporary = tempfile.mkstemp(dir=out, prefix=f".{SUMMARY}.")
+        with os.fdopen(handle, "w") as stream:
+            stream.write(json.dumps(merged, indent=2) + "\n")
+        os.replace(temporary, out / SUMMARY)
+
+
 # --------------------------------------------------------------------------- running
 
 
@@ -335,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         finished = finished_seeds(cell_dir, None)
         finished = {s: r for s, r in finished.items() if s in cell.seeds}
         ok = code == 0 and len(finished) == len(cell.seeds)
-        record.update(ran=True, status="finished" if ok else "failed", returncode=code, wall_s=round(took, 1),
+        record.update(ran=True, status="finished" if ok else "failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=code, wall_s=round(took, 1),
                       finished_seeds=sorted(finished), log=str(cell_dir / LOG))
         accs = [r["metrics"]["acc"] for r in finished.values() if isinstance(r.get("metrics"), dict) and "acc" in r["metrics"]]
         what = f"ACC {sum(accs) / len(accs):.4f} (n={len(accs)})" if accs else "no finished run"
@@ -352,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     summary = {"suite": suite.name, "out": str(out), "data_dir": str(data_dir), "extra_overrides": extra,
                "wall_s": round(time.perf_counter() - started, 1), "cells": records}
-    (out / SUMMARY).write_text(json.dumps(summary, indent=2) + "\n")
+    write_summary(out, summary)
     print(f"bench {suite.name}: {sum(1 for r in records if r.get('status') == 'finished')} ran, "
           f"{sum(1 for r in records if r.get('status') == 'done before')} done before, {len(failed)} failed, "
           f"{len(absent)} without data, in {_duration(time.perf_counter() - started)} -> {out / SUMMARY}")

@@ -80,6 +80,10 @@ def test_run_resume_failure_and_missing_data(tmp_path, capsys):
     assert "done  kmeans-digits: 1/1 seeds finished" in text
     assert "[1/1] broken:" in text and "kmeans-digits:" not in text.split("expected wall time")[1]
     assert results.stat().st_mtime_ns == stamp
+    # the summary keeps the record of the invocation that ran the cell found done
+    cells = {c["cell"]: c for c in json.loads((out / "bench_summary.json").read_text())["cells"]}
+    assert cells["kmeans-digits"]["status"] == "finished" and cells["kmeans-digits"]["ran"]
+    assert cells["broken"]["status"] == "failed" and len(cells) == 3
     # --only and --dry-run: nothing runs
     assert main([*argv, "--only", "kmeans-digits", "--dry-run"]) == 0
     assert "expected wall time: about 0 s for 0 cell(s)" in capsys.readouterr().out
@@ -95,3 +99,19 @@ def test_a_cell_whose_job_was_killed_names_that_job(tmp_path):
                    "sweep: 2 jobs (1 finished, 1 unfinished) -> x/sweep_summary.json\n"
                    "  unfinished: sdcib_event_seed=8_1e05b511 [seed=8]\n")
     assert _error_lines(tmp_path, log) == ["unfinished: sdcib_event_seed=8_1e05b511 [seed=8]"]
+
+
+def test_the_summary_keeps_the_cells_of_earlier_invocations(tmp_path):
+    """A suite run in parts (`--only a`, later `--only b`) into one folder: bench_summary.json
+    lists both cells, the latest record of each first."""
+    from clusterbench.bench import write_summary
+
+    def invocation(*cells):
+        return {"suite": "s", "cells": [{"cell": name, "status": status, "ran": status != "done before"} for name, status in cells]}
+
+    write_summary(tmp_path, invocation(("a", "finished"), ("b", "failed")))
+    write_summary(tmp_path, invocation(("b", "finished")))
+    write_summary(tmp_path, invocation(("a", "done before"), ("c", "skipped: data absent")))
+    cells = json.loads((tmp_path / "bench_summary.json").read_text())["cells"]
+    assert [(c["cell"], c["status"]) for c in cells] == [("a", "finished"), ("c", "skipped: data absent"), ("b", "finished")]
+    assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".bench_summary.json.")]  # no temporary left
