@@ -28,6 +28,9 @@ def sweep(folder: Path, extra: list[str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    if done.returncode < 0:  # killed by a signal: SIGKILL is most often the kernel's OOM killer
+        sys.exit(f"error: {' '.join(command)} was killed by signal {-done.returncode} after {elapsed:.0f} s"
+                 " (9: most likely out of memory; --max-members caps the members trained at once)")
     if done.returncode != 0:
         sys.exit(f"error: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
     return elapsed
@@ -47,11 +50,14 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--small", action="store_true", help="encoders 128-128-128-32, critics 64 (default: the paper's 1024-1024-1024-128)")
     parser.add_argument("--dataset", default="handwritten")
+    parser.add_argument("--max-members", type=int, default=None, help="hydra.launcher.max_members: members per batched model (default: all 25)")
     args = parser.parse_args()
     extra = [f"dataset={args.dataset}", f"trainer.max_epochs={args.epochs}", "trainer.progress=false", *(SMALL if args.small else [])]
     with tempfile.TemporaryDirectory() as tmp:
         sequential = sweep(Path(tmp) / "sequential", extra)
-        vectorised = sweep(Path(tmp) / "vectorised", ["+launcher=vectorized", *extra])
+        print(f"sequential multirun: {sequential:.1f} s; now the vectorised one", file=sys.stderr, flush=True)
+        cap = [] if args.max_members is None else [f"hydra.launcher.max_members={args.max_members}"]
+        vectorised = sweep(Path(tmp) / "vectorised", ["+launcher=vectorized", *cap, *extra])
         seq, vec = metrics(Path(tmp) / "sequential"), metrics(Path(tmp) / "vectorised")
     if len(seq) != 25 or set(seq) != set(vec):
         sys.exit(f"error: expected the same 25 finished members in both sweeps, got {len(seq)} and {len(vec)}")
