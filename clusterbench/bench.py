@@ -35,7 +35,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +43,7 @@ from typing import Any
 import yaml
 
 from clusterbench._configs import config_dir
+from clusterbench.atomic import atomic_write_bytes
 
 CONFIG_DIR = Path(config_dir())  # configs/ of a checkout, or clusterbench/configs in an installed wheel
 SUITE_DIR = CONFIG_DIR / "bench"
@@ -234,10 +234,8 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
         cells = [earlier.get(r["cell"], r) if r.get("status") == "done before" else r for r in summary["cells"]]
         mine = {r["cell"] for r in summary["cells"]}
         merged = {**summary, "cells": cells + [r for r in before if r.get("cell") not in mine]}
-        handle, temporary = tempfile.mkstemp(dir=out, prefix=f".{SUMMARY}.")
-        with os.fdopen(handle, "w") as stream:
-            stream.write(json.dumps(merged, indent=2) + "\n")
-        os.replace(temporary, out / SUMMARY)
+        text = json.dumps(merged, indent=2) + "\n"
+        atomic_write_bytes(out / SUMMARY, lambda handle: handle.write(text.encode()))
 
 
 # --------------------------------------------------------------------------- running

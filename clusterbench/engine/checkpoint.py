@@ -11,38 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from clusterbench.atomic import atomic_write_bytes, file_mode as _file_mode
 from clusterbench.errors import ClusterbenchError, first_line
 
 
 class CheckpointError(ClusterbenchError):
     """A checkpoint file is missing or cannot be read; the message names the file."""
-
-
-def _file_mode() -> int:
-    """The mode a plain open() would give a new file: 0666 less the umask (0644 by default).
-    mkstemp makes 0600 files, which lab-mates on a shared server cannot read."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Writes via a temporary file in the same folder, then renames: never a half-written file.
-    The file gets the umask's mode, as a plain open() would give it."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = False) -> None:
