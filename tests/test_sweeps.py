@@ -100,7 +100,8 @@ def test_a_failed_job_that_later_finished_under_new_defaults_is_superseded_not_a
 def test_a_job_another_process_is_running_is_listed_as_running_not_a_failure(tmp_path, capsys):
     """Two multiruns over one sweep folder (say seed 7 and seed 8 started apart): the first to end
     must not call the other's job, still training, a failure; once its process is gone without
-    results.json the job is unfinished again."""
+    results.json the job is unfinished again. A job that wrote its finished results.json and
+    still holds its lock (shrinking its checkpoint) is finished, not running."""
     for name, results in (("seed7", {"status": "finished", "metrics": {"acc": 0.5, "nmi": 0.4, "ari": 0.3}}), ("seed8", None)):
         (tmp_path / name / ".hydra").mkdir(parents=True)
         OmegaConf.save(OmegaConf.create([f"seed={name[-1]}"]), tmp_path / name / ".hydra" / "overrides.yaml")
@@ -108,7 +109,8 @@ def test_a_job_another_process_is_running_is_listed_as_running_not_a_failure(tmp
             (tmp_path / name / "results.json").write_text(json.dumps(results))
     holder = subprocess.Popen(  # the other multirun: holds seed8's run-folder lock as training does
         [sys.executable, "-c", "import sys; from pathlib import Path; from clusterbench.engine.sweep import lock_run_folder; "
-         "lock_run_folder(Path(sys.argv[1])); print('locked', flush=True); sys.stdin.read()", str(tmp_path / "seed8")],
+         "[lock_run_folder(Path(a)) for a in sys.argv[1:]]; print('locked', flush=True); sys.stdin.read()",
+         str(tmp_path / "seed8"), str(tmp_path / "seed7")],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         assert holder.stdout.readline().strip() == "locked"

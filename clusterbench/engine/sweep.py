@@ -270,8 +270,11 @@ def summarize(sweep_dir: Path) -> dict[str, Any]:
         if saved.exists():
             overrides = list(OmegaConf.load(saved))
         job: dict[str, Any] = {"folder": folder.name, "overrides": overrides}
-        if folder_in_use(folder):
-            # another process trains it now (a second multirun over the same sweep folder)
+        has_finished = results is not None and results.get("status") == "finished"
+        if not has_finished and folder_in_use(folder):
+            # another process trains it now (a second multirun over the same sweep folder); a
+            # finished results.json wins: its process still holds the lock while it shrinks its
+            # checkpoint, and a rerun removes results.json before it trains
             job["status"] = "running"
         elif results is None:
             job["status"] = "unfinished"
