@@ -29,6 +29,7 @@ from clusterbench._configs import config_dir
 from clusterbench.config_check import check_config
 from clusterbench.engine.checkpoint import write_text
 from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
+from clusterbench.engine.ensemble import MembersDoNotFit
 from clusterbench.engine.hardware import JOB_DEVICE_ENV
 from clusterbench.engine.launch import acquire_gpu, device_for, release_gpus
 from clusterbench.engine.loop import fit, fit_members
@@ -194,13 +195,7 @@ def train_group(jobs: list[dict[str, Any]]) -> list[dict[str, Any] | BaseExcepti
         elif action == "refuse":
             done[i] = RunFolderError(f"{job['run_dir']}: {why}")
     todo = [job for i, job in enumerate(jobs) if i not in done]
-    try:
-        trained = fit_members([j["cfg"] for j in todo], [j["run_dir"] for j in todo], [j["meta"] for j in todo]) if todo else []
-    except ClusterbenchError as err:
-        for job in todo:
-            record_failure(job["cfg"], job["run_dir"], job["meta"], err)
-        trained = [err] * len(todo)
-    trained_iter = iter(trained)
+    trained_iter = iter(_fit_group(todo))
     outcomes = [done[i] if i in done else next(trained_iter) for i in range(len(jobs))]
     for job, outcome in zip(jobs, outcomes):
         if isinstance(outcome, BaseException):
@@ -208,6 +203,22 @@ def train_group(jobs: list[dict[str, Any]]) -> list[dict[str, Any] | BaseExcepti
         else:
             say(summary_line(outcome, job["meta"], job["run_dir"]))
     return outcomes
+
+
+def _fit_group(todo: list[dict[str, Any]]) -> list[dict[str, Any] | BaseException]:
+    """fit_members on a group's unfinished jobs; a group whose stacked model would not fit in
+    memory is split into parts that do (checked before anything trains)."""
+    if not todo:
+        return []
+    try:
+        return fit_members([j["cfg"] for j in todo], [j["run_dir"] for j in todo], [j["meta"] for j in todo])
+    except MembersDoNotFit as err:
+        say(f"vectorised: {err}; training {len(todo)} members {err.fits} at a time")
+        return [outcome for start in range(0, len(todo), err.fits) for outcome in _fit_group(todo[start : start + err.fits])]
+    except ClusterbenchError as err:
+        for job in todo:
+            record_failure(job["cfg"], job["run_dir"], job["meta"], err)
+        return [err] * len(todo)
 
 
 # what a failed multirun job returns: NaN, which Optuna records as a failed trial and goes on

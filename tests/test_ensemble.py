@@ -13,16 +13,19 @@ import torch
 from omegaconf import open_dict
 
 from clusterbench.engine.checkpoint import load_checkpoint
+from clusterbench.engine import ensemble
 from clusterbench.engine.ensemble import (
+    available_memory,
     group_jobs,
     member_optimizer_state,
     member_state,
+    members_that_fit,
     stack_optimizer_states,
     stack_states,
 )
 from clusterbench.engine.loop import fit_members
 from clusterbench.errors import ConfigError
-from clusterbench.train import run
+from clusterbench.train import run, train_group
 from conftest import ROOT
 
 GRID = [(0.1, 1.0), (0.4, 100.0), (0.8, 10000.0)]
@@ -160,3 +163,38 @@ def test_vectorized_sweep_writes_one_folder_per_member(tmp_path):
     assert seen == {("model.alpha=0.1", "model.beta=1"), ("model.alpha=0.1", "model.beta=100"),
                     ("model.alpha=0.6", "model.beta=1"), ("model.alpha=0.6", "model.beta=100")}
     assert result.stdout.count("ACC") == 4
+
+
+def test_members_that_fit_counts_weights_gradients_and_moments():
+    # 4 copies of 1000 bytes per member, 80% of the free memory usable
+    assert members_that_fit(1000, 10_000, 25) == 2
+    assert members_that_fit(1000, 100_000, 25) == 20
+    assert members_that_fit(1000, 10**9, 25) == 25  # never more than the group
+    assert members_that_fit(1000, 10, 25) == 1  # one member always trains (as a plain run would)
+    assert members_that_fit(1000, None, 25) == 25  # memory unknown: no split
+    free = available_memory("cpu")
+    assert free is None or free > 0
+
+
+def test_a_group_too_big_for_memory_is_split_and_trains_as_together(tiny_config, tmp_path, monkeypatch, capsys):
+    """The paper-size 25-member grid was OOM-killed at 24 GB: a group whose stacked weights,
+    gradients and Adam moments would not fit is split before anything trains, and each member
+    ends where it ends when the three train together."""
+    extra = ("trainer.batch_size=100", "trainer.max_epochs=1", "hardware.num_threads=1")
+    together = fit_members(_member_configs(tiny_config, *extra), [tmp_path / f"t{g}" for g in range(3)], [{}] * 3)
+    monkeypatch.setattr(ensemble, "state_bytes", lambda state: 1000)
+    monkeypatch.setattr(ensemble, "available_memory", lambda device: 10_001)  # room for 2 members
+    jobs = [{"cfg": cfg, "run_dir": tmp_path / f"s{g}", "meta": {"model": "sdcib", "overrides": []}}
+            for g, cfg in enumerate(_member_configs(tiny_config, *extra))]
+    outcomes = train_group(jobs)
+    out = capsys.readouterr().out
+    assert "3 vectorised members need at least" in out and "training 3 members 2 at a time" in out
+    for g, (alone, split) in enumerate(zip(together, outcomes)):
+        assert split["status"] == "finished"
+        results = json.loads((tmp_path / f"s{g}" / "results.json").read_text())
+        if g < 2:
+            assert results["vectorised"]["members"] == 2
+        else:
+            assert "vectorised" not in results  # the last part is one member: a plain run
+        for key in ("acc", "nmi", "ari"):
+            assert split["metrics"][key] == pytest.approx(alone["metrics"][key], abs=0.01), (g, key)

@@ -219,23 +219,85 @@ class Member:
         return self.error is None
 
 
-def build_members(cfgs: Sequence[DictConfig], build_method: Callable, info, generator: torch.Generator):
+class MembersDoNotFit(ConfigError):
+    """A group's stacked model would not fit in the memory available; `fits` members would
+    (at least 1). Raised before anything is trained, so the group can be split and rerun."""
+
+    def __init__(self, message: str, fits: int) -> None:
+        super().__init__(message)
+        self.fits = fits
+
+
+# what training keeps per parameter beyond the weights: the gradient and Adam's two moments;
+# activations come on top, so this is a floor of the need, not an estimate of the peak
+TRAINING_COPIES = 4
+# the share of the free memory a group may plan to use (activations, the data's batches, the
+# evaluation passes and the allocator's slack share the rest)
+MEMORY_HEADROOM = 0.8
+
+
+def available_memory(device: torch.device | str) -> int | None:
+    """Bytes free for new tensors on `device`: the GPU's free memory, or the host's
+    MemAvailable (Linux). None where it cannot be read (the check is then skipped)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    if device.type != "cpu":
+        return None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def state_bytes(state: dict[str, torch.Tensor]) -> int:
+    return sum(t.numel() * t.element_size() for t in state.values() if isinstance(t, torch.Tensor))
+
+
+def members_that_fit(member_bytes: int, available: int | None, members: int) -> int:
+    """How many members of `member_bytes` weights each a batched model can train in
+    `available` bytes (all of them when the memory is unknown)."""
+    if available is None or member_bytes <= 0:
+        return members
+    return max(1, min(members, int(available * MEMORY_HEADROOM) // (TRAINING_COPIES * member_bytes)))
+
+
+def build_members(cfgs: Sequence[DictConfig], build_method: Callable, info, generator: torch.Generator, device: torch.device | str = "cpu"):
     """The method of one run, or G runs' methods stacked into one G-member method. Every member
     is built from the same RNG state, as its separate run would be, so it starts from the
-    same weights."""
+    same weights. MembersDoNotFit, before the stacked model is built, when G members' weights,
+    gradients and optimiser moments would not fit in the memory `device` has free."""
     from clusterbench.engine.checkpoint import capture_rng, restore_rng
 
     if len(cfgs) == 1:
         return build_method(cfgs[0], info)
     check_members(cfgs)
     rng = capture_rng(generator)
+    states = [build_method(cfgs[0], info).state_dict()]
+    _check_memory(state_bytes(states[0]), len(cfgs), device)
+    restore_rng(rng, generator)
     stacked = build_method(cfgs[0], info, members=len(cfgs))
-    states = []
-    for cfg in cfgs:
+    for cfg in cfgs[1:]:  # the last build leaves the RNG where each separate run's build does
         restore_rng(rng, generator)
         states.append(build_method(cfg, info).state_dict())
     stacked.load_state_dict(stack_states(states))
     return stacked
+
+
+def _check_memory(member_bytes: int, members: int, device: torch.device | str) -> None:
+    available = available_memory(device)
+    fits = members_that_fit(member_bytes, available, members)
+    if fits < members:
+        need = members * TRAINING_COPIES * member_bytes / 2**30
+        raise MembersDoNotFit(
+            f"{members} vectorised members need at least {need:.1f} GiB for weights, gradients and optimiser moments, "
+            f"{available / 2**30:.1f} GiB are free on {device}: at most {fits} per batched model (hydra.launcher.max_members={fits})",
+            fits,
+        )
 
 
 def member_checkpoints(method_state: dict, optimizer_states: dict[str, dict], members: int):

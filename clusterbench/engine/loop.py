@@ -276,7 +276,7 @@ class FitRun:
         self.inputs = build_inputs(data, augment, hardware.device, hardware.channels_last)
         self.n_clusters = int(data.n_clusters)
         self.info = DataInfo.of(data, self.inputs.image_shape)
-        method = build_members([m.cfg for m in self.members], build_method, self.info, self.generator).to(hardware.device)
+        method = build_members([m.cfg for m in self.members], build_method, self.info, self.generator, hardware.device).to(hardware.device)
         check_data(cfg, data, method.trainable)
         if hardware.channels_last:
             method = method.to(memory_format=torch.channels_last)

@@ -15,7 +15,8 @@ from hydra.plugins.launcher import Launcher
 @dataclass
 class VectorizedLauncherConf:
     _target_: str = "hydra_plugins.clusterbench_vectorized.vectorized_launcher.VectorizedLauncher"
-    # the most members one batched model holds (None: a whole group); lower it when memory is short
+    # the most members one batched model holds (None: a whole group, split further when its
+    # weights, gradients and optimiser moments would not fit in the free memory)
     max_members: Optional[int] = None
 
 
