@@ -33,6 +33,9 @@ def sweep(folder: Path, extra: list[str]) -> float:
                  " (9: most likely out of memory; --max-members caps the members trained at once)")
     if done.returncode != 0:
         sys.exit(f"error: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
+    for line in done.stdout.splitlines():
+        if line.startswith("vectorised:"):  # the launcher split a group that did not fit in memory
+            print(line, file=sys.stderr, flush=True)
     return elapsed
 
 
