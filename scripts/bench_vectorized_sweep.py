@@ -28,14 +28,14 @@ def sweep(folder: Path, extra: list[str]) -> float:
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
+    for line in done.stdout.splitlines():
+        if line.startswith("vectorised:"):  # the launcher split a group that did not fit in memory
+            print(line, file=sys.stderr, flush=True)
     if done.returncode < 0:  # killed by a signal: SIGKILL is most often the kernel's OOM killer
         sys.exit(f"error: {' '.join(command)} was killed by signal {-done.returncode} after {elapsed:.0f} s"
                  " (9: most likely out of memory; --max-members caps the members trained at once)")
     if done.returncode != 0:
         sys.exit(f"error: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
-    for line in done.stdout.splitlines():
-        if line.startswith("vectorised:"):  # the launcher split a group that did not fit in memory
-            print(line, file=sys.stderr, flush=True)
     return elapsed
 
 

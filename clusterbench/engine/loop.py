@@ -291,6 +291,11 @@ class FitRun:
         self.ctx = _StepContext(self.optimizers, hardware.device, trainer.get("grad_clip"), n_members)
         self.ctx.predict_all = self.predict_all
         self.max_epochs = int(trainer.max_epochs) if method.trainable else 0
+        # a G-member fit evaluates G models per row: its evaluation batches hold eval_batch_size
+        # rows over all members, as one run's do (a paper-size SDCIB group of about 20 members,
+        # evaluating 2000 rows at once, was OOM-killed at 24 GB); outputs do not depend on the batching in eval
+        # mode, except for methods that predict with batch statistics (one batch of everything)
+        self.eval_batch = self.info.n_samples if method.full_batch_predict else max(1, int(trainer.eval_batch_size) // n_members)
 
         n = self.info.n_samples
         self.batch_size = min(int(trainer.batch_size), n)
@@ -381,8 +386,7 @@ class FitRun:
     def evaluate(self, epoch: int, rows: list[dict[str, Any]]) -> None:
         """Every sample in eval mode; each member's metrics (and the collapse monitor) into its
         row, its evaluation record, and predictions.npz when the selection rule keeps it."""
-        batch = self.info.n_samples if self.method.full_batch_predict else self.trainer.eval_batch_size
-        outputs = self.method.member_outputs(predict_outputs(self.method, self.inputs, batch, self.hardware))
+        outputs = self.method.member_outputs(predict_outputs(self.method, self.inputs, self.eval_batch, self.hardware))
         for member, member_out, row in zip(self.members, outputs, rows):
             if not member.active:
                 continue
@@ -435,9 +439,8 @@ class FitRun:
 
     def finish(self) -> list[dict[str, Any] | TrainingError]:
         """embedding.npz and results.json of every member that did not fail."""
-        batch = self.info.n_samples if self.method.full_batch_predict else self.trainer.eval_batch_size
         if self.trainer.save_embedding:
-            self.save_embeddings(batch)
+            self.save_embeddings(self.eval_batch)
         wall = round(self.previous_wall + time.perf_counter() - self.started, 3)
         outcomes: list[dict[str, Any] | TrainingError] = []
         for g, member in enumerate(self.members):
@@ -553,7 +556,7 @@ class FitRun:
             raise member.error
 
     def predict_all(self, fn):
-        outputs = predict_outputs(self.method, self.inputs, self.trainer.eval_batch_size, self.hardware, fn)
+        outputs = predict_outputs(self.method, self.inputs, self.eval_batch, self.hardware, fn)
         self.method.train()
         return outputs
 
