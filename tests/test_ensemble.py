@@ -199,3 +199,23 @@ def test_a_group_too_big_for_memory_is_split_and_trains_as_together(tiny_config,
             assert "vectorised" not in results  # the last part is one member: a plain run
         for key in ("acc", "nmi", "ari"):
             assert split["metrics"][key] == pytest.approx(alone["metrics"][key], abs=0.01), (g, key)
+
+
+def test_a_vectorised_fit_evaluates_as_many_rows_per_batch_as_one_run(tiny_config, tmp_path, monkeypatch):
+    """G members evaluate eval_batch_size / G samples per batch, so an evaluation batch holds
+    eval_batch_size member-rows, as one run's does (a 20-member paper-size grid evaluating 2000
+    samples at once ran out of 24 GB)."""
+    from clusterbench.engine import loop
+
+    sizes = []
+    original = loop.predict_outputs
+
+    def spy(method, inputs, batch_size, hardware, fn=None):
+        sizes.append(batch_size)
+        return original(method, inputs, batch_size, hardware, fn)
+
+    monkeypatch.setattr(loop, "predict_outputs", spy)
+    cfgs = _member_configs(tiny_config, "trainer.max_epochs=1", "trainer.batch_size=500", "trainer.eval_batch_size=90")
+    outcomes = fit_members(cfgs, [tmp_path / f"m{g}" for g in range(3)], [{}] * 3)
+    assert all(o["status"] == "finished" for o in outcomes)
+    assert sizes and set(sizes) == {30}
