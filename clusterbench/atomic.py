@@ -15,9 +15,10 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
-def atomic_write_bytes(path: Path, write) -> None:
+def atomic_write_bytes(path: Path, write, before_replace=None) -> None:
     """Writes via a temporary file in the same folder, then renames: never a half-written file.
-    The file gets the umask's mode, as a plain open() would give it."""
+    The file gets the umask's mode, as a plain open() would give it. `before_replace` (if any)
+    runs once the new file is on disk, just before the rename (e.g. to keep the old file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -27,6 +28,8 @@ def atomic_write_bytes(path: Path, write) -> None:
             write(handle)
             handle.flush()
             os.fsync(handle.fileno())
+        if before_replace is not None:
+            before_replace()
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

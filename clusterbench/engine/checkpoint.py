@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from clusterbench.atomic import atomic_write_bytes, file_mode as _file_mode
+from clusterbench.atomic import atomic_write_bytes
 from clusterbench.errors import ClusterbenchError, first_line
 
 
@@ -23,26 +22,14 @@ def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = Fal
     """torch.save via a temporary file and a rename. With `keep_previous`, the file already at
     `path` is first renamed to previous.pt beside it, so that one good checkpoint survives
     whatever happens to the newest one (resume falls back to it, see load_latest_checkpoint)."""
-    if not keep_previous:
-        atomic_write_bytes(path, lambda handle: torch.save(state, handle))
-        return
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, _file_mode())
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+
+    def keep_the_last_one() -> None:
         # killed between the two renames: only previous.pt is there, and resume uses it
         if path.exists():
             os.replace(path, previous_checkpoint(path))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+
+    atomic_write_bytes(path, lambda handle: torch.save(state, handle), keep_the_last_one if keep_previous else None)
 
 
 def previous_checkpoint(path: Path) -> Path:
