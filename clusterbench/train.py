@@ -214,11 +214,14 @@ def _fit_group(todo: list[dict[str, Any]]) -> list[dict[str, Any] | BaseExceptio
         return fit_members([j["cfg"] for j in todo], [j["run_dir"] for j in todo], [j["meta"] for j in todo])
     except MembersDoNotFit as err:
         say(f"vectorised: {err}; training {len(todo)} members {err.fits} at a time")
-        return [outcome for start in range(0, len(todo), err.fits) for outcome in _fit_group(todo[start : start + err.fits])]
+        fits = err.fits
     except ClusterbenchError as err:
         for job in todo:
             record_failure(job["cfg"], job["run_dir"], job["meta"], err)
         return [err] * len(todo)
+    # outside the except block: the error's traceback (and the frames of the fit that raised
+    # it, with their data) is released before the parts train
+    return [outcome for start in range(0, len(todo), fits) for outcome in _fit_group(todo[start : start + fits])]
 
 
 # what a failed multirun job returns: NaN, which Optuna records as a failed trial and goes on
