@@ -8,6 +8,8 @@ evaluations, checkpoint slices) lives in engine/ensemble.py.
 """
 from __future__ import annotations
 
+import functools
+import gc
 import logging
 import math
 import time
@@ -86,6 +88,13 @@ class _StepContext:
         if self.grad_clip is not None:
             clip_grad_norm(params, float(self.grad_clip), self.members)
         optimizer.step()
+
+
+def _predict_in_eval_mode(method: ClusteringMethod, inputs, batch_size: int, hardware, fn) -> torch.Tensor | None:
+    """`ctx.predict_all(fn)`: `fn` on every sample (predict_outputs), then train mode again."""
+    outputs = predict_outputs(method, inputs, batch_size, hardware, fn)
+    method.train()
+    return outputs
 
 
 @torch.no_grad()
@@ -288,14 +297,17 @@ class FitRun:
         # without labels: the rows (and features) the label-free scores are computed on
         self.score_sample = None if self.labels is not None else score_sample([data.images] if getattr(data, "images", None) is not None else data.views)
         self.optimizers = build_optimizers(method, trainer)
-        self.ctx = _StepContext(self.optimizers, hardware.device, trainer.get("grad_clip"), n_members)
-        self.ctx.predict_all = self.predict_all
         self.max_epochs = int(trainer.max_epochs) if method.trainable else 0
         # a G-member fit evaluates G models per row: its evaluation batches hold eval_batch_size
         # rows over all members, as one run's do (a paper-size SDCIB group of about 20 members,
         # evaluating 2000 rows at once, was OOM-killed at 24 GB); outputs do not depend on the batching in eval
         # mode, except for methods that predict with batch statistics (one batch of everything)
         self.eval_batch = self.info.n_samples if method.full_batch_predict else max(1, int(trainer.eval_batch_size) // n_members)
+        self.ctx = _StepContext(self.optimizers, hardware.device, trainer.get("grad_clip"), n_members)
+        # not a bound method of this run: run -> ctx -> method -> run would be a reference cycle,
+        # which keeps the whole fit (a vectorised group's GiB of weights and optimiser states)
+        # alive after it returns, until Python's cyclic collector happens to run
+        self.ctx.predict_all = functools.partial(_predict_in_eval_mode, method, self.inputs, self.eval_batch, hardware)
 
         n = self.info.n_samples
         self.batch_size = min(int(trainer.batch_size), n)
@@ -555,11 +567,6 @@ class FitRun:
         if len(self.members) == 1:
             raise member.error
 
-    def predict_all(self, fn):
-        outputs = predict_outputs(self.method, self.inputs, self.eval_batch, self.hardware, fn)
-        self.method.train()
-        return outputs
-
     def _share(self, index: torch.Tensor) -> torch.Tensor:
         return index if self.world == 1 else index[self.rank * self.local : (self.rank + 1) * self.local]
 
@@ -600,5 +607,12 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     """`fit` for G runs that differ only in the method's member keys (a vectorised sweep group):
     one batched model, one loop, one folder per member. Returns each member's results, or the
     TrainingError that stopped it (a one-member fit raises it instead)."""
-    return FitRun(cfgs, [Path(d) for d in run_dirs], metas).fit()
+    outcomes = FitRun(cfgs, [Path(d) for d in run_dirs], metas).fit()
+    # exceptions caught inside torch and omegaconf during the fit leave reference cycles
+    # (exception -> traceback -> frames) that reach the fit's frames, and through them the model
+    # and its optimiser states: collected now, not whenever Python's collector next runs, so
+    # that the next job of a multirun (or the next part of a vectorised group, whose memory
+    # check reads the free memory) gets the memory back
+    gc.collect()
+    return outcomes
 
