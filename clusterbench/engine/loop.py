@@ -9,7 +9,6 @@ evaluations, checkpoint slices) lives in engine/ensemble.py.
 from __future__ import annotations
 
 import functools
-import gc
 import logging
 import math
 import time
@@ -34,7 +33,7 @@ from clusterbench.engine.checkpoint import (
     shrink_finished_checkpoints,
     write_json,
 )
-from clusterbench.engine.ensemble import Member, build_members, clip_grad_norm, member_checkpoints
+from clusterbench.engine.ensemble import Member, build_members, clip_grad_norm, member_checkpoints, release_memory
 from clusterbench.engine.inputs import build_inputs
 from clusterbench.engine.loggers import say
 from clusterbench.engine.results import LABEL_SELECTED, SELECTION_RULES, finished_results, select, write_failure
@@ -608,11 +607,6 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     one batched model, one loop, one folder per member. Returns each member's results, or the
     TrainingError that stopped it (a one-member fit raises it instead)."""
     outcomes = FitRun(cfgs, [Path(d) for d in run_dirs], metas).fit()
-    # exceptions caught inside torch and omegaconf during the fit leave reference cycles
-    # (exception -> traceback -> frames) that reach the fit's frames, and through them the model
-    # and its optimiser states: collected now, not whenever Python's collector next runs, so
-    # that the next job of a multirun (or the next part of a vectorised group, whose memory
-    # check reads the free memory) gets the memory back
-    gc.collect()
+    release_memory()  # the next job of this process finds the fit's memory free
     return outcomes
 
