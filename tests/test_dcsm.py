@@ -168,6 +168,31 @@ def test_dataset_kmeans_scope_clusters_all_samples_each_epoch_and_batches_read_t
         DCSMObjective(kmeans_scope="epoch")
 
 
+def test_backbone_kmeans_features_cluster_the_normalised_global_feature():
+    torch.manual_seed(0)
+    method = _method("loss.kmeans_scope=dataset", "loss.kmeans_features=backbone")
+    images = torch.rand(100, 1, 8, 8)
+
+    class Ctx(_Ctx):
+        def predict_all(self, fn):
+            with torch.no_grad():
+                return fn([images], torch.arange(100))
+
+    method.on_epoch_start(1, Ctx())
+    with torch.no_grad():
+        h = method.encode(images)[1]
+        expected = batch_kmeans(torch.nn.functional.normalize(h, dim=1), 10, method.objective.kmeans_iters)
+        from_labels = batch_kmeans(method.predict([images], torch.arange(100)), 10, method.objective.kmeans_iters)
+    assert torch.equal(method.dataset_clusters, expected)
+    assert not torch.equal(expected, from_labels)  # not the paper's label-feature clusters
+    l, h = torch.rand(4, 10), torch.rand(4, 32) * 5
+    assert torch.allclose(method.kmeans_input(l, h).norm(dim=1), torch.ones(4))
+    assert method.kmeans_input(l, h).shape == (4, 32)
+    assert torch.equal(_method().kmeans_input(l, h), l)  # the paper's default
+    with pytest.raises(ConfigError, match=r"loss.kmeans_features='pixels'"):
+        DCSMObjective(kmeans_features="pixels")
+
+
 def test_dataset_kmeans_scope_trains_through_the_engine(tmp_path):
     results = run(_config("loss.kmeans_scope=dataset", "trainer.max_epochs=1"), tmp_path)
     assert results["status"] == "finished"

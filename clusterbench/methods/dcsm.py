@@ -147,6 +147,9 @@ class DCSMObjective:
       thresholds u, l from `pair_mask_upper`, `pair_mask_lower`, `pair_mask_step` per epoch).
     - `warmup_epochs` (clusterbench option): the first epochs train the MI terms alone, with
       DIM's positives (the two views of one image), before any k-means target is read.
+    - `kmeans_features` (clusterbench option): what k-means clusters, "label" (the paper: the
+      label features l of the original view) or "backbone" (the L2-normalised global feature
+      h of the original view, DeepCluster's choice: informative before the C-block is trained).
     """
 
     def __init__(
@@ -171,8 +174,12 @@ class DCSMObjective:
         pair_mask_lower: float = 0.455,
         pair_mask_step: float = 0.0099,
         warmup_epochs: int = 0,
+        kmeans_features: Literal["label", "backbone"] = "label",
     ) -> None:
         self.weights = term_weights(weights, TERMS)
+        if kmeans_features not in ("label", "backbone"):
+            raise ConfigError(f"loss.kmeans_features={kmeans_features!r}: expected label or backbone")
+        self.kmeans_features = kmeans_features
         if pair_mask not in ("none", "confidence"):
             raise ConfigError(f"loss.pair_mask={pair_mask!r}: expected none or confidence")
         if not 0 <= pair_mask_lower <= pair_mask_upper <= 1:
@@ -298,17 +305,26 @@ class DCSM(ClusteringMethod):
     def label_features(self, h: torch.Tensor) -> torch.Tensor:
         return label_features(self.c_block(h))
 
-    def cluster_targets(self, l_orig: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """The batch's k-means clusters: of the original view's label features, recomputed every
+    def kmeans_input(self, l: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """What k-means clusters (`loss.kmeans_features`): the label features l, or the
+        L2-normalised global feature h, of the original view."""
+        return nn.functional.normalize(h, dim=1) if self.objective.kmeans_features == "backbone" else l
+
+    def cluster_targets(self, features: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """The batch's k-means clusters: of the original view's `kmeans_input`, recomputed every
         batch (kmeans_scope=batch), or read from the epoch's k-means over all samples (dataset)."""
         if self.objective.kmeans_scope == "dataset":
             return self.dataset_clusters[index]
-        return batch_kmeans(l_orig, self.kmeans_clusters, self.objective.kmeans_iters)
+        return batch_kmeans(features, self.kmeans_clusters, self.objective.kmeans_iters)
+
+    def _kmeans_input_of(self, views: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+        h = self.encode(views[0])[1]
+        return self.kmeans_input(self.label_features(h), h)
 
     def on_epoch_start(self, epoch: int, ctx: StepContext) -> None:
         self.epoch = int(epoch)
         if self.objective.kmeans_scope == "dataset":
-            features = ctx.predict_all(self.predict)
+            features = ctx.predict_all(self._kmeans_input_of)
             self.dataset_clusters.copy_(batch_kmeans(features, self.kmeans_clusters, self.objective.kmeans_iters))
 
     # ------------------------------------------------------------------ engine contract
@@ -323,7 +339,7 @@ class DCSM(ClusteringMethod):
         warmup = epoch < obj.warmup_epochs  # MI terms only, DIM's same-image positives
         # k-means only where its clusters are read (not for threshold targets with predicted pairs)
         needs_clusters = not warmup and ((obj.uses("dt") and obj.targets == "kmeans") or (obj.uses_mi and obj.mi_pairs == "kmeans"))
-        assign = self.cluster_targets(l, index) if needs_clusters else None
+        assign = self.cluster_targets(self.kmeans_input(l, h), index) if needs_clusters else None
         terms: dict[str, torch.Tensor | None] = dict.fromkeys(TERMS)
         if warmup:
             if not obj.uses_mi:
