@@ -193,6 +193,14 @@ def test_backbone_kmeans_features_cluster_the_normalised_global_feature():
         DCSMObjective(kmeans_features="pixels")
 
 
+def test_coil20_preset_is_the_measured_command():
+    # docs/dcsm.md: `model=dcsm dataset=coil20 trainer.max_epochs=60 loss.kmeans_features=backbone`
+    cfg = compose_config(["+experiment=dcsm_coil20", "paths.data_dir=/nonexistent"])
+    assert cfg.dataset.name == "coil20" and cfg.model._target_.endswith("dcsm.DCSM")
+    assert cfg.loss.kmeans_features == "backbone" and cfg.loss.kmeans_scope == "batch"
+    assert cfg.trainer.max_epochs == 60 and cfg.trainer.batch_size == 32
+
+
 def test_dataset_kmeans_scope_trains_through_the_engine(tmp_path):
     results = run(_config("loss.kmeans_scope=dataset", "trainer.max_epochs=1"), tmp_path)
     assert results["status"] == "finished"
