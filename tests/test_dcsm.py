@@ -145,17 +145,22 @@ def test_map_after_pool_takes_the_intermediate_map_and_keeps_the_global_feature(
         build_method(OmegaConf.merge(cfg, {"model": {"map_after_pool": 9}}), info)
 
 
+class _PredictingCtx(_Ctx):
+    """ctx.predict_all(fn): fn on every one of `images` at once (the engine goes batch by batch)."""
+
+    def __init__(self, images: torch.Tensor) -> None:
+        self.images = images
+
+    def predict_all(self, fn):
+        with torch.no_grad():
+            return fn([self.images], torch.arange(len(self.images)))
+
+
 def test_dataset_kmeans_scope_clusters_all_samples_each_epoch_and_batches_read_them():
     torch.manual_seed(0)
     method = _method("loss.kmeans_scope=dataset")
     images = torch.rand(100, 1, 8, 8)
-
-    class Ctx(_Ctx):
-        def predict_all(self, fn):
-            with torch.no_grad():
-                return fn([images], torch.arange(100))
-
-    method.on_epoch_start(1, Ctx())
+    method.on_epoch_start(1, _PredictingCtx(images))
     clusters = method.dataset_clusters.clone()
     with torch.no_grad():
         expected = batch_kmeans(method.predict([images], torch.arange(100)), 10, method.objective.kmeans_iters)
@@ -172,13 +177,7 @@ def test_backbone_kmeans_features_cluster_the_normalised_global_feature():
     torch.manual_seed(0)
     method = _method("loss.kmeans_scope=dataset", "loss.kmeans_features=backbone")
     images = torch.rand(100, 1, 8, 8)
-
-    class Ctx(_Ctx):
-        def predict_all(self, fn):
-            with torch.no_grad():
-                return fn([images], torch.arange(100))
-
-    method.on_epoch_start(1, Ctx())
+    method.on_epoch_start(1, _PredictingCtx(images))
     with torch.no_grad():
         h = method.encode(images)[1]
         expected = batch_kmeans(torch.nn.functional.normalize(h, dim=1), 10, method.objective.kmeans_iters)
