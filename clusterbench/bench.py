@@ -356,7 +356,9 @@ def main(argv: list[str] | None = None) -> int:
         code = run_cell(cell, cell_dir, suite.common, extra)
         took = time.perf_counter() - t0
         left_estimate -= cell.minutes * 60 * len(info["left"])
-        finished = finished_seeds(cell_dir, None)
+        # only this cell's configuration counts: an earlier run of another one (the cell's
+        # overrides changed since) keeps its folder beside it but is not this run's result
+        finished = finished_seeds(cell_dir, compose_hashes([*suite.common, *cell.overrides, *extra], cell.seeds))
         finished = {s: r for s, r in finished.items() if s in cell.seeds}
         ok = code == 0 and len(finished) == len(cell.seeds)
         record.update(ran=True, status="finished" if ok else "failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=code, wall_s=round(took, 1),

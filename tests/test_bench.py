@@ -115,3 +115,26 @@ def test_the_summary_keeps_the_cells_of_earlier_invocations(tmp_path):
     cells = json.loads((tmp_path / "bench_summary.json").read_text())["cells"]
     assert [(c["cell"], c["status"]) for c in cells] == [("a", "finished"), ("c", "skipped: data absent"), ("b", "finished")]
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".bench_summary.json.")]  # no temporary left
+
+
+def test_a_run_of_the_cells_former_configuration_is_not_its_result(tmp_path, monkeypatch, capsys):
+    """The cell's overrides changed since an earlier invocation ran it: that run stays in the
+    cell's folder, but when the new configuration's job fails, the cell failed (it was once
+    reported with the earlier run's ACC as its own)."""
+    import clusterbench.bench as bench
+
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text("seeds: [0]\ncommon: [hardware=cpu]\n"
+                     "cells:\n  - {method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits, model.n_init=2], minutes: 0.1}\n")
+    earlier = tmp_path / "out" / "kmeans-digits" / "kmeans_digits_seed=0_old"
+    earlier.mkdir(parents=True)
+    (earlier / "results.json").write_text(json.dumps(
+        {"status": "finished", "seed": 0, "config_sha256": "of-model.n_init=1", "metrics": {"acc": 0.123}}))
+    monkeypatch.setattr(bench, "run_cell", lambda *args: 1)  # the new configuration's job fails
+    assert main([str(suite), "--out", str(tmp_path / "out"), "--no-table"]) == 1
+    text = capsys.readouterr().out
+    assert "[1/1] kmeans-digits: 0/1 seeds finished, no finished run; FAILED" in text
+    assert "0.123" not in text
+    cells = json.loads((tmp_path / "out" / "bench_summary.json").read_text())["cells"]
+    assert cells[0]["status"] == "failed" and cells[0]["finished_seeds"] == []
+
