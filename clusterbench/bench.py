@@ -315,11 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             plan.append((cell, "no-data", {"missing": [str(data_dir / m) for m in missing]}))
             continue
-        done = finished_seeds(out / cell.name, None)
+        done, hashes = finished_seeds(out / cell.name, None), None
         if done:  # compose (slow-ish) only where there is something to compare with
-            done = finished_seeds(out / cell.name, compose_hashes([*suite.common, *cell.overrides, *extra], cell.seeds))
+            hashes = compose_hashes([*suite.common, *cell.overrides, *extra], cell.seeds)
+            done = finished_seeds(out / cell.name, hashes)
         left = [s for s in cell.seeds if s not in done]
-        plan.append((cell, "todo" if left else "done", {"left": left, "done": done}))
+        plan.append((cell, "todo" if left else "done", {"left": left, "done": done, "hashes": hashes}))
 
     todo = [(c, info) for c, state, info in plan if state == "todo"]
     expected = sum(c.minutes * 60 * len(info["left"]) for c, info in todo)
@@ -358,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         left_estimate -= cell.minutes * 60 * len(info["left"])
         # only this cell's configuration counts: an earlier run of another one (the cell's
         # overrides changed since) keeps its folder beside it but is not this run's result
-        finished = finished_seeds(cell_dir, compose_hashes([*suite.common, *cell.overrides, *extra], cell.seeds))
+        hashes = info["hashes"] or compose_hashes([*suite.common, *cell.overrides, *extra], cell.seeds)
+        finished = finished_seeds(cell_dir, hashes)
         finished = {s: r for s, r in finished.items() if s in cell.seeds}
         ok = code == 0 and len(finished) == len(cell.seeds)
         record.update(ran=True, status="finished" if ok else "failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=code, wall_s=round(took, 1),

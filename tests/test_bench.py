@@ -137,4 +137,3 @@ def test_a_run_of_the_cells_former_configuration_is_not_its_result(tmp_path, mon
     assert "0.123" not in text
     cells = json.loads((tmp_path / "out" / "bench_summary.json").read_text())["cells"]
     assert cells[0]["status"] == "failed" and cells[0]["finished_seeds"] == []
-
