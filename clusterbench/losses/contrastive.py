@@ -17,7 +17,7 @@ from torch import Tensor
 
 from .entropy import EPS, entropy
 
-__all__ = ["instance_contrastive_loss", "cluster_contrastive_loss", "nt_xent", "pairwise_nt_xent"]
+__all__ = ["instance_contrastive_loss", "cluster_contrastive_loss", "nt_xent", "pairwise_nt_xent", "cross_view_contrastive_loss"]
 
 
 def _as_float(x: Tensor) -> Tensor:
@@ -131,3 +131,72 @@ def pairwise_nt_xent(z: Tensor, temperature: float) -> Tensor:
         per_anchor = torch.logaddexp(own.unsqueeze(-2), lse) - positives
         losses = per_anchor.mean(dim=-1)
         return losses * (1 - torch.eye(m, dtype=losses.dtype, device=losses.device))
+
+
+def _draw_other_cluster(cluster: Tensor, anchor: Tensor, count: int, generator: torch.Generator | None) -> Tensor:
+    """``count`` indices per anchor, uniform with replacement among the candidates whose
+    ``cluster`` differs from the anchor's (all candidates where none does). With the candidates
+    sorted by cluster, the allowed ones are everything but one contiguous block, so a uniform
+    draw over the allowed count maps to an index by skipping that block: O(anchors x count),
+    where a multinomial over an anchors x candidates weight matrix is O(anchors x candidates)."""
+    order = torch.argsort(cluster, stable=True)
+    start = torch.searchsorted(cluster[order], cluster[anchor])
+    size = torch.searchsorted(cluster[order], cluster[anchor], right=True) - start
+    allowed = len(cluster) - size
+    skip = torch.where(allowed > 0, size, torch.zeros_like(size))
+    allowed = torch.where(allowed > 0, allowed, torch.full_like(allowed, len(cluster)))
+    u = torch.rand(len(anchor), count, generator=generator, device=cluster.device)
+    j = (u * allowed[:, None]).long().clamp_max(allowed[:, None] - 1)
+    j = j + skip[:, None] * (j >= start[:, None])
+    return order[j]
+
+
+def cross_view_contrastive_loss(
+    z: Tensor,
+    clusters: Tensor | None,
+    temperature: float = 0.1,
+    negatives_ratio: float | None = 0.25,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """CoMVC's contrastive alignment loss (Trosten et al., CVPR 2021, Eq. 6-7), over all ordered
+    pairs of V views.
+
+    ``z``: ``V x N x D`` view representations (cosine similarity, scaled by 1 / temperature).
+    For every ordered pair of views (u, v), u != v, anchor ``z[u, n]`` has the positive
+    ``z[v, n]``; the loss is the mean over the V(V-1)N anchors of
+    ``-log(e^{s_pos} / (e^{s_pos} + sum_{neg} e^{s_neg}))``.
+
+    Negatives (Sec. 3.3, "we only use samples from different clusters as negatives"): with
+    ``negatives_ratio`` r, each anchor draws ``int(r * V * N)`` negatives with replacement,
+    uniformly among the V*N representations whose sample's cluster (``clusters``, N hard labels)
+    differs from the anchor sample's; an anchor with no such sample (one cluster in the batch)
+    draws among all others. ``negatives_ratio=None`` uses every other representation in the
+    batch as a negative (SimCLR-style; the released code allows it for 2 views only).
+    """
+    if z.dim() != 3 or z.shape[0] < 2:
+        raise ValueError(f"expected a V x N x D tensor with V >= 2 views, got shape {tuple(z.shape)}")
+    if temperature <= 0:
+        raise ValueError(f"temperature must be positive, got {temperature}")
+    v, n, _ = z.shape
+    with torch.autocast(device_type=z.device.type, enabled=False):
+        flat = F.normalize(_as_float(z).reshape(v * n, -1), dim=1)
+        logits = flat @ flat.t() / temperature  # (VN x VN); row u*N + i is view u, sample i
+        view = torch.arange(v, device=z.device).repeat_interleave(n)
+        sample = torch.arange(n, device=z.device).repeat(v)
+        # anchors and positives: every (u*N + i, w*N + i) with u != w
+        pair = (sample[:, None] == sample[None, :]) & (view[:, None] != view[None, :])
+        anchor, positive = pair.nonzero(as_tuple=True)
+        flat_logits = logits.reshape(-1)  # take() on the flat matrix: a cheaper backward than 2-d indexing
+        pos = flat_logits.take(anchor * (v * n) + positive)
+        if negatives_ratio is None:
+            candidates = ~torch.eye(v * n, dtype=torch.bool, device=z.device)
+            candidates[anchor, positive] = False
+            neg_logits = logits[anchor].masked_fill(~candidates[anchor], float("-inf"))
+        else:
+            if clusters is None:
+                raise ValueError("negative sampling by cluster needs the samples' cluster labels")
+            count = max(int(negatives_ratio * v * n), 1)
+            drawn = _draw_other_cluster(clusters.reshape(-1)[sample], anchor, count, generator)
+            neg_logits = flat_logits.take(anchor[:, None] * (v * n) + drawn)
+        scores = torch.cat([pos[:, None], neg_logits], dim=1)
+        return F.cross_entropy(scores, torch.zeros(len(anchor), dtype=torch.long, device=z.device))
