@@ -44,9 +44,13 @@ STAGE_TERMS = {"pretrain": ("reconstruction",), "contrastive": ("reconstruction"
 class MFLVCObjective:
     """MFLVC's named terms with multipliers (`loss.weights.label=0` drops L_Q, ...)."""
 
+    terms = TERMS
+    stage_terms = STAGE_TERMS
+    label = "MFLVC "
+
     def __init__(self, weights: dict[str, float] | None = None, feature_temperature: float = 0.5,
                  label_temperature: float = 1.0) -> None:
-        self.weights = term_weights(weights, TERMS, "MFLVC ")
+        self.weights = term_weights(weights, self.terms, self.label)
         if feature_temperature <= 0 or label_temperature <= 0:
             raise ConfigError(f"loss.feature_temperature={feature_temperature}, loss.label_temperature={label_temperature}: must be positive")
         self.feature_temperature = float(feature_temperature)
@@ -55,8 +59,8 @@ class MFLVCObjective:
     def combine(self, terms: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         """The stage's weighted sum as "loss"; every term logged (0 outside its stage)."""
         zero = next(iter(terms.values())).new_zeros(())
-        loss = sum(self.weights[name] * terms[name] for name in STAGE_TERMS[stage])
-        return {"loss": loss, **{name: terms.get(name, zero).detach() for name in TERMS}}
+        loss = sum(self.weights[name] * terms[name] for name in self.stage_terms[stage])
+        return {"loss": loss, **{name: terms.get(name, zero).detach() for name in self.terms}}
 
 
 @dataclass(frozen=True)
@@ -76,6 +80,9 @@ VARIANTS = {
 
 class MFLVC(ClusteringMethod):
     global_batch_losses = False  # the NT-Xent terms see the local batch: hardware=ddp refuses it
+    name = "mflvc"
+    objective_class = MFLVCObjective
+    variants = VARIANTS
 
     def __init__(
         self,
@@ -91,11 +98,11 @@ class MFLVC(ClusteringMethod):
         variant: str = "paper",
     ) -> None:
         super().__init__()
-        if not isinstance(loss, MFLVCObjective):
-            raise ConfigError("model=mflvc needs loss=mflvc")
-        check_multiview(data_info.n_views, "mflvc")
-        if variant not in VARIANTS:
-            raise ConfigError(f"model.variant={variant!r}: expected one of {', '.join(VARIANTS)}")
+        if not isinstance(loss, self.objective_class):
+            raise ConfigError(f"model={self.name} needs loss={self.name}")
+        check_multiview(data_info.n_views, self.name)
+        if variant not in self.variants:
+            raise ConfigError(f"model.variant={variant!r}: expected one of {', '.join(self.variants)}")
         stage_epochs = [int(e) for e in stage_epochs]
         if len(stage_epochs) != 3 or min(stage_epochs) < 0:
             raise ConfigError(f"model.stage_epochs={stage_epochs}: expected three epoch counts (pretrain, contrastive, tune), each >= 0")
@@ -107,7 +114,7 @@ class MFLVC(ClusteringMethod):
             raise ConfigError(f"model.kmeans_n_init={kmeans_n_init}: expected at least 1")
         self.objective = loss
         self.variant_name = variant
-        self.variant = VARIANTS[variant]
+        self.variant = self.variants[variant]
         self.stage_ends = np.cumsum(stage_epochs).tolist()
         self.kmeans_n_init = int(kmeans_n_init)
         self.n_clusters = data_info.n_clusters
@@ -195,8 +202,8 @@ class MFLVC(ClusteringMethod):
         return {"pseudo": pseudo_label_loss(qs, targets, softmax_twice=self.variant.softmax_twice)}
 
     def training_step(self, views: list[torch.Tensor], index: torch.Tensor, ctx: StepContext) -> dict[str, torch.Tensor]:
-        check_multiview(len(views), "mflvc")
-        stage, obj, w = self.stage, self.objective, self.objective.weights
+        check_multiview(len(views), self.name)
+        stage, obj = self.stage, self.objective
         if stage == "tune":
             if self._full_batch_terms is not None:
                 # the epoch's one step was taken at its start: its value as a leaf of no
@@ -209,14 +216,19 @@ class MFLVC(ClusteringMethod):
         zs = self.encoders(views)
         terms = {"reconstruction": reconstruction_loss(views, self.decoders(zs))}
         if stage == "contrastive":
-            zero = terms["reconstruction"].new_zeros(())
             hs = [F.normalize(self.feature_head(z), dim=1) for z in zs]
             qs = [self.label_head(z) for z in zs]
-            v = self.variant
-            terms["feature"] = feature_contrastive_loss(hs, obj.feature_temperature) if w["feature"] != 0 else zero
-            terms["label"] = (label_contrastive_loss(qs, obj.label_temperature, v.entropy_per_pair, v.log_k_offset)
-                              if w["label"] != 0 else zero)
+            terms.update(self.contrastive_terms(hs, qs, ctx))
         return obj.combine(terms, stage)
+
+    def contrastive_terms(self, hs: list[torch.Tensor], qs: list[torch.Tensor], ctx: StepContext) -> dict[str, torch.Tensor]:
+        """The contrastive stage's terms besides L_Z: L_H (Eq. 5) and L_Q (Eq. 8)."""
+        obj, w, v = self.objective, self.objective.weights, self.variant
+        zero = hs[0].new_zeros((), dtype=torch.float32)
+        return {
+            "feature": feature_contrastive_loss(hs, obj.feature_temperature) if w["feature"] != 0 else zero,
+            "label": label_contrastive_loss(qs, obj.label_temperature, v.entropy_per_pair, v.log_k_offset) if w["label"] != 0 else zero,
+        }
 
     def predict(self, views: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
         """Eq. 15: the views' mean assignment."""
