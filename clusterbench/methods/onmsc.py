@@ -15,6 +15,7 @@ two combinations Lo(gamma) = sum_p gamma_p Lo_p (o = 1, 2):
 
     min  tr(H^T L H) + sum_o ||L - Lo(gamma)||_F^2 + lam gamma^T C gamma
     s.t. H^T H = I_k, V^T V = I_k, Lam = diag(l_1..l_k) in [0, 1]^k, gamma >= 0, 1^T gamma = 1
+    (`weights: affine` drops gamma >= 0, as the authors' code does)
 
 C_pq = sum_o tr(Lo_p Lo_q) / (||Lo_p||_F ||Lo_q||_F) penalises picking correlated Laplacians.
 Each block has a closed form (or a small QP) and never increases the objective; per iteration:
@@ -26,6 +27,8 @@ Each block has a closed form (or a small QP) and never increases the objective; 
 Clusters: k-means on the row-normalised H.
 """
 from __future__ import annotations
+
+from typing import Literal
 
 import numpy as np
 from scipy.optimize import minimize
@@ -84,6 +87,13 @@ def gram_matrices(laplacians: list[list[np.ndarray]]) -> tuple[np.ndarray, np.nd
     return gram, corr
 
 
+def affine_qp(q: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """argmin gamma^T q gamma - 2 b^T gamma over sum gamma = 1, any sign (the KKT system)."""
+    m = len(b)
+    kkt = np.block([[2 * q, np.ones((m, 1))], [np.ones((1, m)), np.zeros((1, 1))]])
+    return np.linalg.lstsq(kkt, np.concatenate([2 * b, [1.0]]), rcond=None)[0][:m]
+
+
 def simplex_qp(q: np.ndarray, b: np.ndarray, start: np.ndarray) -> np.ndarray:
     """argmin gamma^T q gamma - 2 b^T gamma over gamma >= 0, sum gamma = 1 (q PSD, m small)."""
     m = len(b)
@@ -118,10 +128,10 @@ def update_eigenvalues(v: np.ndarray, h: np.ndarray, summed: np.ndarray) -> np.n
     return np.clip((2.0 * (ORDERS - quad) + pull) / (2.0 * ORDERS), 0.0, 1.0)
 
 
-def update_weights(laplacians, v: np.ndarray, lam_diag: np.ndarray, gram: np.ndarray, corr: np.ndarray, lam: float, gamma: np.ndarray) -> np.ndarray:
+def update_weights(laplacians, v: np.ndarray, lam_diag: np.ndarray, gram: np.ndarray, corr: np.ndarray, lam: float, gamma: np.ndarray, simplex: bool = True) -> np.ndarray:
     optimal = np.eye(len(v)) - (v * lam_diag) @ v.T
     b = np.array([sum(float(np.sum(order[p] * optimal)) for order in laplacians) for p in range(len(gamma))])
-    return simplex_qp(gram + lam * corr, b, gamma)
+    return simplex_qp(gram + lam * corr, b, gamma) if simplex else affine_qp(gram + lam * corr, b)
 
 
 class OptimalNeighbourhoodSpectral(MultiViewClassic):
@@ -133,6 +143,7 @@ class OptimalNeighbourhoodSpectral(MultiViewClassic):
         backbone: dict | None = None,
         loss: object | None = None,
         lam: float = 1.0,
+        weights: Literal["simplex", "affine"] = "simplex",
         neighbor_rate: float = 1.0,
         sigma: float | None = None,
         max_iter: int = 30,
@@ -151,6 +162,7 @@ class OptimalNeighbourhoodSpectral(MultiViewClassic):
         check_positive("tol", tol, allow_zero=True)
         check_count("n_init", n_init)
         self.lam = float(lam)
+        self.simplex = weights == "simplex"
         self.tau = tau
         self.sigma = sigma
         self.max_iter = max_iter
@@ -171,7 +183,7 @@ class OptimalNeighbourhoodSpectral(MultiViewClassic):
             v = eigenvectors(2.0 * summed - h @ h.T, k, largest=False)[1]
             lam_diag = update_eigenvalues(v, h, summed)
             h = v  # the bottom eigenvectors of I - V Lam V^T (Lam in [0, 1]) are V's columns
-            gamma = update_weights(laplacians, v, lam_diag, gram, corr, self.lam, gamma)
+            gamma = update_weights(laplacians, v, lam_diag, gram, corr, self.lam, gamma, self.simplex)
             combined = combine(laplacians, gamma)
             summed = sum(combined)
             history.append(onmsc_objective(h, v, lam_diag, combined, gamma, self.lam, corr))

@@ -93,10 +93,11 @@ class RobustMultiViewKMeans(MultiViewClassic):
         self.n_init = n_init
         self.tol = float(tol)
 
-    def fit_once(self, views: list[np.ndarray], rng: np.random.RandomState) -> tuple[float, np.ndarray, np.ndarray, int]:
+    def fit_once(self, views: list[np.ndarray], rng: np.random.RandomState, start: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, int]:
+        """One start: from `start` (labels) or a random indicator with every cluster used (a
+        random permutation of 0..K-1 repeated)."""
         n, k, m = len(views[0]), self.n_clusters, len(views)
-        # random indicator with every cluster used: a random permutation of 0..K-1 repeated
-        labels = rng.permutation(np.arange(n) % k)
+        labels = rng.permutation(np.arange(n) % k) if start is None else np.asarray(start)
         d = [np.ones(n) for _ in range(m)]
         alpha = np.full(m, 1.0 / m)
         centroids: list[np.ndarray | None] = [None] * m

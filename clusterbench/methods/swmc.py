@@ -8,16 +8,16 @@ has rank N - c (exactly c connected components, c = number of clusters):
 
     min_S  sum_v ||S - A_v||_F    s.t. s_i >= 0, s_i^T 1 = 1, rank(L_S) = N - c
 
-The square roots make the view weights w_v = 1 / (2 ||S - A_v||_F) appear by themselves; the
-rank constraint is relaxed to 2 lambda tr(F^T L_S F) with F^T F = I (Ky Fan), and the three
-blocks are updated in turn:
+The square roots make the view weights w_v = 1 / (2 ||S - A_v||_F) appear by themselves. With
+w fixed, S is the constrained-Laplacian-rank (CLR) problem on the weighted graphs: the rank
+constraint relaxed to 2 lambda tr(F^T L_S F) with F^T F = I (Ky Fan), and
     s_i = projection onto the simplex of (sum_v w_v a_i^v - lambda d_i / 2) / sum_v w_v,
           d_ij = ||f_i - f_j||^2
     F   = the c eigenvectors of L_S with the smallest eigenvalues
-    w_v = 1 / (2 ||S - A_v||_F)
-with lambda adapted as the paper (and CLR) does: doubled while L_S has fewer than c zero
-eigenvalues (the graph has fewer than c connected components), halved (and F kept) while it has
-more. The clusters are the connected components of S; no k-means.
+alternated, lambda doubled while L_S has fewer than c zero eigenvalues (fewer than c connected
+components) and halved (F kept) while it has more, until exactly c. Then w_v = 1 / (2 ||S - A_v||_F),
+and again, until sum_v ||S - A_v||_F stops changing (the authors' code nests the loops the same
+way). The clusters are the connected components of S; no k-means.
 """
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ from clusterbench.methods.base import DataInfo
 from clusterbench.methods.multiview_classic import MultiViewClassic, check_count, check_positive, eigenvectors, squared_distances
 
 _EPS = 1e-12
+# an eigenvalue sum of L_S below this counts as zero (the authors' code uses the same threshold)
+_ZERO = 1e-10
 
 
 def adaptive_neighbour_graph(x: np.ndarray, k: int) -> np.ndarray:
@@ -111,6 +113,7 @@ class SelfWeightedMultiviewClustering(MultiViewClassic):
         support: Literal["neighbours", "all"] = "neighbours",
         lam: float = 1.0,
         max_iter: int = 50,
+        inner_iter: int = 50,
         tol: float = 1e-8,
     ) -> None:
         super().__init__(data_info)
@@ -118,12 +121,32 @@ class SelfWeightedMultiviewClustering(MultiViewClassic):
             raise ConfigError(f"model.n_neighbors={n_neighbors}: expected 1..{data_info.n_samples - 2} (the dataset has {data_info.n_samples} samples)")
         check_positive("lam", lam)
         check_count("max_iter", max_iter)
+        check_count("inner_iter", inner_iter)
         check_positive("tol", tol, allow_zero=True)
         self.n_neighbors = n_neighbors
         self.support = support
         self.lam = float(lam)
         self.max_iter = max_iter
+        self.inner_iter = inner_iter
         self.tol = float(tol)
+
+    def rank_constrained_graph(self, graphs: list[np.ndarray], weights: np.ndarray, start: np.ndarray, support: np.ndarray | None) -> tuple[np.ndarray, float]:
+        """S for fixed weights: the CLR problem (Nie et al., AAAI 2016) on the weighted graphs,
+        lambda from `lam`, doubled while L_S has fewer than c (near) zero eigenvalues, halved
+        (and F kept) while it has more, until it has exactly c or `inner_iter` updates."""
+        c, lam = self.n_clusters, self.lam
+        _, f = eigenvectors(laplacian(start), c, largest=False)
+        for _ in range(self.inner_iter):
+            s = update_graph(graphs, weights, f, lam, support)
+            values, vectors = eigenvectors(laplacian(s), c + 1, largest=False)
+            if values[:c].sum() > _ZERO:  # fewer than c zero eigenvalues: more weight on the rank term
+                lam *= 2.0
+                f = vectors[:, :c]
+            elif values.sum() < _ZERO:  # more than c: less weight, keep the F that gave them
+                lam /= 2.0
+            else:
+                break
+        return s, lam
 
     def fit_predict_views(self, views: list[np.ndarray], seed: int) -> np.ndarray:
         c = self.n_clusters
@@ -132,25 +155,16 @@ class SelfWeightedMultiviewClustering(MultiViewClassic):
         # `neighbours`: s_i lives on the samples that are a neighbour of i in some view (as the
         # authors' code); `all`: on every other sample, as the paper's problem is written
         support = sum(graphs) > 0 if self.support == "neighbours" else None
-        lam = self.lam
-        _, f = eigenvectors(laplacian(sum(w * a for w, a in zip(weights, graphs))), c, largest=False)
-        objective, history, found = np.inf, [], None
+        s = sum(w * a for w, a in zip(weights, graphs))
+        history, found, lam = [], None, self.lam
         for _ in range(self.max_iter):
-            s = update_graph(graphs, weights, f, lam, support)
-            weights = view_weights(s, graphs)
+            s, lam = self.rank_constrained_graph(graphs, weights, s, support)  # fix w, update S (and F)
+            weights = view_weights(s, graphs)  # fix S, update w
+            history.append(swmc_objective(s, graphs))
             count, labels = components(s)
-            previous_f = f
-            _, f = eigenvectors(laplacian(s), c, largest=False)
-            if count < c:  # too few components: more weight on the rank term
-                lam *= 2.0
-            elif count > c:  # too many: less weight, and keep the embedding that gave them
-                lam /= 2.0
-                f = previous_f
-            else:
+            if count == c:
                 found = labels
-            previous, objective = objective, swmc_objective(s, graphs)
-            history.append(objective)
-            if count == c and abs(previous - objective) <= self.tol * max(objective, 1e-300):
+            if len(history) > 1 and abs(history[-2] - history[-1]) <= self.tol * history[-1]:
                 break
         count, labels = components(s)
         if count != c:
