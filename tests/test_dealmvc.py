@@ -140,13 +140,24 @@ def test_variant_table_one_switch_at_a_time():
 
 
 def test_consistency_reads_all_local_graphs_or_the_released_first_v():
-    views = _views()
-    for variant, expected_pairs in (("paper", 3), ("official", 3)):
-        model = _deal(variant, threshold=0.3)
+    # four views, six local graphs: the paper compares all six, the released code the first four
+    info4 = DataInfo(dims=(6, 4, 5, 3), n_clusters=3, n_samples=B)
+    views4 = _views(info=info4)
+    for variant, compared in (("paper", 6), ("official", 4)):
+        model = _deal(variant, info=info4, threshold=0.3, attention_dropout=0.0)
+        model.eval()  # no dropout: the weights below are the step's
         with torch.no_grad():
-            _, hs, qs = model.forward_views(views)
+            _, hs, qs = model.forward_views(views4)
+            weights = model.fusion_weights(hs)
+            model.running_weights.fill_(0.25)
             terms = model.contrastive_terms(hs, qs, None)
-        assert terms["consistency"].item() >= 0
+            fused = torch.einsum("v,vnd->nd", weights, torch.stack(hs))
+            g = pseudo_label_graph(*(2 * [model.label_head(fused)]), 0.3)
+            pairs = [(a, b) for a in range(4) for b in range(a + 1, 4)]
+            local = [pseudo_label_graph(qs[a], qs[b], 0.3) for a, b in pairs]
+        expected = sum(graph_consistency_loss(g, x) for x in local[:compared])
+        assert expected.item() > 0
+        assert terms["consistency"].item() == pytest.approx(expected.item(), abs=1e-6)
     # two views: the released code compares the global graph with the one local graph
     info2 = DataInfo(dims=(6, 4), n_clusters=3, n_samples=B)
     model = _deal("official", info=info2, threshold=0.3)
