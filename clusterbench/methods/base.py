@@ -170,3 +170,33 @@ def build_backbone(backbone, data_info: DataInfo, model: str) -> nn.Module:
 def check_views(views: list[torch.Tensor], expected: int, model: str) -> None:
     if len(views) != expected:
         raise ConfigError(f"model={model} needs {expected} augmented views per image, the augmentation gives {len(views)}")
+
+
+# --- parts the multi-stage methods share ----------------------------------------------------------
+
+
+class StageSchedule:
+    """Named training stages by epoch count (PICI: pretrain / train / boost; MFLVC, DealMVC:
+    pretrain / contrastive / tune): `stage_epochs` gives each stage's epochs, they must sum to
+    trainer.max_epochs (`max_epochs`, None: not checked), and `stage_of(epoch)` (1-based) names
+    the stage an epoch belongs to. A bad list is one line naming model.stage_epochs."""
+
+    def __init__(self, names: tuple[str, ...], stage_epochs, max_epochs: int | None) -> None:
+        epochs = [int(e) for e in (stage_epochs or [])]
+        if len(epochs) != len(names) or min(epochs) < 0:
+            raise ConfigError(
+                f"model.stage_epochs={epochs}: expected {len(names)} epoch counts ({', '.join(names)}), each >= 0"
+            )
+        if max_epochs is not None and sum(epochs) != int(max_epochs):
+            raise ConfigError(
+                f"model.stage_epochs={epochs} sums to {sum(epochs)} but trainer.max_epochs={max_epochs}: they must agree"
+            )
+        self.names = tuple(names)
+        self.epochs = epochs
+        self.ends = [sum(epochs[: i + 1]) for i in range(len(epochs))]
+
+    def stage_of(self, epoch: int) -> str:
+        for stage, end in zip(self.names, self.ends):
+            if epoch <= end:
+                return stage
+        return self.names[-1]

@@ -33,7 +33,7 @@ from torch import nn
 from clusterbench.errors import ConfigError
 from clusterbench.losses.mflvc import feature_contrastive_loss, label_contrastive_loss, pseudo_label_loss, reconstruction_loss
 from clusterbench.losses.pici import match_pseudo_labels
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StageSchedule, StepContext, term_weights
 from clusterbench.nn.multiview import ViewDecoders, ViewEncoders, check_multiview, feature_mlp
 
 TERMS = ("reconstruction", "feature", "label", "pseudo")
@@ -103,19 +103,12 @@ class MFLVC(ClusteringMethod):
         check_multiview(data_info.n_views, self.name)
         if variant not in self.variants:
             raise ConfigError(f"model.variant={variant!r}: expected one of {', '.join(self.variants)}")
-        stage_epochs = [int(e) for e in stage_epochs]
-        if len(stage_epochs) != 3 or min(stage_epochs) < 0:
-            raise ConfigError(f"model.stage_epochs={stage_epochs}: expected three epoch counts (pretrain, contrastive, tune), each >= 0")
-        if max_epochs is not None and sum(stage_epochs) != int(max_epochs):
-            raise ConfigError(
-                f"model.stage_epochs={stage_epochs} sums to {sum(stage_epochs)} but trainer.max_epochs={max_epochs}: they must agree"
-            )
+        self.schedule = StageSchedule(STAGES, stage_epochs, max_epochs)
         if int(kmeans_n_init) < 1:
             raise ConfigError(f"model.kmeans_n_init={kmeans_n_init}: expected at least 1")
         self.objective = loss
         self.variant_name = variant
         self.variant = self.variants[variant]
-        self.stage_ends = np.cumsum(stage_epochs).tolist()
         self.kmeans_n_init = int(kmeans_n_init)
         self.n_clusters = data_info.n_clusters
         self.n_views = data_info.n_views
@@ -146,10 +139,7 @@ class MFLVC(ClusteringMethod):
 
     # ------------------------------------------------------------------ stages
     def stage_of(self, epoch: int) -> str:
-        for stage, end in zip(STAGES, self.stage_ends):
-            if epoch <= end:
-                return stage
-        return STAGES[-1]
+        return self.schedule.stage_of(epoch)
 
     def on_epoch_start(self, epoch: int, ctx: StepContext) -> None:
         self.stage = self.stage_of(epoch)

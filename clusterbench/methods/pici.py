@@ -32,7 +32,7 @@ from torch import nn
 
 from clusterbench.errors import ConfigError
 from clusterbench.losses.pici import cli_loss, masked_patch_mse, match_pseudo_labels, pisd_loss
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StageSchedule, StepContext, term_weights
 from clusterbench.methods.base import check_views
 from clusterbench.methods.cc import CCObjective
 from clusterbench.nn.heads import mlp_head
@@ -107,13 +107,7 @@ class PICI(ClusteringMethod):
             raise ConfigError(f"model.variant={variant!r}: expected paper or official")
         if not 0 < mask_ratio < 1:
             raise ConfigError(f"model.mask_ratio={mask_ratio}: must be in (0, 1)")
-        stage_epochs = [int(e) for e in (stage_epochs or [])]
-        if len(stage_epochs) != 3 or min(stage_epochs) < 0:
-            raise ConfigError(f"model.stage_epochs={stage_epochs}: expected three epoch counts (pretrain, train, boost), each >= 0")
-        if max_epochs is not None and sum(stage_epochs) != int(max_epochs):
-            raise ConfigError(
-                f"model.stage_epochs={stage_epochs} sums to {sum(stage_epochs)} but trainer.max_epochs={max_epochs}: they must agree"
-            )
+        self.schedule = StageSchedule(STAGES, stage_epochs, max_epochs)
         c, h, w = data_info.image_shape
         if h != w:
             raise ConfigError(f"model=pici: the ViT needs square images, the views are {h} x {w} (set augment.size)")
@@ -123,7 +117,6 @@ class PICI(ClusteringMethod):
         self.mask_ratio = float(mask_ratio)
         self.norm_pix_loss = bool(norm_pix_loss)
         self.patch_size = int(patch_size)
-        self.stage_ends = np.cumsum(stage_epochs).tolist()
         self.kmeans_n_init = int(kmeans_n_init)
         self.n_clusters = data_info.n_clusters
         self.stage = STAGES[0]
@@ -139,10 +132,7 @@ class PICI(ClusteringMethod):
 
     # ------------------------------------------------------------------ stages
     def stage_of(self, epoch: int) -> str:
-        for stage, end in zip(STAGES, self.stage_ends):
-            if epoch <= end:
-                return stage
-        return STAGES[-1]
+        return self.schedule.stage_of(epoch)
 
     def on_epoch_start(self, epoch: int, ctx: StepContext) -> None:
         self.stage = self.stage_of(epoch)
