@@ -429,3 +429,16 @@ def test_a_superseded_folder_is_listed_last_and_named_as_such(tmp_path):
     # without the sweep's summary nothing is claimed
     (sweep / SUMMARY).unlink()
     assert not any(item.reason.startswith("superseded") for item in _table(tmp_path).unfinished)
+
+
+def test_multiview_rows_meet_their_table2_and_own_paper_numbers(tmp_path, capsys):
+    comvc = {"seed": 0, "model": {"_target_": "clusterbench.methods.comvc.CoMVC"}, "loss": {"weights": {"contrast": 1.0}}}
+    _run(tmp_path, "0", 0, 0.40, dataset="event", model="comvc", config=comvc, nmi=0.2)
+    ablation = _config(comvc, loss__weights__contrast=0.0)
+    _run(tmp_path, "1", 0, 0.30, dataset="event", model="comvc", config=ablation, nmi=0.1, overrides=("loss.weights.contrast=0",))
+    _run(tmp_path, "2", 0, 0.97, dataset="bdgp", model="mflvc", config={"seed": 0}, nmi=0.9)
+    assert main([str(tmp_path)]) == 0
+    md = capsys.readouterr().out
+    assert "| 0.491 | -0.0910 |" in md and "Table 2: CoMVC |" in md  # CoMVC on Event: 49.1
+    assert md.count("Table 2: CoMVC") == 1  # the ablation is not the Table 2 row
+    assert "| 0.989* | -0.0190 |" in md and "Table main: MFLVC |" in md  # MFLVC's own BDGP number (* its source note)
