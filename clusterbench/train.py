@@ -12,7 +12,6 @@ Examples:
 """
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import sys
@@ -27,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clusterbench._configs import config_dir
 from clusterbench.config_check import check_config
-from clusterbench.engine.checkpoint import write_text
+from clusterbench.engine.checkpoint import DiskWriteError, disk_write_message, storage_error, write_text
 from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
 from clusterbench.engine.ensemble import MembersDoNotFit
 from clusterbench.engine.hardware import JOB_DEVICE_ENV
@@ -258,8 +257,10 @@ def sweep_job(cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> dict[str,
 def record_failure(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], error: BaseException | str) -> None:
     """results.json with status failed for a job that stopped before the engine wrote one (a
     config error, a bug): the sweep summary lists it and a re-run of the sweep trains it again.
-    Nothing is written into a folder that holds another run (RunFolderError)."""
-    if isinstance(error, RunFolderError):
+    Nothing is written into a folder that holds another run (RunFolderError), nor onto a disk
+    that could not take the run's files (DiskWriteError: the folder's checkpoint, if any, stays
+    resumable, and a re-run of the sweep resumes it)."""
+    if isinstance(error, (RunFolderError, DiskWriteError)):
         return
     write_failure(Path(run_dir), cfg, meta, str(error) if isinstance(error, ClusterbenchError) else error)
 
@@ -290,11 +291,11 @@ def _single_run(cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> dict[st
         folder = cfg.get("resume") or run_dir
         say(f"interrupted: the last checkpoint in {folder} is kept; continue with: python -m clusterbench.train resume={folder}", error=True)
         sys.exit(130)
-    except OSError as err:
-        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO):
+    except (OSError, RuntimeError) as err:
+        cause = storage_error(err)
+        if cause is None:
             raise
-        where = f" writing {err.filename}" if err.filename else ""
-        say(f"error: {err.strerror or first_line(err)}{where}; files written before (the last checkpoint) are kept", error=True)
+        say(f"error: {disk_write_message(cause, Path(cfg.get('resume') or run_dir))}", error=True)
         sys.exit(1)
 
 

@@ -1,6 +1,7 @@
 """Atomic checkpoint and JSON writes, and RNG state capture for bit-exact resume."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -11,11 +12,57 @@ import numpy as np
 import torch
 
 from clusterbench.atomic import atomic_write_bytes
-from clusterbench.errors import ClusterbenchError, first_line
+from clusterbench.errors import ClusterbenchError, TrainingError, first_line
 
 
 class CheckpointError(ClusterbenchError):
     """A checkpoint file is missing or cannot be read; the message names the file."""
+
+
+class DiskWriteError(TrainingError):
+    """A run could not write a file (disk full, quota, read-only or failing disk); the message
+    names the file and says what the run folder still holds."""
+
+
+# errors of the disk itself, not of the run: one line, exit status 1
+STORAGE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+
+
+def storage_error(err: BaseException | None) -> OSError | None:
+    """The OSError of a full (or read-only, or failing) disk behind `err`: `err` itself, or
+    the one torch's zip writer turns into `RuntimeError: [enforce fail at inline_container.cc]
+    unexpected pos` (Python keeps it as the RuntimeError's context)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        seen.add(id(err))
+        if isinstance(err, OSError) and err.errno in STORAGE_ERRNOS:
+            return err
+        err = err.__cause__ or err.__context__
+    return None
+
+
+def write_file(path: Path, write, before_replace=None) -> None:
+    """atomic_write_bytes, where a disk that cannot take the file is an OSError naming `path`
+    (the write's own OSError names no file, and torch's writer raises a RuntimeError)."""
+    try:
+        atomic_write_bytes(path, write, before_replace)
+    except (OSError, RuntimeError) as err:
+        cause = storage_error(err)
+        if cause is None:
+            raise
+        raise OSError(cause.errno, cause.strerror or os.strerror(cause.errno), str(path)) from None
+
+
+def disk_write_message(err: OSError, run_dir: Path) -> str:
+    """One line for a file the run could not write: the error, the file, and whether the run
+    folder holds a checkpoint to continue from (never claims one that is not there)."""
+    what = err.strerror or first_line(err)
+    where = f" writing {err.filename}" if err.filename else f" writing into {run_dir}"
+    checkpoints = Path(run_dir) / "checkpoints"
+    kept = next((p for p in (checkpoints / "last.pt", checkpoints / PREVIOUS) if p.exists()), None)
+    if kept is not None:
+        return f"{what}{where}; the last checkpoint {kept} is kept: free some space, then continue with resume={run_dir}"
+    return f"{what}{where}; no checkpoint had been written yet in {run_dir}: free some space and run again"
 
 
 def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = False) -> None:
@@ -29,7 +76,7 @@ def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = Fal
         if path.exists():
             os.replace(path, previous_checkpoint(path))
 
-    atomic_write_bytes(path, lambda handle: torch.save(state, handle), keep_the_last_one if keep_previous else None)
+    write_file(path, lambda handle: torch.save(state, handle), keep_the_last_one if keep_previous else None)
 
 
 def previous_checkpoint(path: Path) -> Path:
@@ -99,17 +146,17 @@ def shrink_finished_checkpoints(folder: Path, mode: str) -> None:
         if state.get("kind", "full") != "weights":
             kept = {key: state[key] for key in ("epoch", "method", "config", "config_sha256") if key in state}
             kept["kind"] = "weights"
-            atomic_write_bytes(last, lambda handle: torch.save(kept, handle))
+            write_file(last, lambda handle: torch.save(kept, handle))
     (Path(folder) / PREVIOUS).unlink(missing_ok=True)
 
 
 def write_json(path: Path, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2, sort_keys=False, default=str) + "\n"
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
+    write_file(path, lambda handle: handle.write(text.encode()))
 
 
 def write_text(path: Path, text: str) -> None:
-    atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
+    write_file(path, lambda handle: handle.write(text.encode()))
 
 
 def capture_rng(generator: torch.Generator) -> dict[str, Any]:

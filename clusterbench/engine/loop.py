@@ -24,13 +24,16 @@ from clusterbench.engine import distributed as ddp
 from clusterbench.engine.build import build, build_method, build_optimizers, build_schedulers
 from clusterbench.engine.checkpoint import (
     CheckpointError,
-    atomic_write_bytes,
+    DiskWriteError,
     capture_rng,
+    disk_write_message,
     load_latest_checkpoint,
     restore_rng,
     save_checkpoint,
     seed_everything,
     shrink_finished_checkpoints,
+    storage_error,
+    write_file,
     write_json,
 )
 from clusterbench.engine.ensemble import Member, build_members, clip_grad_norm, member_checkpoints, release_memory
@@ -413,7 +416,7 @@ class FitRun:
                 soft = None if candidates is not None else self.method.assign(member_out)[1]
                 if soft is not None and soft.ndim == 2 and soft.shape[0] == len(pred):
                     saved["probabilities"] = soft.float().cpu().numpy()
-                atomic_write_bytes(member.run_dir / "predictions.npz", lambda f: np.savez_compressed(f, **saved))
+                write_file(member.run_dir / "predictions.npz", lambda f: np.savez_compressed(f, **saved))
             member.latest = metrics
             member.latest_pred = (epoch, pred)
             row.update({k: metrics[k] for k in MONITORED if k in metrics})
@@ -506,6 +509,13 @@ class FitRun:
                 self.log(rows)
                 self.checkpoint(0)
             return self.finish()
+        except (OSError, RuntimeError) as err:
+            cause = storage_error(err)
+            if cause is None:
+                raise
+            # nothing more can be written (not even a failed results.json): one line, exit 1
+            folder = next((m.run_dir for m in self.members if cause.filename and str(cause.filename).startswith(str(m.run_dir))), self.members[0].run_dir)
+            raise DiskWriteError(disk_write_message(cause, folder)) from None
         finally:
             for member in self.members:
                 unlock_run_folder(member.run_dir)
@@ -587,7 +597,7 @@ class FitRun:
             if member.active and member.latest_pred is not None:
                 epoch, pred = member.latest_pred
                 features = features.cpu().numpy().astype(np.float16)  # for t-SNE: half precision is plenty
-                atomic_write_bytes(
+                write_file(
                     member.run_dir / "embedding.npz", lambda f: np.savez_compressed(f, features=features, y_pred=pred, epoch=epoch)
                 )
 

@@ -1,0 +1,108 @@
+"""Faults of issue 31: a full disk while writing a checkpoint (a one-line error that never
+claims a checkpoint that is not there), ... (see docs/reliability.md)."""
+from __future__ import annotations
+
+import errno
+import os
+
+import pytest
+
+import clusterbench.atomic as atomic
+from clusterbench.engine.checkpoint import load_checkpoint
+from clusterbench.train import _single_run
+from conftest import compose_config, TINY
+
+QUICK = ("trainer.max_epochs=2", "trainer.batch_size=500", "trainer.save_embedding=false", "trainer.checkpoint_when_done=full")
+
+
+class _FullDisk:
+    """Stands in for `os` and `tempfile` in clusterbench/atomic.py: files whose name contains
+    `name` take `room` bytes and then fail with ENOSPC, as on a full disk (torch's zip writer
+    then raises `RuntimeError: [enforce fail at inline_container.cc] unexpected pos`), after
+    `allowed` such files have been written whole."""
+
+    def __init__(self, name: str, allowed: int = 0, room: int = 100) -> None:
+        self.name, self.allowed, self.room = name, allowed, room
+        self.names: dict[int, str] = {}
+
+    def __getattr__(self, attr):
+        return getattr(os, attr)
+
+    def mkstemp(self, **kwargs):
+        import tempfile
+
+        fd, path = tempfile.mkstemp(**kwargs)
+        self.names[fd] = path
+        return fd, path
+
+    def fdopen(self, fd, mode):
+        handle = os.fdopen(fd, mode)
+        if self.name not in os.path.basename(self.names.get(fd, "")):
+            return handle
+        if self.allowed > 0:
+            self.allowed -= 1
+            return handle
+        return _FullHandle(handle, self.room)
+
+
+class _FullHandle:
+    def __init__(self, handle, room: int) -> None:
+        self.handle, self.room = handle, room
+
+    def __getattr__(self, attr):
+        return getattr(self.handle, attr)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.close()
+
+    def write(self, data) -> int:
+        if self.handle.tell() + len(data) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self.handle.write(data)
+
+
+def _fill_disk(monkeypatch, name: str, allowed: int = 0) -> _FullDisk:
+    disk = _FullDisk(name, allowed)
+    monkeypatch.setattr(atomic, "os", disk)
+    monkeypatch.setattr(atomic, "tempfile", disk)
+    return disk
+
+
+def _one_line_exit(capsys, cfg, run_dir, code: int) -> str:
+    with pytest.raises(SystemExit) as info:
+        _single_run(cfg, run_dir, {})
+    assert info.value.code == code
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("error: "), err
+    return err[0]
+
+
+def test_full_disk_before_any_checkpoint_is_one_line_claiming_none(tiny_config, tmp_path, capsys, monkeypatch):
+    _fill_disk(monkeypatch, "last.pt")
+    line = _one_line_exit(capsys, tiny_config(*QUICK), tmp_path / "run", 1)
+    assert f"writing {tmp_path / 'run' / 'checkpoints' / 'last.pt'}" in line
+    assert "No space left on device" in line and "no checkpoint had been written yet" in line and "kept" not in line
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+    assert not list((tmp_path / "run" / "checkpoints").glob(".*.tmp"))  # no half-written temporary file left
+
+
+def test_full_disk_after_a_checkpoint_keeps_it_and_resume_on_a_full_disk_says_the_same(tmp_path, capsys, monkeypatch):
+    from omegaconf import OmegaConf
+
+    cfg = compose_config([*TINY, *QUICK])
+    folder = tmp_path / "run"
+    disk = _fill_disk(monkeypatch, "last.pt", allowed=1)  # epoch 1's checkpoint fits, epoch 2's does not
+    line = _one_line_exit(capsys, cfg, folder, 1)
+    last = folder / "checkpoints" / "last.pt"
+    assert f"the last checkpoint {last} is kept" in line and f"resume={folder}" in line
+    assert load_checkpoint(last)["epoch"] == 1
+    (folder / ".hydra").mkdir()
+    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
+    resume = compose_config([*TINY, *QUICK, f"resume={folder}"])
+    assert _one_line_exit(capsys, resume, tmp_path / "ignored", 1) == line  # the disk is still full
+    disk.allowed = 1  # space freed
+    results = _single_run(resume, tmp_path / "ignored", {})
+    assert results["status"] == "finished" and load_checkpoint(last)["epoch"] == 2
