@@ -145,9 +145,10 @@ def summary_line(results: dict[str, Any], meta: dict[str, Any], run_dir: Path | 
     selection = results["selection"]
     flag = "  [label-selected: " + _label_selected(selection) + "]" if selection.get("uses_labels") else ""
     chosen = f", {selection['rule']} epoch {selection['epoch']}" if results.get("epochs") else ""  # k-means: no epochs
+    collapsed = f"  [{results['collapse']['message']}]" if results.get("collapse") else ""
     return (
         f"{results.get('model') or meta.get('model')} on {results['dataset']['name']} (seed {results['seed']}{chosen}): "
-        f"{score_text(m)}{flag}  -> {run_dir}"
+        f"{score_text(m)}{flag}{collapsed}  -> {run_dir}"
     )
 
 

@@ -35,6 +35,32 @@ def select(evaluations: list[dict[str, Any]], rule: str) -> dict[str, Any]:
     return min(candidates, key=lambda e: e[key]) if candidates else evaluations[-1]
 
 
+def collapse_share(n_clusters: int) -> float:
+    """The share of the samples above which one cluster "holds most of them": halfway between a
+    balanced partition (1/K) and all in one cluster, (1 + 1/K) / 2 (0.55 for K = 10, 0.75 for
+    K = 2). A data set whose largest class is that large is flagged too: read the labels then."""
+    return (1.0 + 1.0 / n_clusters) / 2.0
+
+
+def collapse_verdict(metrics: dict[str, Any], n_clusters: int) -> dict[str, Any] | None:
+    """None, or why the final clustering collapsed (the collapse monitor's nonempty_clusters and
+    largest_cluster_share): fewer non-empty clusters than asked, or one cluster above
+    collapse_share(K). results.json's `collapse` and the console's last line say it."""
+    used, largest = metrics.get("nonempty_clusters"), metrics.get("largest_cluster_share")
+    if used is None or largest is None:
+        return None
+    threshold = collapse_share(n_clusters)
+    reasons = []
+    if used < n_clusters:
+        reasons.append(f"{used} of {n_clusters} clusters used")
+    if largest > threshold:
+        reasons.append(f"one cluster holds {largest:.0%} of the samples (above {threshold:.0%})")
+    if not reasons:
+        return None
+    return {"nonempty_clusters": int(used), "n_clusters": int(n_clusters), "largest_cluster_share": float(largest),
+            "share_threshold": threshold, "message": "collapsed: " + ", ".join(reasons)}
+
+
 def dataset_record(data, meta: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": data.name,
@@ -70,6 +96,7 @@ def finished_results(
         **candidates,
         "selection": selection,
         "last_epoch_metrics": evaluations[-1]["metrics"],
+        "collapse": collapse_verdict(chosen["metrics"], int(data.n_clusters)),  # None: not collapsed
         "model": meta.get("model"),
         "method": cfg.model._target_,
         "dataset": dataset_record(data, meta),
