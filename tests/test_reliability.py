@@ -106,3 +106,36 @@ def test_full_disk_after_a_checkpoint_keeps_it_and_resume_on_a_full_disk_says_th
     disk.allowed = 1  # space freed
     results = _single_run(resume, tmp_path / "ignored", {})
     assert results["status"] == "finished" and load_checkpoint(last)["epoch"] == 2
+
+
+def _killed_kmeans_run(tmp_path):
+    """A k-means run folder as a kill after its checkpoint leaves it: no results.json."""
+    from omegaconf import OmegaConf
+
+    from clusterbench.train import run
+
+    cfg = compose_config(["model=kmeans", "hardware=cpu"])
+    folder = tmp_path / "km"
+    full = run(cfg, folder)
+    (folder / "results.json").unlink()
+    (folder / ".hydra").mkdir()
+    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
+    return cfg, folder, full
+
+
+def test_resume_of_a_kmeans_run_without_results_refits_it(tmp_path, capsys):
+    from clusterbench.train import run
+
+    cfg, folder, full = _killed_kmeans_run(tmp_path)
+    resumed = run(compose_config(["model=kmeans", "hardware=cpu", f"resume={folder}"]), tmp_path / "ignored")
+    assert resumed["status"] == "finished" and resumed["metrics"]["acc"] == pytest.approx(full["metrics"]["acc"])
+    assert "fitting it again" in capsys.readouterr().out
+
+
+def test_sweep_rerun_over_a_kmeans_folder_without_results_finishes_it(tmp_path):
+    from clusterbench.train import sweep_job
+
+    cfg, folder, full = _killed_kmeans_run(tmp_path)
+    results = sweep_job(cfg, folder, {"model": "kmeans", "overrides": []})
+    assert results["status"] == "finished" and results["metrics"]["acc"] == pytest.approx(full["metrics"]["acc"])
+    assert (folder / "results.json").exists()

@@ -326,8 +326,12 @@ class FitRun:
 
     def restore(self) -> None:
         """Resume: the method, optimisers, schedulers, RNG streams and evaluations of the
-        checkpoint (last.pt, or previous.pt when last.pt is damaged)."""
+        checkpoint (last.pt, or previous.pt when last.pt is damaged). A method without training
+        (k-means) has no epochs to continue: it is fitted again, from the same seed."""
         member = self.members[0]
+        if not self.method.trainable:
+            say(f"resume={self.cfg.resume}: {member.meta.get('model') or 'the method'} is fitted in one step, nothing to continue; fitting it again (same seed)")
+            return
         try:
             state, _ = load_latest_checkpoint(member.run_dir / CHECKPOINT, warn=lambda line: say(line, error=True))
         except CheckpointError as err:
