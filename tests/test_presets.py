@@ -1,0 +1,71 @@
+"""Presets and model files compose to the configs they composed to before they were regrouped
+(issue 29: one preset per paper protocol, schedules in configs/trainer/), so that run folders
+and bench cells keep their config hash.
+
+tests/data/composed_presets.json holds, for every case (a preset on its own dataset and on the
+datasets its file or a bench suite names, two presets together, a model file on the default
+dataset and on digits), the overrides and the config hash that results.json records
+(engine/provenance.config_hash: `resume`, `overwrite` and trainer.checkpoint_when_done left out),
+composed with paths.* fixed so that no machine path enters it. A failing case means that runs
+of that config would get another hash (bench cells done before would run again): if that is
+meant, say so in the commit and rewrite the file with `python tests/test_presets.py --write`.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from clusterbench.engine.provenance import config_hash
+from conftest import CONFIG_DIR, compose_config
+
+SNAPSHOT = Path(__file__).parent / "data" / "composed_presets.json"
+FIXED_PATHS = ("paths.root_dir=/cb_root", "paths.data_dir=/cb_data")
+EXPERIMENTS = Path(CONFIG_DIR) / "experiment"
+
+
+def _cases() -> dict[str, dict]:
+    return json.loads(SNAPSHOT.read_text())["cases"]
+
+
+@functools.lru_cache(maxsize=None)
+def composed_hash(*overrides: str) -> str:
+    return config_hash(compose_config([*overrides, *FIXED_PATHS]))
+
+
+def snapshot_hash(case: str) -> str:
+    return _cases()[case]["config_sha256"]
+
+
+CASES = sorted(_cases())
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_case_composes_as_before(case):
+    overrides = _cases()[case]["overrides"]
+    assert composed_hash(*overrides) == snapshot_hash(case), f"{' '.join(overrides)} composes to another config than before"
+
+
+# every preset name of the snapshot (the names before issue 29) still resolves, with and without `+`
+OLD_PRESETS = sorted(c.split("=", 1)[1] for c in CASES if c.startswith("experiment=") and " " not in c and "[" not in c)
+
+
+@pytest.mark.parametrize("preset", OLD_PRESETS)
+def test_preset_name_works_with_and_without_plus(preset):
+    assert composed_hash(f"experiment={preset}") == snapshot_hash(f"experiment={preset}")
+
+
+def test_a_preset_on_another_dataset_with_and_without_plus():
+    assert composed_hash("experiment=cc_mnist", "dataset=coil20") == snapshot_hash("experiment=cc_mnist dataset=coil20")
+    assert composed_hash("experiment=[sdcib_event,sdcib_official]") == snapshot_hash("experiment=[sdcib_event,sdcib_official]")
+
+
+if __name__ == "__main__" and "--write" in sys.argv:
+    data = json.loads(SNAPSHOT.read_text())
+    for name, case in data["cases"].items():
+        case["config_sha256"] = composed_hash(*case["overrides"])
+    SNAPSHOT.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
+    print(f"rewrote {SNAPSHOT} ({len(data['cases'])} cases)")
