@@ -63,6 +63,20 @@ def test_a_preset_on_another_dataset_with_and_without_plus():
     assert composed_hash("experiment=[sdcib_event,sdcib_official]") == snapshot_hash("experiment=[sdcib_event,sdcib_official]")
 
 
+# the protocol presets on each dataset their paper reports: `experiment=<protocol> dataset=<name>`
+# (plus what the paper varies per dataset) is the config the old per-dataset preset composed to
+PAPER_DATASETS = ["aid", "cifar10", "cifar100", "imagenet10", "rsod", "siri_whu", "uc_merced"]
+PROTOCOLS = [
+    *[("vtcc_paper", [f"dataset={d}"], f"vtcc_{d}") for d in PAPER_DATASETS],
+    *[("mfavbs_paper", [f"dataset={d}"], f"mfavbs_{d}") for d in PAPER_DATASETS],
+]
+
+
+@pytest.mark.parametrize("protocol,extra,old", PROTOCOLS, ids=[f"{p} {' '.join(e)}" for p, e, _ in PROTOCOLS])
+def test_protocol_on_a_dataset_is_the_old_preset(protocol, extra, old):
+    assert composed_hash(f"experiment={protocol}", *extra) == snapshot_hash(f"experiment={old}")
+
+
 if __name__ == "__main__" and "--write" in sys.argv:
     data = json.loads(SNAPSHOT.read_text())
     for name, case in data["cases"].items():
