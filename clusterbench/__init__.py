@@ -1,9 +1,10 @@
 """clusterbench: deep clustering methods through one engine, one set of metrics and one run
 folder per run. `python -m clusterbench` lists the commands and configs; `clusterbench.cluster`
-is the Python API (clusterbench/api.py)."""
+is the one-call Python API (clusterbench/api.py) and `clusterbench.Clusterer` the scikit-learn
+estimator (clusterbench/estimator.py)."""
 __version__ = "0.1.0"
 
-__all__ = ["cluster", "ClusterResult", "__version__"]
+__all__ = ["cluster", "ClusterResult", "Clusterer", "__version__"]
 
 
 def __getattr__(name: str):
@@ -12,4 +13,8 @@ def __getattr__(name: str):
         from clusterbench import api
 
         return getattr(api, name)
+    if name == "Clusterer":
+        from clusterbench.estimator import Clusterer
+
+        return Clusterer
     raise AttributeError(f"module 'clusterbench' has no attribute {name!r}")

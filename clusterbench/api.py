@@ -2,10 +2,13 @@
 
 It runs the same thing as the command line (`python -m clusterbench.train model=<method> ...`):
 the configs of configs/, the same checks before anything is loaded, the same engine, and one
-run folder per call with everything the command line writes there. The data are written into
-the run folder (`input.npz`) and read back through `dataset=features` (feature views) or
-`dataset=image_array` (images), so the folder is self-describing and `report` reads it like
-any other; a path to a file or folder is read in place (`dataset=features` / `image_folder`).
+run folder per call with everything the command line writes there (train.log included). The
+data are written into the run folder (`input.npz`) and read back through `dataset=features`
+(feature views) or `dataset=image_array` (images), so the folder is self-describing and
+`report` reads it like any other; a path to a file or folder is read in place
+(`dataset=features` / `image_folder`). The folder is named after the data (`<time>_<method>_
+array_<8 hex>`, or the file's name). `clusterbench.Clusterer` (estimator.py) is the
+scikit-learn estimator over the same functions, in memory unless given a folder.
 
 Overrides are Hydra overrides given as keyword arguments, `__` standing for `.`
 (`trainer__max_epochs=5` is `trainer.max_epochs=5`; `hardware="cpu"` picks an option of a
@@ -13,8 +16,10 @@ group), or a dict (`trainer={"max_epochs": 5}`), or `overrides=["trainer.max_epo
 """
 from __future__ import annotations
 
+import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -23,10 +28,18 @@ import numpy as np
 
 from clusterbench.errors import ClusterbenchError, ConfigError
 
-__all__ = ["cluster", "ClusterResult"]
+__all__ = ["cluster", "ClusterResult", "CollapseWarning"]
 
 # groups picked on the command line with `+group=option` (not in train.yaml's defaults list)
 _PLUS_GROUPS = ("experiment",)
+# a config's choice of dataset for data given to the API (as arrays or a path): run folders are
+# named after the data instead (array_<8 hex>, the file's name)
+_OWN_DATA = ("features", "image_array", "image_folder")
+
+
+class CollapseWarning(UserWarning):
+    """The final clustering collapsed: fewer clusters than asked, or one holding most samples
+    (results.json's `collapse`, engine/results.py)."""
 
 
 @dataclass
@@ -116,7 +129,41 @@ def _as_array(x: Any) -> np.ndarray:
 
 
 def _looks_like_images(x: np.ndarray) -> bool:
-    return x.ndim == 4 or (x.ndim == 3 and x.dtype == np.uint8)
+    # (n, H, W) grey (uint8 or float, e.g. scikit-learn's load_digits().images) or (n, C, H, W)
+    return x.ndim in (3, 4)
+
+
+def input_arrays(data: Any, labels: Any = None) -> tuple[dict[str, np.ndarray], bool]:
+    """`data` (one array, a list of views, images) and optional `labels` as the arrays
+    input.npz holds (`view_0`, `view_1`, ... or `images`; `labels`), and whether they are images.
+    ConfigError (one line) for what cannot be clustered."""
+    arrays: dict[str, np.ndarray] = {}
+    if labels is not None:
+        y = _as_array(labels).reshape(-1)
+        if y.dtype == object:
+            y = y.astype(str)
+        arrays["labels"] = y
+    if isinstance(data, (list, tuple)):
+        views = [_as_array(v) for v in data]
+        if not views:
+            raise ConfigError("data: an empty list (give one array (n, d) or a list of views)")
+        for i, v in enumerate(views):
+            if v.ndim < 2 or v.dtype.kind not in "fiub":
+                raise ConfigError(f"data[{i}]: a view must be a numeric array (n, d), got {v.dtype} of shape {v.shape}")
+            arrays[f"view_{i}"] = v
+        return arrays, False
+    x = _as_array(data)
+    if x.dtype.kind not in "fiub":
+        raise ConfigError(f"data: expected a numeric array, got {x.dtype} of shape {x.shape}")
+    if _looks_like_images(x):
+        from clusterbench.data.own import as_uint8_images
+
+        arrays["images"] = as_uint8_images(x, "array")
+        return arrays, True
+    if x.ndim != 2:
+        raise ConfigError(f"data: expected (n, d) features, a list of views or images (n, C, H, W) / (n, H, W, C) / (n, H, W); got shape {x.shape}")
+    arrays["view_0"] = x
+    return arrays, False
 
 
 def _prepare_data(data: Any, labels: Any, folder: Path) -> tuple[list[str], Path | None, dict[str, np.ndarray] | None]:
@@ -133,39 +180,14 @@ def _prepare_data(data: Any, labels: Any, folder: Path) -> tuple[list[str], Path
             return ["dataset=image_folder", f"dataset.path={_value(str(p))}"], None, None
         extra = [] if labels is None else [f"dataset.labels={_value(str(Path(labels).resolve()))}"]
         return ["dataset=features", f"dataset.path={_value(str(p))}", *extra], None, None
-    arrays: dict[str, np.ndarray] = {}
-    if labels is not None:
-        y = _as_array(labels).reshape(-1)
-        if y.dtype == object:
-            y = y.astype(str)
-        arrays["labels"] = y
+    arrays, images = input_arrays(data, labels)
     target = folder / "input.npz"
-    if isinstance(data, (list, tuple)):
-        views = [_as_array(v) for v in data]
-        if not views:
-            raise ConfigError("data: an empty list (give one array (n, d) or a list of views)")
-        for i, v in enumerate(views):
-            if v.ndim < 2 or v.dtype.kind not in "fiub":
-                raise ConfigError(f"data[{i}]: a view must be a numeric array (n, d), got {v.dtype} of shape {v.shape}")
-            arrays[f"view_{i}"] = v
-        return ["dataset=features", f"dataset.path={_value(str(target))}", f"dataset.name={_data_name(arrays, False)}"], target, arrays
-    x = _as_array(data)
-    if x.dtype.kind not in "fiub":
-        raise ConfigError(f"data: expected a numeric array, got {x.dtype} of shape {x.shape}")
-    if _looks_like_images(x):
-        from clusterbench.data.own import as_uint8_images
-
-        arrays["images"] = as_uint8_images(x, "array")
-        return ["dataset=image_array", f"dataset.path={_value(str(target))}", f"dataset.name={_data_name(arrays, True)}"], target, arrays
-    if x.ndim != 2:
-        raise ConfigError(f"data: expected (n, d) features, a list of views or images (n, C, H, W) / (n, H, W, C); got shape {x.shape}")
-    arrays["view_0"] = x
-    return ["dataset=features", f"dataset.path={_value(str(target))}", f"dataset.name={_data_name(arrays, False)}"], target, arrays
+    option = "image_array" if images else "features"
+    return [f"dataset={option}", f"dataset.path={_value(str(target))}", f"dataset.name={_data_name(arrays, images)}"], target, arrays
 
 
-def _data_name(arrays: dict[str, np.ndarray], images: bool) -> str:
-    """`array_<8 hex>` / `images_<8 hex>`: a name that is the same for the same data (so report
-    groups the seeds of one data set in one row) and differs for different data."""
+def arrays_sha256(arrays: dict[str, np.ndarray]) -> str:
+    """sha256 of arrays (names, dtypes, shapes and bytes): the checksum of data held in memory."""
     import hashlib
 
     h = hashlib.sha256()
@@ -173,7 +195,13 @@ def _data_name(arrays: dict[str, np.ndarray], images: bool) -> str:
         a = np.ascontiguousarray(arrays[key])
         h.update(f"{key}{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
-    return f"{'images' if images else 'array'}_{h.hexdigest()[:8]}"
+    return h.hexdigest()
+
+
+def _data_name(arrays: dict[str, np.ndarray], images: bool) -> str:
+    """`array_<8 hex>` / `images_<8 hex>`: a name that is the same for the same data (so report
+    groups the seeds of one data set in one row) and differs for different data."""
+    return f"{'images' if images else 'array'}_{arrays_sha256(arrays)[:8]}"
 
 
 def _fresh_folder(folder: Path) -> Path:
@@ -185,9 +213,62 @@ def _fresh_folder(folder: Path) -> Path:
     return candidate
 
 
+def compose_task(method: str, n_clusters: Any, data_overrides: list[str], user: list[str]):
+    """The run's config as the command line composes it (`model=<method>`, the data's and the
+    user's overrides), checked before anything is loaded: (task config, the groups' choices,
+    the run folder Hydra would name). ConfigError (one line) for a wrong method, key or value."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.errors import HydraException
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    import clusterbench.train as train  # registers the config resolvers
+    from clusterbench._configs import config_dir
+
+    if not isinstance(method, str) or not method:
+        raise ConfigError(f"method={method!r}: expected a model name (configs/model/)")
+    if n_clusters is not None and (isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1):
+        raise ConfigError(f"n_clusters={n_clusters!r}: expected a positive integer")
+    configs = config_dir()
+    models = sorted(p.stem for p in (Path(configs) / "model").glob("*.yaml"))
+    if method not in models:
+        raise ConfigError(f"method={method!r}: no such model (choose from {', '.join(models)})")
+    extra = [] if n_clusters is None else [f"dataset.n_clusters={int(n_clusters)}"]
+    if GlobalHydra.instance().is_initialized():
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=configs, version_base="1.3"):
+            cfg = compose(config_name="train", overrides=[f"model={method}", *data_overrides, *extra, *user], return_hydra_config=True)
+    except (HydraException, OmegaConfBaseException) as err:
+        raise ConfigError(f"overrides {' '.join(user) or '(none)'}: {' '.join(str(err).split())}") from None
+    choices = dict(cfg.hydra.runtime.choices)
+    previous = HydraConfig.instance().cfg
+    HydraConfig.instance().set_config(cfg)  # ${hydra:...} in the folder's name
+    try:
+        run_dir = Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).resolve()
+        task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])  # refers to no ${hydra:...}
+    except OmegaConfBaseException as err:
+        raise ConfigError(f"config cannot be resolved: {' '.join(str(err).split())}") from None
+    finally:
+        HydraConfig.instance().cfg = previous
+    train.check_config(task)  # a wrong key or type fails here, before any folder is made
+    return task, choices, run_dir
+
+
+def named_after_data(run_dir: Path, choices: dict[str, Any], data_name: str) -> Path:
+    """`<time>_<method>_features` -> `<time>_<method>_<data name>`: a run on the user's own data
+    is named after them (the file, or array_<8 hex>), a folder named otherwise is kept."""
+    choice = str(choices.get("dataset"))
+    if choice in _OWN_DATA and run_dir.name.endswith("_" + choice):
+        return run_dir.with_name(run_dir.name[: -len(choice)] + re.sub(r"[^\w.+-]", "_", data_name))
+    return run_dir
+
+
 def cluster(
     data: Any,
-    method: str = "sdcib",
+    method: str = "kmeans",
     n_clusters: int | None = None,
     labels: Any = None,
     *,
@@ -198,10 +279,13 @@ def cluster(
 
     Args:
         data: one array ``(n, d)``; a list of views (arrays ``(n, d_v)``); images as an array
-            ``(n, C, H, W)`` or uint8 ``(n, H, W, C)`` (or ``(n, H, W)`` grey; floats in [0, 1]);
+            ``(n, C, H, W)``, ``(n, H, W, C)`` or ``(n, H, W)`` grey (uint8, or floats: [0, 1]
+            scaled by 255, other non-negative floats by 255 / max, e.g. load_digits().images);
             numpy arrays, torch tensors or anything ``np.asarray`` takes; or a path to a file
             (``dataset=features``: .npy, .npz, .csv, .pt, .mat) or an image folder.
         method: a model config name (configs/model/: ``kmeans``, ``sdcib``, ``cc``, ...).
+            The default, ``kmeans``, suits any feature array and needs no training schedule;
+            the deep methods need the right kind of data (views, images) and their epochs.
         n_clusters: clusters to find; by default the number of classes in `labels` (required
             without labels).
         labels: optional ground truth ``(n,)`` (any values); with them the run reports ACC / NMI
@@ -213,77 +297,81 @@ def cluster(
 
     Returns:
         ClusterResult with `.labels`, `.probabilities`, `.metrics`, `.scores`, `.run_dir`.
+        A collapsed final clustering (results.json's `collapse`) also warns (CollapseWarning).
 
     Raises:
         clusterbench.errors.ConfigError / DataError: one line naming the key, file or value.
     """
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.errors import HydraException
-    from omegaconf import OmegaConf, open_dict
-    from omegaconf.errors import OmegaConfBaseException
-
-    import clusterbench.train as train  # registers the config resolvers
-    from clusterbench._configs import config_dir
-
-    if not isinstance(method, str) or not method:
-        raise ConfigError(f"method={method!r}: expected a model name (configs/model/)")
-    if n_clusters is not None and (isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1):
-        raise ConfigError(f"n_clusters={n_clusters!r}: expected a positive integer")
     if labels is None and n_clusters is None and not isinstance(data, (str, os.PathLike)):
         raise ConfigError("n_clusters: required when no labels are given (the number of clusters to find)")
     user = hydra_overrides(overrides, **kwargs)
-    configs = config_dir()
-    models = sorted(p.stem for p in (Path(configs) / "model").glob("*.yaml"))
-    if method not in models:
-        raise ConfigError(f"method={method!r}: no such model (choose from {', '.join(models)})")
-
     # the data's file lies inside the run folder, which is known only once the config is
     # composed (its name holds the time): compose with a placeholder path, then fill it in
     data_overrides, _, _ = _prepare_data(data, labels, Path("input"))
+    task, choices, run_dir = compose_task(method, n_clusters, data_overrides, user)
+    data_overrides, target, arrays = _prepare_data(data, labels, run_dir)
+    data_name = next((o.split("=", 1)[1] for o in data_overrides if o.startswith("dataset.name=")), None)
+    run_dir = _fresh_folder(named_after_data(run_dir, choices, str(task.dataset.get("name") or data_name or Path(str(data)).stem)))
+    if target is not None:
+        target = run_dir / "input.npz"
+        task.dataset.path = str(target)
     extra = [] if n_clusters is None else [f"dataset.n_clusters={int(n_clusters)}"]
-    if GlobalHydra.instance().is_initialized():
-        GlobalHydra.instance().clear()
-    try:
-        with initialize_config_dir(config_dir=configs, version_base="1.3"):
-            cfg = compose(config_name="train", overrides=[f"model={method}", *data_overrides, *extra, *user], return_hydra_config=True)
-    except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"overrides {' '.join(user) or '(none)'}: {' '.join(str(err).split())}") from None
-    choices = dict(cfg.hydra.runtime.choices)
-    previous = HydraConfig.instance().cfg
-    HydraConfig.instance().set_config(cfg)
-    try:
-        run_dir = _fresh_folder(Path(str(OmegaConf.select(cfg, "hydra.run.dir"))).resolve())
-        task = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-        data_overrides, target, arrays = _prepare_data(data, labels, run_dir)
-        if target is not None:
-            with open_dict(task):
-                task.dataset.path = str(target)
-        all_overrides = [f"model={method}", *data_overrides, *extra, *user]
-        train.check_config(task)  # a wrong key or type fails here, before the folder is made
-        run_dir.mkdir(parents=True, exist_ok=False)
-        if arrays is not None:
-            np.savez(target, **arrays)
-        # what Hydra writes into a run folder, so that report and resume= read it alike
-        hydra_dir = run_dir / ".hydra"
-        hydra_dir.mkdir()
-        (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(task))
-        if arrays is not None:
-            # the file inside this run folder and the data's name are in config.yaml; as
-            # overrides they would make every call its own report row
-            all_overrides = [o for o in all_overrides if not o.startswith(("dataset.path=", "dataset.name="))]
-        (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(all_overrides)))
-        (hydra_dir / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}})))
-        meta = {"model": method, "dataset": choices.get("dataset"), "overrides": all_overrides}
-        try:
-            results = train.run(task, run_dir, meta)
-        except ClusterbenchError:
-            _remove_if_empty(run_dir)  # a config or data error: no folder left behind
-            raise
-    finally:
-        HydraConfig.instance().cfg = previous
+    all_overrides = [f"model={method}", *data_overrides, *extra, *user]
+    if arrays is not None:
+        # the file inside this run folder and the data's name are in config.yaml; as
+        # overrides they would make every call its own report row
+        all_overrides = [o for o in all_overrides if not o.startswith(("dataset.path=", "dataset.name="))]
+    results, _ = run_in_folder(task, run_dir, choices, all_overrides, arrays)
+    warn_if_collapsed(results)
     return _result(run_dir, results)
+
+
+def run_in_folder(task, run_dir: Path, choices: dict[str, Any], overrides: list[str], arrays: dict[str, np.ndarray] | None):
+    """Writes what Hydra writes into a run folder (.hydra/, and the data as input.npz when
+    given as arrays), then fits with the engine, the console's lines also in train.log. Returns
+    (results.json as a dict, the engine's finished FitRun: its method, data and inputs)."""
+    from omegaconf import OmegaConf
+
+    from clusterbench.engine.loop import FitRun
+
+    run_dir.mkdir(parents=True, exist_ok=False)
+    if arrays is not None:
+        np.savez(run_dir / "input.npz", **arrays)
+    # what Hydra writes into a run folder, so that report and resume= read it alike
+    hydra_dir = run_dir / ".hydra"
+    hydra_dir.mkdir()
+    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(task))
+    (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
+    (hydra_dir / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}})))
+    meta = {"model": choices.get("model"), "dataset": choices.get("dataset"), "overrides": overrides}
+    log_file = _train_log(run_dir)
+    try:
+        run = FitRun([task], [run_dir], [meta])
+        outcome = run.fit()[0]
+    except ClusterbenchError:
+        _remove_if_empty(run_dir)  # a config or data error: no folder left behind
+        raise
+    finally:
+        logging.getLogger().removeHandler(log_file)
+        log_file.close()
+    if isinstance(outcome, BaseException):  # pragma: no cover - a one-member fit raises instead
+        raise outcome
+    return outcome, run
+
+
+def _train_log(run_dir: Path) -> logging.FileHandler:
+    """run_dir/train.log as Hydra's job logging writes it (the engine's console lines go to the
+    root logger's file handlers), attached to the root logger for this run."""
+    handler = logging.FileHandler(run_dir / "train.log", delay=True)
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def warn_if_collapsed(results: dict[str, Any]) -> None:
+    collapse = results.get("collapse")
+    if collapse:
+        warnings.warn(f"{results.get('model')}: {collapse['message']}", CollapseWarning, stacklevel=3)
 
 
 def _remove_if_empty(run_dir: Path) -> None:

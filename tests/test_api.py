@@ -24,14 +24,16 @@ def test_kmeans_on_an_array_with_labels_writes_a_run_folder(tmp_path):
     result = clusterbench.cluster(x, method="kmeans", labels=y, hardware="cpu", paths__log_dir=str(tmp_path))
     assert result.labels.shape == (240,) and result.metrics["acc"] > 0.95 and result.scores is None
     run = result.run_dir
-    assert run.parent == tmp_path / "runs" and run.name.endswith("_kmeans_features")
-    for name in ("results.json", "metrics.csv", "predictions.npz", "input.npz", ".hydra/config.yaml", ".hydra/overrides.yaml"):
+    assert run.parent == tmp_path / "runs" and run.name.endswith(f"_kmeans_{result.results['dataset']['name']}")
+    assert result.results["dataset"]["name"].startswith("array_")  # named after the data, not `features`
+    for name in ("results.json", "metrics.csv", "predictions.npz", "input.npz", ".hydra/config.yaml", ".hydra/overrides.yaml", "train.log"):
         assert (run / name).exists(), name
     saved = json.loads((run / "results.json").read_text())
     assert saved["metrics"]["acc"] == result.metrics["acc"] and saved["dataset"]["config"] == "features"
     overrides = yaml.safe_load((run / ".hydra" / "overrides.yaml").read_text())
     assert "model=kmeans" in overrides and "hardware=cpu" in overrides
     assert "acc=" in repr(result)
+    assert "run: kmeans on array_" in (run / "train.log").read_text()  # the console's lines, as the command line keeps them
 
 
 def test_views_images_and_overrides_as_a_dict(tmp_path):
@@ -47,14 +49,15 @@ def test_views_images_and_overrides_as_a_dict(tmp_path):
     assert out.results["dataset"]["dims"] == [3 * 8 * 8] and out.metrics["acc"] == 1.0
 
 
-def test_sdcib_default_method_trains_with_keyword_overrides(tmp_path):
+def test_default_method_is_kmeans_and_sdcib_trains_with_keyword_overrides(tmp_path):
     x, y = _blobs(120)
+    assert clusterbench.cluster(x, n_clusters=3, hardware="cpu", paths__log_dir=str(tmp_path)).results["model"] == "kmeans"
     result = clusterbench.cluster(
-        [x[:, :3], x[:, 3:]], labels=y, hardware="cpu", paths__log_dir=str(tmp_path),
+        [x[:, :3], x[:, 3:]], method="sdcib", labels=y, hardware="cpu", paths__log_dir=str(tmp_path),
         trainer__max_epochs=1, trainer__progress=False, trainer__batch_size=60,
         backbone__hidden_dims=[16, 8], model__critic_hidden_dims=[8],
     )
-    assert result.results["epochs"] == 1 and result.run_dir.name.endswith("_sdcib_features")
+    assert result.results["epochs"] == 1 and result.run_dir.name.endswith(f"_sdcib_{result.results['dataset']['name']}")
     assert result.labels.shape == (120,)
 
 
@@ -63,7 +66,8 @@ def test_a_path_is_read_in_place(tmp_path):
     np.savez(tmp_path / "mine.npz", features=x, labels=y)
     result = clusterbench.cluster(tmp_path / "mine.npz", method="kmeans", hardware="cpu", paths__log_dir=str(tmp_path / "o"))
     assert result.metrics["acc"] > 0.95 and result.results["dataset"]["name"] == "mine"
-    assert not (result.run_dir / "input.npz").exists()
+    assert not (result.run_dir / "input.npz").exists() and result.run_dir.name.endswith("_kmeans_mine")
+    assert result.results["dataset"]["source"] == str((tmp_path / "mine.npz").resolve())
 
 
 def test_bad_input_is_one_line_before_any_folder(tmp_path):
@@ -101,7 +105,7 @@ def test_without_labels_label_free_scores_and_probabilities(tmp_path):
     with np.load(result.run_dir / "predictions.npz") as z:
         assert "y_true" not in z.files
     deep = clusterbench.cluster(
-        [x[:, :3], x[:, 3:]], n_clusters=3, hardware="cpu", paths__log_dir=str(tmp_path), trainer__max_epochs=1,
+        [x[:, :3], x[:, 3:]], method="sdcib", n_clusters=3, hardware="cpu", paths__log_dir=str(tmp_path), trainer__max_epochs=1,
         trainer__progress=False, trainer__batch_size=80, backbone__hidden_dims=[16, 8], model__critic_hidden_dims=[8],
     )
     assert deep.probabilities.shape == (240, 3)
@@ -120,10 +124,14 @@ def test_readme_example_runs(tmp_path, monkeypatch):
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = readme.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    section = readme.split("## Python API", 1)[1].split("\n## ", 1)[0]
+    blocks = [part.split("```", 1)[0] for part in section.split("```python\n")[1:]]
+    assert len(blocks) == 2  # cluster(), then the estimator
     monkeypatch.chdir(tmp_path)
-    exec(compile(block, "README.md", "exec"), {})
-    assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert len(list((tmp_path / "outputs" / "runs").iterdir())) == 2  # the estimator wrote nothing
 
 
 def test_seeds_of_the_same_array_share_a_report_row(tmp_path):

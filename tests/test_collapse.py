@@ -1,10 +1,14 @@
 """A collapsed final clustering is said: results.json's `collapse` and the console's last line."""
 from __future__ import annotations
 
+import json
+
 
 import numpy as np
 import pytest
 
+import clusterbench
+from clusterbench.api import CollapseWarning
 from clusterbench.engine.results import collapse_share, collapse_verdict
 from clusterbench.metrics import collapse_stats
 from clusterbench.train import summary_line
@@ -36,3 +40,15 @@ def test_summary_line_ends_with_the_flag():
     assert "[collapsed: 1 of 10 clusters used, one cluster holds 100% of the samples (above 55%)]" in line
     results["collapse"] = None
     assert "collapsed" not in summary_line(results, {}, "outputs/runs/x")
+
+
+def test_a_forced_collapse_is_in_results_json_and_warned(tmp_path):
+    """k-means asked for 3 clusters of data with 2 distinct points can use only 2."""
+    x = np.repeat([[0.0, 0.0], [5.0, 5.0]], [60, 40], axis=0)
+    with pytest.warns(CollapseWarning, match="2 of 3 clusters used"):
+        result = clusterbench.cluster(x, method="kmeans", n_clusters=3, hardware="cpu", hardware__num_threads=1,
+                                      paths__log_dir=str(tmp_path))
+    saved = json.loads((result.run_dir / "results.json").read_text())
+    assert saved["collapse"]["nonempty_clusters"] == 2 and saved["collapse"]["n_clusters"] == 3
+    fine = clusterbench.cluster(x, method="kmeans", n_clusters=2, hardware="cpu", hardware__num_threads=1, paths__log_dir=str(tmp_path))
+    assert fine.results["collapse"] is None

@@ -152,8 +152,12 @@ def test_image_arrays_in_every_layout(tmp_path):
     assert np.array_equal(as_uint8_images(nchw), nchw)
     assert as_uint8_images(nhwc[..., 0]).shape == (5, 1, 6, 7)
     assert np.array_equal(as_uint8_images(nchw.astype(np.float32) / 255), nchw)
-    with pytest.raises(DataError, match=r"\[0, 1\]"):
-        as_uint8_images(nchw.astype(np.float32))
+    # floats above 1: scaled by 255 / max (a float copy of 0..255 images whose max is 255 stays as it was)
+    assert np.array_equal(as_uint8_images(nchw.astype(np.float32)), np.rint(nchw * (255.0 / nchw.max())).astype(np.uint8))
+    digits = np.arange(17, dtype=np.float64).reshape(1, 1, 17)  # scikit-learn's load_digits().images: 0..16
+    assert as_uint8_images(digits).reshape(-1).tolist() == [round(v * 255 / 16) for v in range(17)]
+    with pytest.raises(DataError, match="non-negative"):
+        as_uint8_images(nchw.astype(np.float32) - 1)
     np.savez(tmp_path / "im.npz", images=nhwc, labels=np.array([1, 1, 2, 2, 5]))
     ds = load_image_array(path=str(tmp_path / "im.npz"))
     assert ds.images.shape == (5, 3, 6, 7) and ds.n_clusters == 3 and ds.class_names == ["1", "2", "5"]

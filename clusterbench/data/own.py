@@ -46,7 +46,7 @@ from clusterbench.data.multiview import (
 )
 from clusterbench.errors import DataError
 
-__all__ = ["load_features", "load_image_array", "as_uint8_images", "LABEL_KEYS", "FEATURE_SUFFIXES"]
+__all__ = ["load_features", "load_image_array", "as_uint8_images", "feature_data", "image_data", "LABEL_KEYS", "FEATURE_SUFFIXES"]
 
 LABEL_KEYS = ("labels", "label", "y", "Y", "gt", "truth", "gnd", "target", "targets")
 CSV_LABEL_COLUMNS = ("label", "labels", "y", "class", "target")
@@ -108,17 +108,28 @@ def load_features(
         prep = [prep] * len(views)
     elif len(prep) != len(views):
         raise DataError(f"dataset '{name}': preprocess has {len(prep)} entries but {p} has {len(views)} views")
-    out = [torch.from_numpy(preprocess_view(v, how)) for v, how in zip(views, prep)]
-    remapped, class_names = None, None
-    if y is not None:
-        values, inverse = np.unique(y, return_inverse=True)
-        remapped = torch.from_numpy(inverse.reshape(-1).astype(np.int64))
-        class_names = [_name(v) for v in values]
     checksum = file_sha256(p) if labels is None else file_sha256(p) + "+" + file_sha256(Path(os.path.expanduser(str(labels))))[:16]
+    return feature_data(name, views, view_names, y, prep, n_clusters, checksum, str(p.resolve()))
+
+
+def feature_data(name: str, views: Sequence[np.ndarray], view_names: Sequence[str], y: np.ndarray | None, preprocess: list[str],
+                 n_clusters: int | None, checksum: str, source: str) -> MultiViewData:
+    """Checked (n, d) views (and labels of any values) as a MultiViewData: each view preprocessed,
+    the labels mapped to 0..C-1 in sorted order with their values kept as class names. What a
+    file read by load_features and an array held in memory (clusterbench.Clusterer) become."""
+    out = [torch.from_numpy(preprocess_view(v, how)) for v, how in zip(views, preprocess)]
+    labels, class_names = _class_indices(y)
     return MultiViewData(
-        name=name, views=out, labels=remapped, n_clusters=n_clusters, checksum=checksum, source=str(p),
-        view_names=view_names, class_names=class_names,
+        name=name, views=out, labels=labels, n_clusters=n_clusters, checksum=checksum, source=source,
+        view_names=list(view_names), class_names=class_names,
     )
+
+
+def _class_indices(y: np.ndarray | None) -> tuple[torch.Tensor | None, list[str] | None]:
+    if y is None:
+        return None, None
+    values, inverse = np.unique(y, return_inverse=True)
+    return torch.from_numpy(inverse.reshape(-1).astype(np.int64)), [_name(v) for v in values]
 
 
 def _name(value: Any) -> str:
@@ -342,8 +353,11 @@ def _orient_all(views: Sequence[np.ndarray], names: Sequence[str], orientation: 
 
 def as_uint8_images(x: Any, name: str = "images") -> np.ndarray:
     """An image array as uint8 ``(n, C, H, W)``: uint8 ``(n, H, W, C)`` or ``(n, C, H, W)`` (C of 1
-    or 3; a last axis of 1 or 3 means channels last), ``(n, H, W)`` grey, or floats in [0, 1]
-    (``(n, C, H, W)``), which are scaled to 0..255."""
+    or 3; a last axis of 1 or 3 means channels last), ``(n, H, W)`` grey, integers in 0..255, or
+    floats. Floats in [0, 1] are scaled by 255; other non-negative floats by 255 / their maximum,
+    so the brightest value becomes 255 (scikit-learn's ``load_digits().images``, 0..16 grey
+    (n, 8, 8): x 255/16; a float copy of 0..255 images stays as it was when its maximum is 255).
+    Negative values are refused (normalised images: pass them un-normalised)."""
     x = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
     if x.ndim == 3:
         x = x[:, None]
@@ -356,11 +370,16 @@ def as_uint8_images(x: Any, name: str = "images") -> np.ndarray:
         if x.shape[1] not in (1, 3) and x.shape[-1] in (1, 3):
             x = x.transpose(0, 3, 1, 2)
         lo, hi = float(x.min()), float(x.max())
-        if x.dtype.kind == "f" and not (lo >= 0.0 and hi <= 1.0):
-            raise DataError(f"dataset '{name}': float images must lie in [0, 1] (got {lo:g}..{hi:g}); pass uint8 0..255 otherwise")
+        if x.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0.0):
+            raise DataError(f"dataset '{name}': float images must be finite and non-negative (got {lo:g}..{hi:g}); "
+                            "pass them in [0, 1], 0..max, or as uint8 0..255")
         if x.dtype.kind != "f" and not (lo >= 0 and hi <= 255):
             raise DataError(f"dataset '{name}': integer images must lie in 0..255 (got {lo:g}..{hi:g})")
-        x = np.rint(x * 255.0).astype(np.uint8) if x.dtype.kind == "f" else x.astype(np.uint8)
+        if x.dtype.kind == "f":
+            scale = 255.0 if hi <= 1.0 else 255.0 / hi  # see the docstring: [0, 1] or 0..max to 0..255
+            x = np.rint(x.astype(np.float64) * scale).astype(np.uint8)
+        else:
+            x = x.astype(np.uint8)
     else:
         raise DataError(f"dataset '{name}': images of dtype {x.dtype} (expected uint8 or floats in [0, 1])")
     if x.shape[1] not in (1, 3):
@@ -378,7 +397,6 @@ def load_image_array(
     """Images from a ``.npy`` (the array) or ``.npz`` (``key``, and labels under ``label_key`` or
     one of LABEL_KEYS if present) file: see :func:`as_uint8_images` for the shapes accepted.
     What ``clusterbench.cluster`` writes for an image array."""
-    from clusterbench.data.images import ImageData
 
     name = str(name or (Path(str(path)).stem if path else "images"))
     if path is None or str(path) == "":
@@ -404,16 +422,17 @@ def load_image_array(
                 if used not in keys:
                     raise DataError(f"dataset '{name}': dataset.label_key={used!r} not found in {p} (keys present: {', '.join(keys)})")
                 y = _labels_vector(z[used], name, used, p)
-    images = as_uint8_images(x, name)
-    class_names: list[str] = []
-    labels = None
-    if y is not None:
-        if y.shape[0] != images.shape[0]:
-            raise DataError(f"dataset '{name}': {images.shape[0]} images but {y.shape[0]} labels in {p}")
-        values, inverse = np.unique(y, return_inverse=True)
-        labels = torch.from_numpy(inverse.reshape(-1).astype(np.int64))
-        class_names = [_name(v) for v in values]
+    if y is not None and y.shape[0] != len(x):
+        raise DataError(f"dataset '{name}': {len(x)} images but {y.shape[0]} labels in {p}")
+    return image_data(name, x, y, n_clusters, file_sha256(p), str(p.resolve()))
+
+
+def image_data(name: str, x: Any, y: np.ndarray | None, n_clusters: int | None, checksum: str, source: str):
+    """An image array (see as_uint8_images) and optional labels of any values as an ImageData."""
+    from clusterbench.data.images import ImageData
+
+    labels, class_names = _class_indices(y)
     return ImageData(
-        name=name, images=torch.from_numpy(images), labels=labels, n_clusters=n_clusters,
-        checksum=file_sha256(p), source=str(p), class_names=class_names,
+        name=name, images=torch.from_numpy(as_uint8_images(x, name)), labels=labels, n_clusters=n_clusters,
+        checksum=checksum, source=source, class_names=class_names or [],
     )
