@@ -69,6 +69,8 @@ PAPER_DATASETS = ["aid", "cifar10", "cifar100", "imagenet10", "rsod", "siri_whu"
 PROTOCOLS = [
     *[("vtcc_paper", [f"dataset={d}"], f"vtcc_{d}") for d in PAPER_DATASETS],
     *[("mfavbs_paper", [f"dataset={d}"], f"mfavbs_{d}") for d in PAPER_DATASETS],
+    *[("pici_paper", [f"dataset={d}"], f"pici_{d}") for d in ("aid", "chaoyang", "d0_40", "rsod", "siri_whu", "uc_merced")],
+    *[("sdcib_paper", [f"dataset={d}"], f"sdcib_{d}") for d in ("caltech2v", "esp", "event", "iapr")],
 ]
 
 
