@@ -157,8 +157,10 @@ def check_node(node: DictConfig, path: str) -> None:
         if key not in params:
             if takes_kwargs:
                 continue
-            valid = ", ".join(k for k, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY)
-            raise ConfigError(f"{path}.{key}: unknown key for {target} (valid keys: {valid})")
+            names = [k for k, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD or p.kind is p.KEYWORD_ONLY]
+            close = difflib.get_close_matches(str(key), names, n=1)
+            hint = f"; did you mean {path}.{close[0]}?" if close else ""
+            raise ConfigError(f"{path}.{key}: unknown key for {target} (valid keys: {', '.join(names)}){hint}")
         if key in hints:
             value = OmegaConf.to_container(node, resolve=True)[key]
             if not _fits(value, hints[key]):

@@ -25,6 +25,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clusterbench._configs import config_dir
+from clusterbench.cli_errors import run_hydra
 from clusterbench.config_check import check_config
 from clusterbench.engine.checkpoint import DiskWriteError, disk_write_message, storage_error, write_text
 from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
@@ -347,8 +348,13 @@ def _distributed_launch() -> None:
 
 def cli() -> None:
     """The `clusterbench-train` console script: the same as `python -m clusterbench.train`."""
+    if sys.argv[1:] == ["--version"]:  # Hydra's own --version would name Hydra's version
+        from clusterbench import __version__
+
+        print(f"clusterbench {__version__}")
+        return
     _distributed_launch()
-    main()
+    run_hydra(main)  # Hydra's errors as one line each, exit status 2 (clusterbench/cli_errors.py)
 
 
 if __name__ == "__main__":

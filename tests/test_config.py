@@ -79,8 +79,8 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize(
     "override,expected",
     [
-        ("dataset=nope", "Could not find 'dataset/nope'"),
-        ("model.nope_key=1", "Key 'nope_key' is not in struct"),
+        ("dataset=nope", "error: dataset=nope: no option 'nope' in dataset"),  # clusterbench/cli_errors.py
+        ("model.nope_key=1", "error: model.nope_key=1: no key 'nope_key' of model"),
         ("model.alpha=abc", "model.alpha='abc': expected float"),
     ],
 )
