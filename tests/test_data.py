@@ -529,3 +529,30 @@ def test_sdcib_npz_sets_read_the_released_format(stem, tmp_path):
     assert ds.dims == dims and ds.n_classes == classes and ds.n_samples == n
     assert ds.labels.tolist() == (labels - 1).tolist()
     assert torch.equal(ds.views[0], torch.from_numpy(views["view_0"].astype(np.float32)))  # raw
+
+
+def test_view_subset_keeps_chosen_views_in_order(tmp_path, small):
+    """`+dataset.views=[i, j]` keeps the file's views i and j in that order (papers that use two
+    of a file's views, e.g. ICMVC / DIVIDE on Scene-15); preprocess then lists the kept views."""
+    x0, x1, y = small
+    x2 = RNG.normal(size=(10, 2))
+    p = tmp_path / "three.mat"
+    scipy.io.savemat(p, {"X": _cell(x0, x1, x2), "Y": y[:, None]})
+    ds = load_multiview("three", p, cell_key="X", views=[2, 0], preprocess=["none", "minmax"])
+    assert ds.dims == [2, 3] and ds.view_names == ["X{3}", "X{1}"]
+    np.testing.assert_allclose(ds.views[0].numpy(), x2.astype(np.float32))
+    assert float(ds.views[1].min()) == 0.0 and float(ds.views[1].max()) == 1.0
+    hw = load_handwritten(views=[0, 2])
+    assert hw.view_names == ["fou", "kar"] and hw.dims == [76, 64]
+
+
+@pytest.mark.parametrize("views, why", [([0, 3], "outside 0..2"), ([1, 1], "repeats a view"),
+                                        ([], "is empty"), ("0,1", "must be a list")])
+def test_view_subset_errors_name_the_key(tmp_path, small, views, why):
+    x0, x1, y = small
+    p = tmp_path / "three.mat"
+    scipy.io.savemat(p, {"X": _cell(x0, x1, x0), "Y": y[:, None]})
+    with pytest.raises(DataError) as excinfo:
+        load_multiview("three", p, cell_key="X", views=views)
+    line = _one_line(excinfo)
+    assert "dataset.views" in line and why in line

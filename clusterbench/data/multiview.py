@@ -595,6 +595,7 @@ def load_multiview(
     preprocess: str | Sequence[str] = "none",
     n_clusters: int | None = None,
     source: str | None = None,
+    views: Sequence[int] | None = None,
 ) -> MultiViewData:
     """Load a multi-view dataset from a ``.npz`` or ``.mat`` (v5 / v7.3) file.
 
@@ -611,6 +612,9 @@ def load_multiview(
         preprocess: one of ``none``, ``minmax``, ``standard``, ``l2``, or a list with one per view.
         n_clusters: number of clusters; ``None`` means the number of classes.
         source: where a user can obtain the file; quoted when the file is missing.
+        views: 0-based indices of the views to keep, in this order (after ``view_keys`` /
+            ``cell_key`` have been read), e.g. ``+dataset.views=[1,2]`` for a paper that uses two
+            of a file's views; ``None`` keeps them all. ``preprocess`` lists one entry per kept view.
     """
     name = str(name)
     prep = _check_loader_options(name, preprocess, orientation, n_clusters)
@@ -635,6 +639,7 @@ def load_multiview(
         )
     finally:
         src.close()
+    raw_views, view_names = select_views(name, p, raw_views, view_names, views)
 
     n_labels = int(y.shape[0])
     views = []
@@ -681,6 +686,22 @@ def load_multiview(
         source=str(p),
         view_names=view_names,
     )
+
+
+def select_views(name: str, path: Path, raw_views: list, view_names: list[str],
+                 views: Sequence[int] | None) -> tuple[list, list[str]]:
+    """Keep the views at the 0-based indices ``views`` (``dataset.views``), in that order."""
+    if views is None:
+        return raw_views, view_names
+    if isinstance(views, (str, bytes)) or not all(isinstance(i, int) and not isinstance(i, bool) for i in views):
+        raise DataError(f"dataset '{name}': dataset.views={views!r} must be a list of view indices, e.g. [0, 2]")
+    chosen = list(views)
+    bad = [i for i in chosen if not 0 <= i < len(raw_views)]
+    if not chosen or bad or len(set(chosen)) != len(chosen):
+        why = "is empty" if not chosen else (f"has {bad} outside 0..{len(raw_views) - 1}" if bad else "repeats a view")
+        raise DataError(f"dataset '{name}': dataset.views={chosen} {why}; {path} has {len(raw_views)} views "
+                        f"({', '.join(view_names)})")
+    return [raw_views[i] for i in chosen], [view_names[i] for i in chosen]
 
 
 def _read_views_and_labels(

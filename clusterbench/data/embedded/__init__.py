@@ -27,8 +27,12 @@ def load_handwritten(
     name: str = "handwritten",
     preprocess: str | Sequence[str] = "none",
     n_clusters: int | None = None,
+    views: Sequence[int] | None = None,
 ) -> MultiViewData:
     """Load the embedded UCI handwritten digits through :func:`load_multiview`.
+
+    ``views`` keeps the views at these 0-based indices (``+dataset.views=[1,4]``); the six views
+    are fou (76), fac (216), kar (64), pix (240), zer (47), mor (6), in the file's order.
 
     Works from a source checkout and from an installed wheel (read via importlib.resources);
     ``checksum`` of the result is the sha256 of the npz (``HANDWRITTEN_SHA256``).
@@ -41,6 +45,7 @@ def load_handwritten(
             preprocess=preprocess,
             n_clusters=n_clusters,
             source=HANDWRITTEN_SOURCE,
+            views=views,
         )
     # From a zipped install as_file() hands out a temporary copy; record the resource instead.
     data.source = str(resource)
