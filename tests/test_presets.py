@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from clusterbench.engine.provenance import config_hash
 from conftest import CONFIG_DIR, compose_config
@@ -71,12 +72,42 @@ PROTOCOLS = [
     *[("mfavbs_paper", [f"dataset={d}"], f"mfavbs_{d}") for d in PAPER_DATASETS],
     *[("pici_paper", [f"dataset={d}"], f"pici_{d}") for d in ("aid", "chaoyang", "d0_40", "rsod", "siri_whu", "uc_merced")],
     *[("sdcib_paper", [f"dataset={d}"], f"sdcib_{d}") for d in ("caltech2v", "esp", "event", "iapr")],
+    *[("cc_paper", [f"dataset={d}"], f"cc_{d}") for d in ("cifar10", "cifar100")],
+    ("cc_paper", ["dataset=imagenet10", "augment=cc_blur"], "cc_imagenet10"),
+    *[("htcn_paper", [f"dataset={d}"], f"htcn_{d}") for d in ("cifar100", "tiny_imagenet")],
+    *[("htcn_paper", [f"dataset={d}", "augment=htcn_imagenet"], f"htcn_{d}") for d in ("imagenet10", "imagenet_dogs")],
+    ("dcsm_paper", ["dataset=cifar10"], "dcsm_cifar10"),
+    ("dcsm_paper", ["dataset=stl10", "loss.alpha=0.1", "loss.beta=1.0", "loss.delta=0.1"], "dcsm_stl10"),
+    # with no dataset=, each protocol runs on the dataset its file names
+    *[(f"{m}_paper", [], f"{m}_{d}") for m, d in (("vtcc", "rsod"), ("mfavbs", "rsod"), ("pici", "rsod"), ("sdcib", "event"),
+                                                    ("cc", "cifar10"), ("htcn", "cifar100"), ("dcsm", "cifar10"))],
 ]
 
 
 @pytest.mark.parametrize("protocol,extra,old", PROTOCOLS, ids=[f"{p} {' '.join(e)}" for p, e, _ in PROTOCOLS])
 def test_protocol_on_a_dataset_is_the_old_preset(protocol, extra, old):
     assert composed_hash(f"experiment={protocol}", *extra) == snapshot_hash(f"experiment={old}")
+
+
+def _without_dataset(preset: Path) -> str:
+    """A preset file's content (comments dropped) less its `override /dataset` line."""
+    content = yaml.safe_load(preset.read_text()) or {}
+    content["defaults"] = [d for d in content.get("defaults", []) if not (isinstance(d, dict) and "override /dataset" in d)]
+    return json.dumps(content, sort_keys=True)
+
+
+def test_no_two_presets_differ_only_by_dataset():
+    """A protocol is written once; a preset named after a dataset names the protocol and the
+    dataset (`defaults: [<protocol>, override /dataset: <name>]`, perhaps with a group the paper
+    changes for that dataset: no body of its own) or adds the values the paper varies for it."""
+    seen: dict[str, str] = {}
+    for preset in sorted(EXPERIMENTS.glob("*.yaml")):
+        body = _without_dataset(preset)
+        content = json.loads(body)
+        if set(content) == {"defaults"} and sum(isinstance(d, str) for d in content["defaults"]) == 1:
+            continue  # names one protocol and group choices: no body
+        assert body not in seen, f"{preset.name} and {seen.get(body)} differ only by the dataset"
+        seen[body] = preset.name
 
 
 if __name__ == "__main__" and "--write" in sys.argv:
