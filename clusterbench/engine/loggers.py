@@ -5,6 +5,7 @@ import csv
 import hashlib
 import io
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -62,8 +63,27 @@ class CSVLogger:
         pass
 
 
+WANDB_MODES = ("online", "offline", "disabled")
+
+
+def wandb_mode(configured: str) -> str:
+    """The mode a run's wandb logger uses: the environment's WANDB_MODE when set (wandb's own
+    switch, e.g. WANDB_MODE=disabled in CI; WANDB_DISABLED=true too), else `logger.mode`."""
+    if os.environ.get("WANDB_DISABLED", "").lower() in ("true", "1", "yes"):
+        return "disabled"
+    mode = os.environ.get("WANDB_MODE") or configured
+    if mode == "dryrun":  # wandb's old name for offline
+        mode = "offline"
+    if mode not in WANDB_MODES:
+        source = "WANDB_MODE" if os.environ.get("WANDB_MODE") else "logger.mode"
+        raise ConfigError(f"{source}={mode!r}: expected one of {', '.join(WANDB_MODES)}")
+    return mode
+
+
 class WandbLogger(CSVLogger):
-    """Weights & Biases besides metrics.csv. `offline` needs no network and never waits for one."""
+    """Weights & Biases besides metrics.csv. `offline` needs no network and never waits for one;
+    the run's last line then says how to upload it (`wandb sync <folder>`). WANDB_MODE in the
+    environment overrides `mode`; `disabled` needs no wandb package at all."""
 
     def __init__(
         self,
@@ -85,6 +105,9 @@ class WandbLogger(CSVLogger):
 
     def start(self, run_dir: Path, config: dict, run_name: str, resume_epoch: int | None = None) -> None:
         super().start(run_dir, config, run_name, resume_epoch)
+        self.mode = wandb_mode(self.mode)
+        if self.mode == "disabled":
+            return  # metrics.csv only
         try:
             import wandb
         except ImportError:
@@ -126,5 +149,8 @@ class WandbLogger(CSVLogger):
 
     def finish(self) -> None:
         if self.run is not None:
+            folder = Path(self.run.dir).parent if getattr(self.run, "dir", None) else None  # <run>/wandb/offline-run-*/files
             self.run.finish()
             self.run = None
+            if self.mode == "offline" and folder is not None:
+                say(f"wandb: offline run kept in {folder}; upload it with: wandb sync {folder}")
