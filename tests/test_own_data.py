@@ -197,3 +197,15 @@ def test_unlabelled_features_run_end_to_end_with_label_free_scores(tmp_path):
     assert results["dataset"]["name"] == "cells" and results["dataset"]["has_labels"] is False
     assert "silhouette" in (tmp_path / "run" / "metrics.csv").read_text().splitlines()[0]
     assert json.loads((tmp_path / "run" / "results.json").read_text())["metrics"]["calinski_harabasz"] > 10
+
+
+def test_source_is_an_absolute_path(tmp_path, monkeypatch):
+    """results.json's dataset.source names the file wherever report later runs."""
+    monkeypatch.chdir(tmp_path)
+    np.save("x.npy", X)
+    assert load_features(path="x.npy", n_clusters=3).source == str(tmp_path / "x.npy")
+    np.save("im.npy", RNG.integers(0, 256, size=(4, 3, 5, 5), dtype=np.uint8))
+    assert load_image_array(path="im.npy", n_clusters=2).source == str(tmp_path / "im.npy")
+    _folder(tmp_path / "imgs", ["a/1.png", "b/1.png"])
+    ds = load_image_folder("mine", "imgs", image_size=4, cache_dir=str(tmp_path / "cache"))
+    assert ds.source == str(tmp_path / "imgs")

@@ -769,7 +769,7 @@ def _folder_data(
         labels=None if labels is None else torch.from_numpy(labels),
         n_clusters=n_clusters,
         checksum=checksum,
-        source=str(p),
+        source=str(p.resolve()),  # absolute: results.json names the folder wherever report runs
         class_names=classes or [],
         split="all",
     )
