@@ -17,9 +17,20 @@ COMMANDS = (
 MAIN_GROUPS = ("model", "dataset", "experiment", "sweep", "hardware", "logger", "launcher")
 
 
+def docs_dir() -> Path | None:
+    """The docs: clusterbench/docs/ in an installed wheel (pyproject.toml ships docs/ there), or
+    docs/ at the top of a checkout."""
+    package = Path(__file__).resolve().parent
+    return next((d for d in (package / "docs", package.parent / "docs") if (d / "reliability.md").is_file()), None)
+
+
 def describe() -> str:
     configs = Path(config_dir())
-    lines = [f"clusterbench {__version__}  (configs: {configs})", "", "commands (console script, or python -m <module>):"]
+    docs = docs_dir()
+    lines = [f"clusterbench {__version__}  (configs: {configs})"]
+    if docs is not None:
+        lines.append(f"docs: {docs}  (the README's docs/*.md pages)")
+    lines += ["", "commands (console script, or python -m <module>):"]
     for script, module, what in COMMANDS:
         if importlib.util.find_spec(module) is not None:
             lines.append(f"  {script:<21} python -m {module:<22} {what}")
@@ -40,6 +51,7 @@ def describe() -> str:
         "Python:",
         "  import clusterbench",
         "  result = clusterbench.cluster(X, method='kmeans', n_clusters=10)   # result.labels, .metrics, .run_dir",
+        "  model = clusterbench.Clusterer(n_clusters=10).fit(X)                 # scikit-learn estimator, in memory",
     ]
     return "\n".join(lines)
 

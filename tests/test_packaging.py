@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCES = ("pyproject.toml", "README.md", "configs", "clusterbench", "hydra_plugins")
+SOURCES = ("pyproject.toml", "README.md", "configs", "docs", "clusterbench", "hydra_plugins")
 
 
 def _pyproject() -> dict:
@@ -26,13 +26,13 @@ def test_every_package_and_config_group_is_listed():
     a new package or config group folder must be added there, or the wheel lacks it."""
     tool = _pyproject()["tool"]["setuptools"]
     listed = set(tool["packages"])
-    assert tool["package-dir"] == {"clusterbench.configs": "configs"}
+    assert tool["package-dir"] == {"clusterbench.configs": "configs", "clusterbench.docs": "docs"}
     on_disk = {
         ".".join(p.parent.relative_to(ROOT).parts)
         for top in ("clusterbench", "hydra_plugins")
         for p in (ROOT / top).rglob("__init__.py")
     }
-    on_disk |= {"clusterbench.configs"} | {f"clusterbench.configs.{d.name}" for d in (ROOT / "configs").iterdir() if d.is_dir()}
+    on_disk |= {"clusterbench.configs", "clusterbench.docs"} | {f"clusterbench.configs.{d.name}" for d in (ROOT / "configs").iterdir() if d.is_dir()}
     assert on_disk - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
     assert listed - on_disk == set(), "listed in pyproject.toml but not on disk"
 
@@ -86,6 +86,7 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     names = zipfile.ZipFile(wheels[0]).namelist()
     assert "clusterbench/configs/train.yaml" in names and "clusterbench/configs/model/kmeans.yaml" in names
     assert "clusterbench/data/embedded/handwritten.npz" in names
+    assert "clusterbench/docs/reliability.md" in names  # the docs ship: an installed copy has them
 
     venv.create(env, with_pip=False)
     python = env / "bin" / "python"
@@ -106,7 +107,8 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
 
     where = run(str(python), "-c", "import clusterbench, clusterbench._configs as c; print(clusterbench.__file__); print(c.config_dir())")
     assert str(env) in where and str(ROOT) not in where
-    assert "clusterbench-train" in run(str(python), "-m", "clusterbench")
+    listing = run(str(python), "-m", "clusterbench")
+    assert "clusterbench-train" in listing and f"docs: {site}/clusterbench/docs" in listing
     out = run(str(env / "bin" / "clusterbench-train"), "model=kmeans", "hardware=cpu")
     assert "kmeans on handwritten" in out and "ACC" in out
     runs = list((work / "outputs" / "runs").iterdir())
