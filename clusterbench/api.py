@@ -242,7 +242,10 @@ def compose_task(method: str, n_clusters: Any, data_overrides: list[str], user: 
         with initialize_config_dir(config_dir=configs, version_base="1.3"):
             cfg = compose(config_name="train", overrides=[f"model={method}", *data_overrides, *extra, *user], return_hydra_config=True)
     except (HydraException, OmegaConfBaseException) as err:
-        raise ConfigError(f"overrides {' '.join(user) or '(none)'}: {' '.join(str(err).split())}") from None
+        from clusterbench.cli_errors import translate
+
+        line = translate(err, user)  # the command line's one line (nearest option or key), else Hydra's words
+        raise ConfigError(line or f"overrides {' '.join(user) or '(none)'}: {' '.join(str(err).split())}") from None
     choices = dict(cfg.hydra.runtime.choices)
     previous = HydraConfig.instance().cfg
     HydraConfig.instance().set_config(cfg)  # ${hydra:...} in the folder's name

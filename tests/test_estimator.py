@@ -48,6 +48,8 @@ def test_kmeans_in_memory_writes_and_prints_nothing(tmp_path, monkeypatch, capsy
         model.predict(x)
     with pytest.raises(ConfigError, match="n_clusters: required"):
         Clusterer().fit(x)
+    with pytest.raises(ConfigError, match=r"^trainer.max_epoch=3: no key 'max_epoch' of trainer; did you mean trainer.max_epochs\?$"):
+        Clusterer(n_clusters=3, trainer__max_epoch=3).fit(x)
 
 
 def test_clone_set_params_and_a_pipeline_predict_new_data(tmp_path, monkeypatch):
