@@ -56,6 +56,8 @@ TRAINER_KEYS = (
     "grad_clip", "checkpoint_when_done",
 )
 CHECKPOINT_MODES = ("full", "weights", "none")
+# what a finished run keeps (engine/checkpoint.py shrink_finished_checkpoints)
+WHEN_DONE_MODES = ("extendable", *CHECKPOINT_MODES)
 SCHEDULERS = ("none", "cosine")
 SCHEDULER_KEYS = ("name", "warmup_epochs", "min_lr_ratio")
 
@@ -90,8 +92,8 @@ def check_trainer(cfg: DictConfig) -> None:
         raise ConfigError(f"trainer.selection={trainer.selection!r}: expected one of {', '.join(SELECTION_RULES)}")
     if trainer.get("checkpoint", "full") not in CHECKPOINT_MODES:
         raise ConfigError(f"trainer.checkpoint={trainer.checkpoint!r}: expected one of {', '.join(CHECKPOINT_MODES)}")
-    if trainer.get("checkpoint_when_done", "full") not in CHECKPOINT_MODES:
-        raise ConfigError(f"trainer.checkpoint_when_done={trainer.checkpoint_when_done!r}: expected one of {', '.join(CHECKPOINT_MODES)}")
+    if trainer.get("checkpoint_when_done", "full") not in WHEN_DONE_MODES:
+        raise ConfigError(f"trainer.checkpoint_when_done={trainer.checkpoint_when_done!r}: expected one of {', '.join(WHEN_DONE_MODES)}")
     if cfg.get("resume") and trainer.get("checkpoint", "full") != "full":
         raise ConfigError(f"resume={cfg.resume}: the run was started with trainer.checkpoint={trainer.checkpoint}; resume needs trainer.checkpoint=full")
     specs = {"trainer.optimizer": trainer.optimizer, **{f"trainer.optimizers.{k}": v for k, v in (trainer.get("optimizers") or {}).items()}}

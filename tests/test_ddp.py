@@ -228,7 +228,7 @@ def test_torchrun_resume_is_bit_exact(tmp_path):
     common = [
         "hardware=ddp", "hardware.device=cpu", "hardware.num_threads=1", "backbone.hidden_dims=[16]", "model.critic_hidden_dims=[8]",
         "trainer.max_epochs=3", "trainer.checkpoint_every=1", "trainer.batch_size=200", "trainer.progress=false",
-        "trainer.save_embedding=false",
+        "trainer.save_embedding=false", "trainer.checkpoint_when_done=full",
     ]
     full = tmp_path / "full"
     first = _torchrun(*common, f"hydra.run.dir={full}")

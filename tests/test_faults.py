@@ -81,7 +81,8 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tiny_
     assert [int(r.split(",")[0]) for r in rows[1:]] == [1, 2, 3, 4]
 
 
-DAMAGED = ("trainer.max_epochs=2", "trainer.batch_size=500", "trainer.save_embedding=false")
+# checkpoint_when_done=full: the finished run keeps previous.pt, which the damage tests fall back to
+DAMAGED = ("trainer.max_epochs=2", "trainer.batch_size=500", "trainer.save_embedding=false", "trainer.checkpoint_when_done=full")
 
 
 @pytest.fixture(scope="module")

@@ -318,7 +318,7 @@ def test_a_finished_run_keeps_the_checkpoint_it_was_asked_to(tiny_config, tmp_pa
     from clusterbench.engine.build import load_trained
     from clusterbench.engine.provenance import config_hash
 
-    full = run(tiny_config(*QUICK), tmp_path / "full")
+    full = run(tiny_config(*QUICK, "trainer.checkpoint_when_done=full"), tmp_path / "full")
     kept = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     assert kept["kind"] == "full" and "optimizers" in kept
     slim = run(tiny_config(*QUICK, "trainer.checkpoint_when_done=weights"), tmp_path / "w")
@@ -360,7 +360,7 @@ def test_cosine_schedule_with_linear_warmup_values():
 
 
 def test_schedule_is_applied_per_step_and_resumed_exactly(tiny_config, tmp_path):
-    sched = ("trainer.max_epochs=3", "trainer.batch_size=500", "trainer.save_embedding=false", "trainer.checkpoint_every=1",
+    sched = ("trainer.max_epochs=3", "trainer.batch_size=500", "trainer.save_embedding=false", "trainer.checkpoint_every=1", "trainer.checkpoint_when_done=full",
              "trainer.scheduler.name=cosine", "trainer.scheduler.warmup_epochs=1", "trainer.scheduler.min_lr_ratio=0.1", "trainer.grad_clip=1.0")
     full = run(tiny_config(*sched), tmp_path / "full")
     state = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")

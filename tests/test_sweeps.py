@@ -23,6 +23,7 @@ KMEANS = ["model=kmeans", "model.n_init=1", "trainer.progress=false", "hardware=
 SWEEP = [
     "backbone.hidden_dims=[8]", "model.critic_hidden_dims=[4]", "trainer.max_epochs=2", "trainer.checkpoint_every=1",
     "trainer.progress=false", "trainer.save_embedding=false", "hardware=cpu", "trainer.batch_size=500,1000,0",
+    "trainer.checkpoint_when_done=full",  # finished jobs keep previous.pt: a test rolls one back to its epoch-1 checkpoint
 ]
 
 

@@ -104,9 +104,15 @@ def read_checkpoint(path: Path, resume: bool = True) -> dict[str, Any]:
         state = load_checkpoint(path)
     except Exception as err:  # torch/zipfile/pickle raise many types for a damaged file
         raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {first_line(err)})") from None
-    if resume and isinstance(state, dict) and state.get("kind") == "weights":
-        raise CheckpointError(f"{path} holds weights only (trainer.checkpoint=weights); resume needs trainer.checkpoint=full")
+    kind = state.get("kind", "full") if isinstance(state, dict) else None
+    if resume and kind == "weights":
+        raise CheckpointError(
+            f"{path} holds weights only (trainer.checkpoint=weights or trainer.checkpoint_when_done=weights); "
+            "resume needs trainer.checkpoint=full (and a finished run's trainer.checkpoint_when_done=extendable or full)"
+        )
     needed = CHECKPOINT_KEYS if resume else ("method", "config")
+    if kind == "extendable":  # a finished run's: resume restarts the optimisers
+        needed = tuple(key for key in needed if key not in NOT_EXTENDABLE)
     if not isinstance(state, dict) or any(key not in state for key in needed):
         raise CheckpointError(f"{path} is not a clusterbench checkpoint (keys {', '.join(needed)} expected)")
     return state
@@ -129,13 +135,22 @@ def load_latest_checkpoint(path: Path, warn=None) -> tuple[dict[str, Any], Path]
         return state, previous
 
 
+# what an `extendable` last.pt drops: the optimisers' state (Adam's two moments: twice the weights)
+NOT_EXTENDABLE = ("optimizers",)
+
+
 def shrink_finished_checkpoints(folder: Path, mode: str) -> None:
-    """What a finished run's checkpoints/ keeps (`trainer.checkpoint_when_done`): full (as
-    written during training: resume= with a larger trainer.max_epochs extends the run), weights
-    (last.pt rewritten atomically with the method's state and config only, previous.pt deleted:
-    enough for load_trained and report) or none (both deleted). epoch_XXXX.pt copies asked for
-    with trainer.keep_checkpoints are left alone. Called only after results.json is written;
-    config_check has already refused any other `mode`."""
+    """What a finished run's checkpoints/ keeps (`trainer.checkpoint_when_done`):
+    - extendable (default): last.pt without the optimisers' state (the method's state, config,
+      evaluations, RNG streams and schedule position stay): enough for report, load_trained and
+      resume= with a larger trainer.max_epochs, whose optimisers then start afresh;
+    - full: as written during training (resume= with a larger max_epochs continues exactly as
+      an uninterrupted longer run);
+    - weights: last.pt with the method's state and config only (load_trained and report);
+    - none: no checkpoint.
+    previous.pt (the fallback while training) is deleted in all but full; epoch_XXXX.pt copies
+    asked for with trainer.keep_checkpoints are left alone. Called only after results.json is
+    written; config_check has already refused any other `mode`."""
     if mode == "full":
         return
     last = Path(folder) / "last.pt"
@@ -143,9 +158,12 @@ def shrink_finished_checkpoints(folder: Path, mode: str) -> None:
         last.unlink(missing_ok=True)
     elif last.exists():
         state = load_checkpoint(last)
-        if state.get("kind", "full") != "weights":
-            kept = {key: state[key] for key in ("epoch", "method", "config", "config_sha256") if key in state}
-            kept["kind"] = "weights"
+        if state.get("kind", "full") == "full":
+            if mode == "weights":
+                kept = {key: state[key] for key in ("epoch", "method", "config", "config_sha256") if key in state}
+            else:
+                kept = {key: value for key, value in state.items() if key not in NOT_EXTENDABLE}
+            kept["kind"] = mode
             write_file(last, lambda handle: torch.save(kept, handle))
     (Path(folder) / PREVIOUS).unlink(missing_ok=True)
 

@@ -255,6 +255,8 @@ class FitRun:
         self.members = [Member(cfg, run_dir, meta) for cfg, run_dir, meta in zip(cfgs, run_dirs, metas)]
         self.start_epoch = 0
         self.previous_wall = 0.0
+        # epochs after which a resume restarted the optimisers (no optimiser state was kept)
+        self.optimizers_restarted: list[int] = []
 
     # --- phases --------------------------------------------------------------------------------
 
@@ -341,8 +343,17 @@ class FitRun:
         if state["epoch"] > self.max_epochs:
             raise ConfigError(f"resume={self.cfg.resume}: trainer.max_epochs={self.max_epochs} is below the checkpoint's epoch {state['epoch']}")
         self.method.load_state_dict(state["method"])
-        for group, optimizer in self.optimizers.items():
-            optimizer.load_state_dict(state["optimizers"][group])
+        self.optimizers_restarted = list(state.get("optimizers_restarted_at", []))
+        if "optimizers" in state:
+            for group, optimizer in self.optimizers.items():
+                optimizer.load_state_dict(state["optimizers"][group])
+        else:  # a finished run's extendable checkpoint (trainer.checkpoint_when_done)
+            self.optimizers_restarted.append(int(state["epoch"]))
+            say(
+                f"resume={self.cfg.resume}: the finished run kept no optimiser state (trainer.checkpoint_when_done=extendable); "
+                f"the optimisers start afresh at epoch {state['epoch']} from its weights",
+                error=True,
+            )
         for group, scheduler in self.schedulers.items():
             if group in state.get("schedulers", {}):
                 scheduler.load_state_dict(state["schedulers"][group])
@@ -451,6 +462,8 @@ class FitRun:
             state = {"epoch": epoch, "kind": mode, "method": method_slice, "config": OmegaConf.to_container(member.cfg, resolve=True), "config_sha256": member.config_sha256}
             if mode == "full":
                 state.update(shared, optimizers=optimizer_slice, evaluations=member.evaluations)
+                if self.optimizers_restarted:
+                    state["optimizers_restarted_at"] = self.optimizers_restarted
             save_checkpoint(member.run_dir / CHECKPOINT, state, keep_previous=mode == "full")
             if self.trainer.keep_checkpoints:
                 save_checkpoint(member.run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
@@ -466,11 +479,13 @@ class FitRun:
                 outcomes.append(member.error)
                 continue
             results = finished_results(member.cfg, member.meta, member.evaluations, self.data, self.hardware, self.max_epochs, wall, member.config_sha256)
+            if self.optimizers_restarted:  # results.json tells how the run was trained
+                results["optimizers_restarted_at"] = self.optimizers_restarted
             if len(self.members) > 1:
                 results["vectorised"] = {"members": len(self.members), "member": g, "wall_time_is_shared": True}
             if self.main_process:
                 write_json(member.run_dir / "results.json", results)
-                shrink_finished_checkpoints(member.run_dir / "checkpoints", self.trainer.get("checkpoint_when_done", "full"))
+                shrink_finished_checkpoints(member.run_dir / "checkpoints", self.trainer.get("checkpoint_when_done", "extendable"))
             member.logger.summary(results)
             member.logger.finish()
             outcomes.append(results)
