@@ -29,7 +29,7 @@ from clusterbench.cli_errors import run_hydra
 from clusterbench.config_check import check_config
 from clusterbench.engine.checkpoint import DiskWriteError, disk_write_message, storage_error, write_text
 from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
-from clusterbench.engine.ensemble import MembersDoNotFit
+from clusterbench.engine.ensemble import InvalidMembers, MembersDoNotFit
 from clusterbench.engine.hardware import JOB_DEVICE_ENV
 from clusterbench.engine.launch import acquire_gpu, device_for, release_gpus
 from clusterbench.engine.loop import fit, fit_members
@@ -211,17 +211,25 @@ def _fit_group(todo: list[dict[str, Any]]) -> list[dict[str, Any] | BaseExceptio
     memory is split into parts that do (checked before anything trains)."""
     if not todo:
         return []
+    invalid: dict[int, ConfigError] = {}
     try:
         return fit_members([j["cfg"] for j in todo], [j["run_dir"] for j in todo], [j["meta"] for j in todo])
     except MembersDoNotFit as err:
         say(f"vectorised: {err}; training {len(todo)} members {err.fits} at a time")
         fits = err.fits
+    except InvalidMembers as err:  # members whose own config fails: they alone fail
+        invalid = err.errors
     except ClusterbenchError as err:
         for job in todo:
             record_failure(job["cfg"], job["run_dir"], job["meta"], err)
         return [err] * len(todo)
     # outside the except block: the error's traceback (and the frames of the fit that raised
     # it, with their data) is released before the parts train
+    if invalid:
+        for i, err in invalid.items():
+            record_failure(todo[i]["cfg"], todo[i]["run_dir"], todo[i]["meta"], err)
+        trained = iter(_fit_group([job for i, job in enumerate(todo) if i not in invalid]))
+        return [invalid[i] if i in invalid else next(trained) for i in range(len(todo))]
     return [outcome for start in range(0, len(todo), fits) for outcome in _fit_group(todo[start : start + fits])]
 
 

@@ -139,3 +139,28 @@ def test_sweep_rerun_over_a_kmeans_folder_without_results_finishes_it(tmp_path):
     results = sweep_job(cfg, folder, {"model": "kmeans", "overrides": []})
     assert results["status"] == "finished" and results["metrics"]["acc"] == pytest.approx(full["metrics"]["acc"])
     assert (folder / "results.json").exists()
+
+
+def test_one_bad_member_of_a_vectorised_group_fails_alone(tmp_path, capsys):
+    """model.alpha=2.0 fails in its own folder with its own error; alpha=0.1 trains (as the
+    sequential launcher does), and its results.json carries no other member's error."""
+    import json
+
+    from omegaconf import OmegaConf
+
+    from clusterbench.train import train_group
+
+    jobs = []
+    for alpha in ("0.1", "2.0"):
+        cfg = compose_config([*TINY, *QUICK, f"model.alpha={alpha}"])
+        OmegaConf.resolve(cfg)
+        jobs.append({"cfg": cfg, "run_dir": tmp_path / alpha, "meta": {"model": "sdcib", "overrides": [f"model.alpha={alpha}"], "sweep_job": True}})
+    good, bad = train_group(jobs)
+    assert isinstance(good, dict) and good["status"] == "finished"
+    assert isinstance(bad, Exception) and str(bad) == "model.alpha=2.0: expected a value in [0, 1]"
+    assert json.loads((tmp_path / "0.1" / "results.json").read_text())["status"] == "finished"
+    failed = json.loads((tmp_path / "2.0" / "results.json").read_text())
+    assert failed["status"] == "failed" and failed["error"] == "model.alpha=2.0: expected a value in [0, 1]"
+    err = capsys.readouterr().err
+    assert f"error: {tmp_path / '2.0'} [model.alpha=2.0]: model.alpha=2.0: expected a value in [0, 1]" in err
+    assert str(tmp_path / "0.1") + " " not in err

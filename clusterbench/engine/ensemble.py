@@ -287,25 +287,46 @@ def members_that_fit(member_bytes: int, available: int | None, members: int) -> 
     return max(1, min(members, int(available * MEMORY_HEADROOM) // (TRAINING_COPIES * member_bytes)))
 
 
+class InvalidMembers(ConfigError):
+    """Members of a group whose own config fails when built on its own (e.g. a value out of
+    range): `errors` maps each one's index to its own error. Raised before anything is stacked
+    or trained, so the group trains without them (as the sequential launcher would)."""
+
+    def __init__(self, errors: dict[int, ConfigError]) -> None:
+        super().__init__("; ".join(str(err) for err in errors.values()))
+        self.errors = errors
+
+
 def build_members(cfgs: Sequence[DictConfig], build_method: Callable, info, generator: torch.Generator, device: torch.device | str = "cpu"):
     """The method of one run, or G runs' methods stacked into one G-member method. Every member
-    is built from the same RNG state, as its separate run would be, so it starts from the
-    same weights. MembersDoNotFit, before the stacked model is built, when G members' weights,
-    gradients and optimiser states would not fit in the memory `device` has free."""
+    is built on its own first, from the same RNG state, as its separate run would be: it starts
+    from the same weights, and a member whose config fails is found alone (InvalidMembers).
+    MembersDoNotFit, before the stacked model is built, when G members' weights, gradients and
+    optimiser states would not fit in the memory `device` has free."""
     from clusterbench.engine.checkpoint import capture_rng, restore_rng
 
     if len(cfgs) == 1:
         return build_method(cfgs[0], info)
     check_members(cfgs)
     rng = capture_rng(generator)
-    states = [build_method(cfgs[0], info).state_dict()]
-    _check_memory(state_bytes(states[0]), len(cfgs), device)
+    states, errors = [], {}
+    for g, cfg in enumerate(cfgs):
+        restore_rng(rng, generator)
+        try:
+            state = build_method(cfg, info).state_dict()
+        except ConfigError as err:
+            errors[g] = err
+            continue
+        if not states:
+            _check_memory(state_bytes(state), len(cfgs), device)
+        states.append(state)
+    if errors:
+        raise InvalidMembers(errors)
+    built = capture_rng(generator)  # where each separate run's build leaves the RNG
     restore_rng(rng, generator)
     stacked = build_method(cfgs[0], info, members=len(cfgs))
-    for cfg in cfgs[1:]:  # the last build leaves the RNG where each separate run's build does
-        restore_rng(rng, generator)
-        states.append(build_method(cfg, info).state_dict())
     stacked.load_state_dict(stack_states(states))
+    restore_rng(built, generator)
     return stacked
 
 
