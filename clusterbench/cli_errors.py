@@ -18,6 +18,8 @@ ones it knows into one `error: ...` line:
   outside ASCII (`paths.data_dir=/data/Müller`), which Hydra's lexer refuses unquoted, are
   quoted before Hydra sees them (`quote_plain_values`), so a shell-quoted path simply works.
 
+(`prepare_argv` also names a single run on the user's own file after it: data/own.py.)
+
 Anything else goes on as Hydra (or Python) reports it.
 """
 from __future__ import annotations
@@ -47,13 +49,27 @@ def quote_plain_values(argv: Sequence[str]) -> list[str]:
     return out
 
 
+def prepare_argv(argv: Sequence[str]) -> list[str]:
+    """The command line as Hydra gets it: values quoted (quote_plain_values), and a run on the
+    user's own file named after it (data/own.py run_folder_override, train.yaml's folder pattern)."""
+    from omegaconf import OmegaConf
+
+    from clusterbench._configs import config_dir
+    from clusterbench.data.own import run_folder_override
+
+    argv = quote_plain_values(argv)
+    pattern = OmegaConf.to_container(OmegaConf.load(os.path.join(config_dir(), "train.yaml")).hydra.run)["dir"]  # unresolved
+    extra = run_folder_override(argv, str(pattern))
+    return argv if extra is None else [*argv, extra]
+
+
 def run_hydra(main: Callable[[], object]) -> None:
     """Calls Hydra's `main` (sys.argv as the command line); Hydra errors that translate() knows
     are one line on stderr and exit status 2."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    sys.argv[1:] = quote_plain_values(sys.argv[1:])
+    sys.argv[1:] = prepare_argv(sys.argv[1:])
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         main()
         return

@@ -209,3 +209,18 @@ def test_source_is_an_absolute_path(tmp_path, monkeypatch):
     _folder(tmp_path / "imgs", ["a/1.png", "b/1.png"])
     ds = load_image_folder("mine", "imgs", image_size=4, cache_dir=str(tmp_path / "cache"))
     assert ds.source == str(tmp_path / "imgs")
+
+
+def test_a_run_on_your_own_file_is_named_after_it():
+    from clusterbench.cli_errors import prepare_argv
+    from clusterbench.data.own import run_folder_override
+
+    pattern = "${paths.log_dir}/runs/${cb_now:%Y-%m-%d_%H-%M-%S}_${hydra:runtime.choices.model}_${hydra:runtime.choices.dataset}"
+    named = "hydra.run.dir=${paths.log_dir}/runs/${cb_now:%Y-%m-%d_%H-%M-%S}_${hydra:runtime.choices.model}_"
+    assert run_folder_override(["model=kmeans", "dataset=features", "dataset.path=data/my cells.csv"], pattern) == named + "my_cells"
+    assert run_folder_override(["dataset=image_folder", "dataset.path=photos/", "dataset.name=lab"], pattern) == named + "lab"
+    for argv in (["dataset=bdgp"], ["-m", "dataset=features", "dataset.path=a.npy"], ["dataset=features", "dataset.path=a.npy", "hydra.run.dir=x"],
+                 ["dataset=features", "dataset.path=a.npy", "resume=outputs/runs/r"]):
+        assert run_folder_override(argv, pattern) is None, argv
+    # the command line reads the pattern from train.yaml
+    assert prepare_argv(["dataset=features", "dataset.path=x/cells.npy"])[-1].endswith("_cells")

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -436,3 +437,27 @@ def image_data(name: str, x: Any, y: np.ndarray | None, n_clusters: int | None, 
         name=name, images=torch.from_numpy(as_uint8_images(x, name)), labels=labels, n_clusters=n_clusters,
         checksum=checksum, source=source, class_names=class_names or [],
     )
+
+
+# dataset options whose data are the user's own file or folder: their runs are named after it
+OWN_DATA_OPTIONS = ("features", "image_folder", "image_array")
+_CHOICE = "${hydra:runtime.choices.dataset}"
+
+
+def run_folder_override(argv: Sequence[str], run_dir_pattern: str) -> str | None:
+    """For a single run on the user's own data (`dataset=features dataset.path=cells.csv`), the
+    override `hydra.run.dir=<train.yaml's pattern, the dataset's name in place of the option>`,
+    so the folder is `<time>_kmeans_cells`, not `<time>_kmeans_features`; None otherwise (a
+    multirun, a resume, a run folder given, no own data, or a pattern without the option)."""
+    given: dict[str, str] = {}
+    for arg in argv:
+        key, eq, value = arg.partition("=")
+        if eq:
+            given[key.lstrip("+~")] = value.strip("'\"")
+    if given.get("dataset") not in OWN_DATA_OPTIONS or _CHOICE not in run_dir_pattern:
+        return None
+    if any(a in ("-m", "--multirun") for a in argv) or given.get("resume") not in (None, "null") or "hydra.run.dir" in given:
+        return None
+    name = given.get("dataset.name") or (Path(given["dataset.path"]).stem if given.get("dataset.path") else "")
+    name = re.sub(r"[^\w.+-]", "_", name)
+    return f"hydra.run.dir={run_dir_pattern.replace(_CHOICE, name)}" if name else None
