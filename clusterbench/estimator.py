@@ -186,6 +186,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         if y is None and n_clusters is None:
             raise ConfigError("n_clusters: required when fit is given no y (the number of clusters to find)")
         self.seed_ = self._seed()
+        self._train_arrays, self._preprocess = None, "none"  # set below for data given as arrays
         user = api.hydra_overrides(self.overrides, **{key: getattr(self, key) for key in self._override_keys})
         user += [f"seed={self.seed_}"]
         if not self.verbose:
