@@ -66,7 +66,7 @@ def prepare_argv(argv: Sequence[str]) -> list[str]:
 def run_hydra(main: Callable[[], object]) -> None:
     """Calls Hydra's `main` (sys.argv as the command line); Hydra errors that translate() knows
     are one line on stderr and exit status 2."""
-    from hydra.errors import HydraException
+    from hydra.errors import CompactHydraException, HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     sys.argv[1:] = prepare_argv(sys.argv[1:])
@@ -78,10 +78,16 @@ def run_hydra(main: Callable[[], object]) -> None:
         main()
     except (HydraException, OmegaConfBaseException) as err:
         line = translate(err, sys.argv[1:])
-        if line is None:
+        if line is not None:
+            print(f"error: {line}", file=sys.stderr)
+            sys.exit(2)
+        if not isinstance(err, CompactHydraException):
             raise
-        print(f"error: {line}", file=sys.stderr)
-        sys.exit(2)
+        # as Hydra reports the errors it does not trace: its message, and its cause's
+        print(err, file=sys.stderr)
+        if isinstance(err.__cause__, OmegaConfBaseException):
+            print(err.__cause__, file=sys.stderr)
+        sys.exit(1)
     finally:
         os.environ.pop("HYDRA_FULL_ERROR", None)
 
