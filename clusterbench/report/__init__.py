@@ -8,7 +8,15 @@ runs of each metric taken separately (how SDCIB's paper reports; this chooses wi
 and every such number is flagged †). Rows whose runs picked their epoch with the labels
 (results.json selection.uses_labels) are flagged † too and are never ranked against label-free
 rows. The best and second-best value per dataset and metric are marked (bold / underlined).
-Failed and unfinished runs are listed under the table, with their error line.
+Failed and unfinished runs are listed under the table, with their error line. Runs with the
+same config hash and seed (the same command run twice) count once: the one whose results.json
+was written last; the others are listed under the table as superseded.
+
+Exit status: 0 when the table is printed and every run folder could be read (failed and
+unfinished runs are listed, not errors); 2 for bad input: no run folders, an unknown reference,
+or a damaged run folder (results.json unreadable, not a JSON object, or a metric that is not a
+number: one `error: <folder>: <why>` line each on stderr, and the table of the other runs is
+still printed); 2 also when an output file cannot be written.
 
 `--reference auto` (default) adds the paper's number and the difference (obtained - paper) to
 every row that a reference in clusterbench/reference/ maps to (e.g. sdcib_icml2025: SDCIB

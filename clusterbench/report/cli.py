@@ -57,7 +57,8 @@ def _print_and_write(args: argparse.Namespace, table, formatters: dict, files: d
     if args.format == "csv":
         # CSV on stdout stays machine-readable; what did not finish goes to stderr
         for item in unfinished:
-            print(f"not finished: {item.path}: {item.reason}", file=sys.stderr)
+            if not item.damaged:  # damaged folders have their error line already (main)
+                print(f"not finished: {item.path}: {item.reason}", file=sys.stderr)
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         for name, formatter in formatters.items():
@@ -119,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         return _error(str(err))
 
     groups, unfinished = summarize(run_folders)
+    # a damaged run folder (results.json unreadable, not an object, a metric not a number) is
+    # one line each, and the exit status is 2 (bad input) once the table of the rest is printed
+    damaged = [item for item in unfinished if item.damaged]
+    for item in damaged:
+        print(f"error: {item.path}: {item.reason}", file=sys.stderr)
+    status = _report(args, groups, unfinished, references)
+    return status or (2 if damaged else 0)
+
+
+def _report(args: argparse.Namespace, groups, unfinished, references) -> int:
     if args.pivot:
         return _pivot(args, groups, unfinished, references)
     table = build_table(groups, unfinished, aggregate=args.aggregate, references=references)

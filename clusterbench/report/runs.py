@@ -102,10 +102,17 @@ class Group:
 
 @dataclass
 class Unfinished:
-    """A run folder without a usable finished results.json, and why."""
+    """A run folder without a usable finished results.json, and why. `damaged`: its
+    results.json cannot be read or is malformed (report then exits with status 2), as opposed
+    to a run that failed, is still running, or was superseded."""
 
     path: Path
     reason: str
+    damaged: bool = False
+
+
+# the metrics a table shows (tables.METRICS): a finished results.json must give each as a number or null
+METRICS = ("acc", "nmi", "ari", "purity", "silhouette", "calinski_harabasz")
 
 
 def find_runs(paths: list[Path]) -> list[Path]:
@@ -155,11 +162,13 @@ def _read_run(run: Path) -> Run | Unfinished:
     if not path.exists():
         return Unfinished(run, "no results.json (running, stopped or crashed)")
     try:
-        results = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        return Unfinished(run, f"unreadable results.json: {_first_line(err)}")
+        results = json.loads(path.read_bytes())
+    except OSError as err:
+        return Unfinished(run, f"unreadable results.json: {err.strerror or _first_line(err)}", damaged=True)
+    except ValueError as err:  # not JSON, or not text at all (UnicodeDecodeError)
+        return Unfinished(run, f"unreadable results.json: not JSON text ({_first_line(err)})", damaged=True)
     if not isinstance(results, dict):
-        return Unfinished(run, "unreadable results.json: not a JSON object")
+        return Unfinished(run, f"unreadable results.json: a JSON {type(results).__name__}, not an object", damaged=True)
     status = results.get("status")
     if status != "finished":
         error = _first_line(results.get("error"))
@@ -167,7 +176,11 @@ def _read_run(run: Path) -> Run | Unfinished:
     metrics = results.get("metrics")
     dataset = results.get("dataset")
     if not isinstance(metrics, dict) or not isinstance(dataset, dict) or "name" not in dataset:
-        return Unfinished(run, "finished, but results.json lacks metrics or dataset.name")
+        return Unfinished(run, "finished, but results.json lacks metrics or dataset.name", damaged=True)
+    for name in METRICS:
+        value = metrics.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return Unfinished(run, f"finished, but results.json has metrics.{name}={json.dumps(value)[:40]}, not a number", damaged=True)
     return Run(run, results, load_config(run))
 
 
@@ -224,11 +237,42 @@ def _superseded_by(run: Path) -> str | None:
     return None
 
 
+def _count_once(runs: list[Run]) -> tuple[list[Run], list[Unfinished]]:
+    """Runs with the same config hash and seed are one run (the same command run twice): the
+    one whose results.json was written last counts, the others are listed as superseded."""
+    latest: dict[tuple[str, Any], Run] = {}
+    for run in runs:
+        digest = run.results.get("config_sha256")
+        if not digest:  # written before results.json carried the hash: nothing to compare
+            continue
+        key = (str(digest), json.dumps(run.seed))
+        if key not in latest or _written(run) > _written(latest[key]):
+            latest[key] = run
+    counted, superseded = [], []
+    for run in runs:
+        digest = run.results.get("config_sha256")
+        kept = latest.get((str(digest), json.dumps(run.seed))) if digest else None
+        if kept is None or kept is run:
+            counted.append(run)
+        else:
+            superseded.append(Unfinished(run.path, f"superseded: the same config and seed finished later in {kept.path} (counted once)"))
+    return counted, superseded
+
+
+def _written(run: Run) -> tuple[float, str]:
+    try:
+        return (run.path / "results.json").stat().st_mtime, str(run.path)
+    except OSError:
+        return 0.0, str(run.path)
+
+
 def summarize(run_folders: list[Path]) -> tuple[dict[tuple[str, str, str], Group], list[Unfinished]]:
     """Finished runs grouped by (model, dataset, overrides other than seed); the rest, with a reason.
-    Groups that compute the same thing under two model names (amkm, kmeans) are one group."""
+    Groups that compute the same thing under two model names (amkm, kmeans) are one group; runs
+    of the same config and seed count once (_count_once)."""
     groups: dict[tuple[str, str, str], Group] = {}
     unfinished: list[Unfinished] = []
+    finished: list[Run] = []
     for folder in run_folders:
         item = _read_run(folder)
         if isinstance(item, Unfinished):
@@ -236,7 +280,11 @@ def summarize(run_folders: list[Path]) -> tuple[dict[tuple[str, str, str], Group
             if by is not None:
                 item.reason = f"superseded: the same job finished in {by} ({item.reason})"
             unfinished.append(item)
-            continue
+        else:
+            finished.append(item)
+    counted, superseded = _count_once(finished)
+    unfinished += superseded
+    for item in counted:
         results = item.results
         model = str(results.get("model") or results.get("method") or "?")
         key = (model, str(results["dataset"]["name"]), relevant_overrides(list(results.get("overrides") or [])))

@@ -8,11 +8,10 @@ import statistics
 from dataclasses import dataclass, field
 
 from clusterbench.report.reference import PaperRow, Reference, paper_row_for
-from clusterbench.report.runs import Group, Unfinished
-
 # purity is shown where results.json has it (runs written before it was recorded have a "-");
-# silhouette and Calinski-Harabasz where runs on data without labels recorded them
-METRICS = ("acc", "nmi", "ari", "purity", "silhouette", "calinski_harabasz")
+# silhouette and Calinski-Harabasz where runs on data without labels recorded them (runs.py
+# lists a run whose value of one of them is not a number as damaged)
+from clusterbench.report.runs import METRICS, Group, Unfinished
 TITLES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "purity": "Purity", "silhouette": "Silhouette", "calinski_harabasz": "Calinski-Harabasz"}
 ALWAYS_SHOWN = ("acc", "nmi", "ari")
 DECIMALS = 4  # shown precision; ranks are taken on the shown values so that equal-looking cells tie
