@@ -113,7 +113,8 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
     Attributes (after fit):
         labels_: the cluster of every sample of the fitted data, ``(n,)`` int64: the final
             model's partition (the engine's last evaluation; `predict` on the same data gives
-            it back for methods with a network).
+            it back for methods with a network). results_ follows `trainer.selection`, which
+            keeps the last evaluation unless told otherwise.
         probabilities_: soft assignments ``(n, K)`` where the method has them, else None.
         n_clusters_: the number of clusters asked for.
         results_: what results.json holds (metrics, the collapse verdict, protocol).
@@ -233,11 +234,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         results = run.fit()[0]
         if isinstance(results, BaseException):  # pragma: no cover - a one-member fit raises instead
             raise results
-        _, labels = run.members[0].latest_pred  # the final model's partition (its last evaluation)
-        outputs = run.method.member_outputs(predict_outputs(run.method, run.inputs, run.eval_batch, run.hardware))[0]
-        soft = None if run.method.candidates(outputs) else run.method.assign(outputs)[1]
-        probabilities = soft.float().cpu().numpy() if soft is not None and soft.ndim == 2 else None
-        self._finish(run, results, np.asarray(labels).astype(np.int64), probabilities, None)
+        self._finish(run, results, None)
         return self
 
     def _fit_in_folder(self, X: Any, y: Any, n_clusters: int | None, user: list[str]) -> "Clusterer":
@@ -253,14 +250,19 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
             self._preprocess = task.dataset.get("preprocess", "none")
         overrides = [f"model={self.method}", *[o for o in data_overrides if not o.startswith(("dataset.path=", "dataset.name="))], *user]
         results, run = api.run_in_folder(task, run_dir, choices, overrides, arrays)
-        result = api._result(run_dir, results)
-        self._finish(run, results, result.labels, result.probabilities, run_dir)
+        self._finish(run, results, run_dir)
         return self
 
-    def _finish(self, run, results: dict[str, Any], labels: np.ndarray, probabilities, run_dir: Path | None) -> None:
+    def _finish(self, run, results: dict[str, Any], run_dir: Path | None) -> None:
+        """labels_ and probabilities_ of the final model (what predict and transform use), in
+        memory and in a folder alike; results_ follows trainer.selection (the last evaluation
+        by default, the same partition)."""
+        _, labels = run.members[0].latest_pred  # the final model's partition (its last evaluation)
+        outputs = run.method.member_outputs(predict_outputs(run.method, run.inputs, run.eval_batch, run.hardware))[0]
+        soft = None if run.method.candidates(outputs) else run.method.assign(outputs)[1]
         self._run = run
-        self.labels_ = labels
-        self.probabilities_ = probabilities
+        self.labels_ = np.asarray(labels).astype(np.int64)
+        self.probabilities_ = soft.float().cpu().numpy() if soft is not None and soft.ndim == 2 else None
         self.n_clusters_ = int(run.n_clusters)
         self.results_ = results
         self.run_dir_ = run_dir
