@@ -33,6 +33,7 @@ import fcntl
 import fnmatch
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -88,6 +89,28 @@ def _seeds(value: Any, where: str) -> list[int]:
     raise SuiteError(f"{where}: seeds must be a count or a non-empty list of ints, not {value!r}")
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """A YAML syntax error as one line with its line and column (PyYAML puts them on other lines)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def _overrides(value: Any, where: str) -> list[str]:
+    """A list of override strings (a bare string would be read letter by letter)."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(o, (str, int, float)) and not isinstance(o, bool) for o in value):
+        raise SuiteError(f"{where} must be a list of overrides (e.g. [model=kmeans, dataset=digits]), not {value!r}")
+    return [str(o) for o in value]
+
+
+def _minutes(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise SuiteError(f"{where} must be a number of minutes (one seed's wall time), not {value!r}")
+    return float(value)
+
+
 def load_suite(name_or_path: str) -> Suite:
     path = Path(name_or_path)
     if path.suffix not in (".yaml", ".yml"):
@@ -97,14 +120,16 @@ def load_suite(name_or_path: str) -> Suite:
     try:
         spec = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise SuiteError(f"{path}: {str(err).splitlines()[0]}") from None
+        raise SuiteError(f"{path}: {_yaml_problem(err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise SuiteError(f"{path}: cannot be read ({getattr(err, 'strerror', None) or str(err).splitlines()[0]})") from None
     if not isinstance(spec, dict) or not isinstance(spec.get("cells"), list):
         raise SuiteError(f"{path}: a suite needs a `cells` list")
     unknown = set(spec) - {"description", "seeds", "common", "cells", "timing"}
     if unknown:
         raise SuiteError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
     seeds = _seeds(spec.get("seeds", [0]), str(path))
-    common = [str(o) for o in spec.get("common") or []]
+    common = _overrides(spec.get("common"), f"{path}: common")
     cells, names = [], set()
     for i, item in enumerate(spec["cells"]):
         where = f"{path}: cell {i + 1}"
@@ -117,14 +142,15 @@ def load_suite(name_or_path: str) -> Suite:
         if name in names:
             raise SuiteError(f"{where}: a second cell named {name!r} (give one a `name`)")
         names.add(name)
+        where = f"{path}: cell {i + 1} ({name})"
         needs = item.get("needs") or []
         cells.append(
             Cell(
                 name=name,
                 method=str(item["method"]),
                 dataset=str(item["dataset"]),
-                overrides=[str(o) for o in item.get("overrides") or []],
-                minutes=float(item.get("minutes", 1.0)),
+                overrides=_overrides(item.get("overrides"), f"{where}: overrides"),
+                minutes=_minutes(item.get("minutes", 1.0), f"{where}: minutes"),
                 needs=[needs] if isinstance(needs, str) else [str(n) for n in needs],
                 seeds=_seeds(item["seeds"], where) if "seeds" in item else list(seeds),
             )
@@ -203,18 +229,39 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
+# what a line of a cell's bench.log says, most telling first: the sweep summary's line for a job
+# that did not finish, the project's one-line errors, the last line of a Python traceback, then
+# other lines that mention an error (never Hydra's HYDRA_FULL_ERROR hint, which says nothing)
+SUMMARY_LINE = re.compile(r"^(failed|unfinished):")
+LOG_LINE_KINDS = (
+    SUMMARY_LINE,
+    re.compile(r"^error:"),
+    re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Interrupt|Exit)\b(: .*)?$"),
+    re.compile(r"error", re.IGNORECASE),
+)
+HYDRA_NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "Error executing job with overrides", "Traceback (most recent call last)")
+
+
 def _error_lines(cell_dir: Path, log: Path) -> list[str]:
+    """Why a cell failed, most telling line first: its jobs' failed results.json, or else the
+    lines of bench.log's last command that say what went wrong (LOG_LINE_KINDS)."""
     errors = [f"{folder.name}: {str(r.get('error') or r.get('status')).splitlines()[0]}"
               for folder, r in _results(cell_dir) if r.get("status") != "finished"]
     if errors:
         return errors
     try:
-        tail = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+        text = log.read_text(errors="replace")
     except OSError:
         return ["no log"]
-    # the sweep summary's lines name the jobs that did not finish (a killed job has no error)
-    wanted = [line.strip() for line in tail if "error" in line.lower() or line.lstrip().startswith(("failed:", "unfinished:"))]
-    return (wanted or tail)[-3:]
+    # the log is appended to by every invocation: only the last command's lines count
+    last = text.rsplit("\n$ ", 1)[-1].splitlines()[1:] if "$ " in text else text.splitlines()
+    lines = [line.strip() for line in last if line.strip() and not line.strip().startswith(HYDRA_NOISE)]
+    for kind in LOG_LINE_KINDS:
+        wanted = [line for line in lines if kind.search(line)]
+        if wanted:
+            # the summary's jobs in their order; otherwise the last line (the final error) first
+            return wanted[-3:] if kind is SUMMARY_LINE else wanted[::-1][:3]
+    return lines[::-1][:3] or ["no output in the log"]
 
 
 def write_summary(out: Path, summary: dict[str, Any]) -> None:

@@ -138,3 +138,48 @@ def test_a_run_of_the_cells_former_configuration_is_not_its_result(tmp_path, mon
     assert "0.123" not in text
     cells = json.loads((tmp_path / "out" / "bench_summary.json").read_text())["cells"]
     assert cells[0]["status"] == "failed" and cells[0]["finished_seeds"] == []
+
+
+# --- issue 31.5: a broken suite file, and a failing cell's real error ---------------------------
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("seeds: [0]\ncells:\n  - {method: a, dataset: b\n  - {method: c, dataset: d}\n", r"bad\.yaml: line 4, column 5: expected ',' or '}', but got '{'"),
+        ("cells:\n  - {method: a, dataset: b, minutes: fast}\n", r"bad\.yaml: cell 1 \(a-b\): minutes must be a number of minutes .*not 'fast'"),
+        ("cells:\n  - {method: a, dataset: b, overrides: model=kmeans}\n", r"bad\.yaml: cell 1 \(a-b\): overrides must be a list of overrides .*not 'model=kmeans'"),
+        ("common: hardware=cpu\ncells:\n  - {method: a, dataset: b}\n", r"bad\.yaml: common must be a list of overrides"),
+    ],
+)
+def test_a_broken_suite_file_is_one_line_naming_where(tmp_path, capsys, text, message):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text)
+    with pytest.raises(SuiteError, match=message) as info:
+        load_suite(str(bad))
+    assert "\n" not in str(info.value)
+    assert main([str(bad), "--dry-run"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ")
+
+
+def test_a_failing_cell_shows_the_real_error_not_hydras_hint(tmp_path):
+    from clusterbench.bench import _error_lines
+
+    log = tmp_path / "bench.log"
+    log.write_text(
+        "$ python -m clusterbench.train -m model=kmeans seed=0\n"
+        "error: an earlier invocation's error\n"
+        "$ python -m clusterbench.train -m model=kmeans seed=0\n"
+        "[2026-12-06 09:00:00,000][HYDRA] Launching 1 jobs locally\n"
+        "Error executing job with overrides: ['model=kmeans', 'seed=0']\n"
+        "Traceback (most recent call last):\n"
+        "  File \"x.py\", line 1, in <module>\n"
+        "ValueError: the real one-line error\n"
+        "\n"
+        "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
+    )
+    assert _error_lines(tmp_path, log)[0] == "ValueError: the real one-line error"
+    log.write_text("$ python -m clusterbench.train -m x\nerror: model=x: no option 'x' in model\n"
+                   "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n")
+    assert _error_lines(tmp_path, log) == ["error: model=x: no option 'x' in model"]
