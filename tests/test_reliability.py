@@ -164,3 +164,51 @@ def test_one_bad_member_of_a_vectorised_group_fails_alone(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"error: {tmp_path / '2.0'} [model.alpha=2.0]: model.alpha=2.0: expected a value in [0, 1]" in err
     assert str(tmp_path / "0.1") + " " not in err
+
+
+# --- 31.6: messages that mislead ---------------------------------------------------------------
+
+
+def test_one_class_labels_are_named_not_a_cluster_count_the_user_never_set(tmp_path):
+    import numpy as np
+
+    from clusterbench.errors import ConfigError
+    from clusterbench.train import run
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((40, 3)).astype("float32"))
+    np.save(tmp_path / "y.npy", np.full(40, 7))
+    cfg = compose_config(["model=kmeans", "hardware=cpu", "dataset=features", f"dataset.path={tmp_path / 'x.npy'}", f"dataset.labels={tmp_path / 'y.npy'}"])
+    with pytest.raises(ConfigError) as info:
+        run(cfg, tmp_path / "run")
+    message = str(info.value)
+    assert f"its labels ({tmp_path / 'y.npy'}) hold one class" in message and "n_clusters=1" not in message and "\n" not in message
+
+
+def test_a_checkpoint_holding_python_objects_is_refused_without_torchs_weights_only_advice(tmp_path):
+    import argparse
+
+    import torch
+
+    from clusterbench.engine.checkpoint import CheckpointError, read_checkpoint
+
+    torch.save({"epoch": 1, "method": {}, "payload": argparse.Namespace(a=1)}, tmp_path / "last.pt")
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint(tmp_path / "last.pt")
+    message = str(info.value)
+    assert "argparse.Namespace" in message and "could run code" in message
+    assert "weights_only" not in message and "\x1b" not in message and "\n" not in message
+
+
+def test_a_batch_larger_than_the_data_is_said_in_one_line(tmp_path, capsys):
+    from clusterbench.train import run
+
+    cfg = compose_config([*TINY, "trainer.max_epochs=1", "trainer.batch_size=5000", "trainer.save_embedding=false"])
+    results = run(cfg, tmp_path / "run", {"overrides": ["trainer.batch_size=5000"]})
+    assert results["status"] == "finished"
+    out, err = capsys.readouterr()
+    assert "epochs of batch 2000 (all samples)" in out
+    warnings = [line for line in err.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: trainer.batch_size=5000 is larger than dataset 'handwritten' (2000 samples): every epoch is one batch of all "
+        "2000 samples (few optimiser steps); a smaller trainer.batch_size gives more steps"
+    ]

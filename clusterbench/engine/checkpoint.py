@@ -5,6 +5,7 @@ import errno
 import json
 import os
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,20 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+TERMINAL_CODES = re.compile(r"\x1b\[[0-9;]*m")  # torch's messages embed bold text
+
+
+def _load_problem(err: Exception) -> str:
+    """Why torch.load refused a file, in one line, without torch's advice to load it with
+    weights_only=False (that would run whatever code the file holds)."""
+    text = str(err)
+    if "Weights only load failed" in text:
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+        what = f"a Python object ({found.group(1)})" if found else "Python objects"
+        return f"it holds {what} besides tensors and plain values, which clusterbench checkpoints never do; not loaded, as that could run code from the file"
+    return f"{type(err).__name__}: {TERMINAL_CODES.sub('', first_line(err))}"
+
+
 def read_checkpoint(path: Path, resume: bool = True) -> dict[str, Any]:
     """A checkpoint, or CheckpointError naming the file and what is wrong with it (missing,
     truncated, corrupted, not a clusterbench checkpoint). `resume=False`: a weights-only
@@ -103,7 +118,7 @@ def read_checkpoint(path: Path, resume: bool = True) -> dict[str, Any]:
     try:
         state = load_checkpoint(path)
     except Exception as err:  # torch/zipfile/pickle raise many types for a damaged file
-        raise CheckpointError(f"{path} is unreadable ({type(err).__name__}: {first_line(err)})") from None
+        raise CheckpointError(f"{path} is unreadable ({_load_problem(err)})") from None
     kind = state.get("kind", "full") if isinstance(state, dict) else None
     if resume and kind == "weights":
         raise CheckpointError(

@@ -196,6 +196,15 @@ def check_data(cfg: DictConfig, data, trainable: bool) -> None:
     """What can only be checked once the data are loaded, each as one line naming the key and
     value: the number of clusters against the samples, a batch of one sample, one class."""
     n, k = int(data.n_samples), int(data.n_clusters)
+    if k < 2 and data.labels is not None and cfg.dataset.get("n_clusters") is None:
+        # the number of clusters came from the labels, not from the user: name the labels
+        labels = cfg.dataset.get("labels") or data.source or "the dataset file"
+        names = getattr(data, "class_names", None)
+        classes = f"one class, {names[0]!r}" if names else "one class"
+        raise ConfigError(
+            f"dataset '{data.name}': its labels ({labels}) hold {classes}, and the number of clusters is "
+            "taken from them: give labels with at least 2 classes, or set dataset.n_clusters (at least 2)"
+        )
     if k < 2:
         raise ConfigError(f"dataset.n_clusters={k}: clustering needs at least 2 clusters (dataset '{data.name}')")
     if k > n:
@@ -315,6 +324,8 @@ class FitRun:
 
         n = self.info.n_samples
         self.batch_size = min(int(trainer.batch_size), n)
+        if int(trainer.batch_size) > n and method.trainable and self.main_process:
+            self.warn_whole_data_batch(int(trainer.batch_size), n)
         if self.batch_size % self.world:  # trainer.batch_size above n: the batch is the whole data set
             raise ConfigError(f"hardware=ddp on {self.world} processes: the global batch ({self.batch_size} samples) must divide by {self.world}")
         self.local = self.batch_size // self.world  # DDP: this rank's share of each global batch
@@ -561,7 +572,8 @@ class FitRun:
         model = member.meta.get("model") or cfg.model._target_.rsplit(".", 1)[-1]
         what = f"{model} on {self.data.name}, seed {cfg.seed}"
         if self.method.trainable:
-            what += f", {self.max_epochs} epochs of batch {self.batch_size}, selection {trainer.selection}"
+            whole = " (all samples)" if int(trainer.batch_size) > self.info.n_samples else ""
+            what += f", {self.max_epochs} epochs of batch {self.batch_size}{whole}, selection {trainer.selection}"
             if trainer.get("scheduler") and trainer.scheduler.get("name", "none") != "none":
                 what += f", {trainer.scheduler.name} schedule"
         what += f", {self.hardware.device} {self.hardware.precision}"
@@ -570,6 +582,18 @@ class FitRun:
         if len(self.members) > 1:
             return f"run: {what}, {len(self.members)} vectorised members -> {', '.join(str(m.run_dir) for m in self.members)}"
         return f"run: {what} -> {member.run_dir}"
+
+    def warn_whole_data_batch(self, asked: int, n: int) -> None:
+        """trainer.batch_size above the number of samples: every batch is all of them. Said in
+        the start line always; a warning when this command line asked for that batch size (a
+        method's own whole-data schedule, ICMVC's or DIVIDE's on small sets, is not warned about)."""
+        overrides = [str(o).lstrip("+~") for m in self.members for o in m.meta.get("overrides") or []]
+        if any(o.startswith("trainer.batch_size=") for o in overrides):
+            say(
+                f"warning: trainer.batch_size={asked} is larger than dataset '{self.data.name}' ({n} samples): every epoch is "
+                f"one batch of all {n} samples (few optimiser steps); a smaller trainer.batch_size gives more steps",
+                error=True,
+            )
 
     def start_loggers(self) -> None:
         for member in self.members:
