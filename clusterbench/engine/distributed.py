@@ -1,7 +1,10 @@
 """torch.distributed helpers for `hardware=ddp` (one job on several processes, torchrun).
 
-Every helper is the identity (or a no-op) in a single process, so methods and the loop call
-them unconditionally and single-process runs are unchanged bit for bit.
+The tensor collectives a method's loss uses (`gather`, `gather_nograd`, `own_rows`,
+`broadcast_`, `mean_over_ranks`, the rank queries) live in clusterbench/collectives.py, so
+methods need not import the engine; they are re-exported here. Every helper is the identity (or
+a no-op) in a single process, so methods and the loop call them unconditionally and
+single-process runs are unchanged bit for bit.
 
 How a DDP step equals the single-process step on the global batch: each rank holds B/W of the
 global batch of B samples (the same global batches as one process, split in rank order). A
@@ -11,20 +14,29 @@ loss of the whole global batch; per-sample terms stay local means. `average_grad
 averages the parameter gradients over ranks before each optimiser step. For a global term the
 W identical per-rank losses give W x the gradient through the gather, divided by W; for a local
 mean the average of W local means is the global mean: both equal the one-process gradient
-(tests/test_ddp.py checks this to 1e-5 for CC and SDCIB).
+(tests/test_ddp.py checks this to 1e-5 for CC and SDCIB, tests/test_ddp_methods.py for HTCN, DCSM,
+PICI, VTCC and MFAVBs-CC).
 """
 from __future__ import annotations
 
 import os
-import warnings
 from datetime import datetime
 
 import torch
 import torch.distributed as dist
 
-# torch 2.x marks the differentiable all_gather deprecated (in favour of functional collectives);
-# it still works, and tests/test_ddp.py checks that its backward sums over ranks as used here
-warnings.filterwarnings("ignore", message=r"torch\.distributed\.nn\.functional\.all_gather is deprecated", category=FutureWarning)
+# the tensor collectives live where methods can import them without the engine; re-exported here
+from clusterbench.collectives import (  # noqa: F401
+    broadcast_,
+    gather,
+    gather_nograd,
+    is_distributed,
+    is_main_process,
+    mean_over_ranks,
+    own_rows,
+    rank,
+    world_size,
+)
 
 # env vars torchrun sets for every process
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
@@ -38,22 +50,6 @@ def launched_by_torchrun() -> bool:
 def secondary_rank() -> bool:
     """A torchrun process other than rank 0 (known before the process group exists)."""
     return launched_by_torchrun() and int(os.environ["RANK"]) != 0
-
-
-def is_distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-
-
-def rank() -> int:
-    return dist.get_rank() if is_distributed() else 0
-
-
-def world_size() -> int:
-    return dist.get_world_size() if is_distributed() else 1
-
-
-def is_main_process() -> bool:
-    return rank() == 0
 
 
 def local_rank() -> int:
@@ -70,41 +66,6 @@ def init_from_env(backend: str = "auto") -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(local_rank())
     dist.init_process_group(backend=backend)
-
-
-def gather(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """`x` of every rank concatenated along `dim` in rank order, WITH gradients
-    (torch.distributed.nn.functional.all_gather); `x` itself in a single process."""
-    if not is_distributed():
-        return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat([_ContiguousGrad.apply(part) for part in all_gather(x.contiguous())], dim=dim)
-
-
-class _ContiguousGrad(torch.autograd.Function):
-    """Identity whose backward makes the gradient contiguous. all_gather's backward (gloo) sends
-    the gradients through scatter into `empty_like(grad)` buffers: for a non-contiguous gradient
-    (a loss over the transposed batch, as CC's cluster-column loss) those buffers are strided
-    and the received values land wrong, silently. Found by tests/test_ddp.py (torch 2.x)."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.contiguous()
-
-
-@torch.no_grad()
-def gather_nograd(x: torch.Tensor, dim: int = 0) -> torch.Tensor:
-    """`gather` without gradients (predictions); every rank's `x` must have the same shape."""
-    if not is_distributed():
-        return x
-    parts = [torch.empty_like(x) for _ in range(world_size())]
-    dist.all_gather(parts, x.contiguous())
-    return torch.cat(parts, dim=dim)
 
 
 @torch.no_grad()
@@ -144,15 +105,6 @@ def broadcast_buffers(module: torch.nn.Module) -> None:
         return
     for tensor in module.buffers():
         dist.broadcast(tensor.data, src=0)
-
-
-@torch.no_grad()
-def mean_over_ranks(x: torch.Tensor) -> torch.Tensor:
-    if not is_distributed():
-        return x
-    x = x.clone()
-    dist.all_reduce(x)
-    return x / world_size()
 
 
 def shard(n: int) -> tuple[torch.Tensor, int]:

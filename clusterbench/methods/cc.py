@@ -14,7 +14,7 @@ from typing import Literal
 import torch
 from torch import nn
 
-from clusterbench.engine.distributed import gather
+from clusterbench.collectives import gather
 from clusterbench.errors import ConfigError
 from clusterbench.losses import cluster_contrastive_loss, instance_contrastive_loss
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, build_backbone, check_views, term_weights

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from hydra.utils import instantiate
 from torch import nn
 
-from clusterbench.engine.distributed import gather
+from clusterbench.collectives import gather
 from clusterbench.errors import ConfigError
 from clusterbench.losses.contrastive import pairwise_nt_xent
 from clusterbench.losses.entropy import entropy
