@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from clusterbench.collectives import gather, gather_nograd
 from clusterbench.errors import ConfigError
 from clusterbench.losses.dcsm import (
     cluster_entropy_loss,
@@ -246,7 +247,6 @@ class DCSMObjective:
 class DCSM(ClusteringMethod):
     """DCSM: backbone + C-block (label features) + IR-block (30-d) + two 1x1-conv
     discriminators; see the module docstring for what one training step computes."""
-    global_batch_losses = False  # losses on each DDP process's share: hardware=ddp refuses it (config_check)
 
     def __init__(
         self,
@@ -333,6 +333,11 @@ class DCSM(ClusteringMethod):
         obj = self.objective
         c_map, h = self.encode(views[0])  # original
         ct_map, ht = self.encode(views[1])  # transformed
+        # DDP: every term below pairs, clusters or pools the batch's samples, so all of them see
+        # the global batch: the backbone's outputs are gathered (with gradients to this share)
+        # and the heads, k-means and discriminators run on the whole batch on every process
+        c_map, h, ct_map, ht = (gather(x) for x in (c_map, h, ct_map, ht))
+        index = gather_nograd(index)
         l, lt = self.label_features(h), self.label_features(ht)
 
         epoch = getattr(self, "epoch", 0)

@@ -24,6 +24,7 @@ import copy
 import torch
 from torch import nn
 
+from clusterbench.collectives import gather, gather_nograd
 from clusterbench.errors import ConfigError
 from clusterbench.losses import bootstrap_loss, cluster_contrastive_loss
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
@@ -59,7 +60,8 @@ class HTCNObjective:
         self.pairs = pairs
 
     def pair(self, y_online, q_online, z_target, q_target) -> tuple[torch.Tensor, torch.Tensor]:
-        """(instance, cluster) loss of one online/target view pair: Eq. 2 and Eq. 8."""
+        """(instance, cluster) loss of one online/target view pair: Eq. 2 and Eq. 8 (under DDP
+        the cluster predictions `q_*` are the global batch's, the instance ones this share's)."""
         instance = bootstrap_loss(y_online, z_target)
         cluster = cluster_contrastive_loss(q_online, q_target.detach(), self.cluster_temperature, self.entropy_weight)
         return instance, cluster
@@ -80,7 +82,6 @@ class HTCNObjective:
 class HTCN(ClusteringMethod):
     """Online streams: backbone, projector, instance_predictor, cluster_predictor; target
     stream: target_backbone, target_projector, target_cluster_predictor (EMA copies)."""
-    global_batch_losses = False  # losses on each DDP process's share: hardware=ddp refuses it (config_check)
 
     def __init__(
         self,
@@ -133,6 +134,10 @@ class HTCN(ClusteringMethod):
         # one online / target pass per view that a pair reads (BatchNorm sees each view alone)
         online = {v: self._online(views[v]) for v in sorted({o for o, _ in pairs})}
         target = {v: self._target(views[v]) for v in sorted({t for _, t in pairs})}
+        # DDP: the cluster columns contrast the global batch (each view gathered once, the online
+        # side with gradients); the instance term is a per-sample mean and stays on this share
+        online = {v: (y, gather(q)) for v, (y, q) in online.items()}
+        target = {v: (z, gather_nograd(q)) for v, (z, q) in target.items()}
         per_pair = [self.objective.pair(*online[o], *target[t]) for o, t in pairs]
         instance, cluster = self.objective.reduce_pairs([p[0] for p in per_pair], [p[1] for p in per_pair])
         return self.objective.combine(instance, cluster)

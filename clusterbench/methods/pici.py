@@ -30,6 +30,7 @@ import torch
 from sklearn.cluster import KMeans
 from torch import nn
 
+from clusterbench.collectives import broadcast_, gather_nograd, is_main_process, own_rows
 from clusterbench.errors import ConfigError
 from clusterbench.losses.pici import cli_loss, masked_patch_mse, match_pseudo_labels, pisd_loss
 from clusterbench.methods.base import ClusteringMethod, DataInfo, StageSchedule, StepContext, term_weights
@@ -141,15 +142,24 @@ class PICI(ClusteringMethod):
         if self.variant == "official" and bool(self.cli_ready):
             return  # the released code computes its pseudo-labels once, at the start of boosting
         out = ctx.predict_all(self._cli_features)
-        features, assigned = out[:, :-1].cpu().numpy(), out[:, -1].long()
         # the k-means seed comes from torch's RNG: seeded by the run, restored on resume
         seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        # DDP: every process predicted all samples, but each draws its seed from its own stream:
+        # rank 0 clusters (as one process with its stream would) and its pseudo-labels go to all
+        if is_main_process():
+            self.cli_targets.copy_(self._pseudo_labels(out, seed))
+        broadcast_(self.cli_targets)
+        self.cli_ready.fill_(True)
+
+    def _pseudo_labels(self, out: torch.Tensor, seed: int) -> torch.Tensor:
+        """Eq. 12-15: k-means on the features of `_cli_features` rows, matched to the cluster
+        head's argmax over all samples (paper; official: unmatched, matched per batch)."""
+        features, assigned = out[:, :-1].cpu().numpy(), out[:, -1].long()
         km = KMeans(self.n_clusters, n_init=self.kmeans_n_init, random_state=seed).fit(features.astype(np.float64))
         pseudo = torch.as_tensor(km.labels_, dtype=torch.long, device=self.cli_targets.device)
         if self.variant == "paper":
             pseudo = match_pseudo_labels(pseudo, assigned.to(pseudo.device), self.n_clusters)  # Eq. 15 over all samples
-        self.cli_targets.copy_(pseudo)
-        self.cli_ready.fill_(True)
+        return pseudo
 
     def _cli_features(self, views: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
         """Per sample: the instance features Z (paper: L2-normalised, the space of the instance
@@ -181,7 +191,9 @@ class PICI(ClusteringMethod):
                 masked_patch_mse(self.decoder(tokens, restore), patchify(x, self.patch_size), mask, self.norm_pix_loss)
                 for x, (tokens, mask, restore) in zip(views, encoded)
             ]
-            terms["pisd"] = pisd_loss(*recon)  # Eq. 1
+            # Eq. 1; DDP: every sample has the same number of masked patches, so the per-process
+            # means average to the global batch's
+            terms["pisd"] = pisd_loss(*recon)
         if "instance" in wanted:
             h_a, h_b = (tokens[:, 0] for tokens, _, _ in encoded)
             c_a, c_b = self.cluster_head(h_a), self.cluster_head(h_b)
@@ -194,10 +206,12 @@ class PICI(ClusteringMethod):
     def _cli(self, c_a: torch.Tensor, c_b: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
         targets = self.cli_targets[index]
         if self.variant == "paper":
-            return cli_loss(c_a, c_b, targets, targets)  # Eq. 16 with the epoch's matched labels
-        # released code: Hungarian matching per batch and view (a host sync, official variant only)
-        t_a = match_pseudo_labels(targets, c_a.detach().argmax(dim=1), self.n_clusters)
-        t_b = match_pseudo_labels(targets, c_b.detach().argmax(dim=1), self.n_clusters)
+            return cli_loss(c_a, c_b, targets, targets)  # Eq. 16 with the epoch's matched labels (a per-sample mean)
+        # released code: Hungarian matching per batch and view (a host sync, official variant
+        # only); DDP: matched on the global batch, this share's rows kept
+        targets = gather_nograd(targets)
+        t_a = own_rows(match_pseudo_labels(targets, gather_nograd(c_a.detach().argmax(dim=1)), self.n_clusters))
+        t_b = own_rows(match_pseudo_labels(targets, gather_nograd(c_b.detach().argmax(dim=1)), self.n_clusters))
         return cli_loss(c_a, c_b, t_a, t_b, softmax_twice=True)
 
     def predict(self, views: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
