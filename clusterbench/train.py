@@ -35,7 +35,7 @@ from clusterbench.engine.launch import acquire_gpu, device_for, release_gpus
 from clusterbench.engine.loop import fit, fit_members
 from clusterbench.engine.loggers import say
 from clusterbench.engine.results import write_failure
-from clusterbench.engine.sweep import LOCK, created_run_dir, job_folder_name, job_state, read_results
+from clusterbench.engine.sweep import LOCK, created_run_dir, hydra_files_subdir, job_folder_name, job_state, read_results
 from clusterbench.errors import ClusterbenchError, ConfigError, RunFolderError, TrainingError, first_line
 
 CONFIG_DIR = config_dir()  # configs/ of the checkout, or clusterbench/configs/ in an installed wheel
@@ -44,6 +44,8 @@ CONFIG_DIR = config_dir()  # configs/ of the checkout, or clusterbench/configs/ 
 OmegaConf.register_new_resolver("cb_now", run_stamp, use_cache=True, replace=True)
 # multirun job folders are named by their config (engine/sweep.py)
 OmegaConf.register_new_resolver("cb_job", job_folder_name, replace=True)
+# a re-run of a sweep leaves the .hydra/ files of the finished jobs it skips as they are
+OmegaConf.register_new_resolver("cb_hydra_subdir", hydra_files_subdir, replace=True)
 
 
 # what `resume=<folder> key=value` may change: more epochs, and settings that do not change what
@@ -192,7 +194,7 @@ def train_group(jobs: list[dict[str, Any]]) -> list[dict[str, Any] | BaseExcepti
         action, why = job_state(job["cfg"], job["run_dir"])
         if action == "skip":
             done[i] = read_results(job["run_dir"])
-            say(f"skipped: {job['run_dir']}: {why}")
+            print(f"skipped: {job['run_dir']}: {why}", flush=True)  # not into its train.log: the folder is not this run's
         elif action == "refuse":
             done[i] = RunFolderError(f"{job['run_dir']}: {why}")
     todo = [job for i, job in enumerate(jobs) if i not in done]
@@ -242,6 +244,11 @@ def _is_multirun(hydra_cfg) -> bool:
     return hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN"
 
 
+# multirun job folders this process skipped (finished with their config): nothing is written
+# into them, not even a line of their train.log
+skipped_folders: set[Path] = set()
+
+
 def sweep_job(cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> dict[str, Any]:
     """One job of a multirun, re-runnable: a job already finished with this config is skipped
     (its results are returned), one with a checkpoint of this config but no results.json (it
@@ -253,7 +260,8 @@ def sweep_job(cfg: DictConfig, run_dir: Path, meta: dict[str, Any]) -> dict[str,
     action, why = job_state(cfg, run_dir)
     if action == "skip":
         results = read_results(run_dir)
-        say(f"skipped: {run_dir}: {why}")
+        print(f"skipped: {run_dir}: {why}", flush=True)  # not into its train.log: the folder is not this run's
+        skipped_folders.add(Path(run_dir))
         return results
     if action == "refuse":
         raise RunFolderError(f"{run_dir}: {why}")
@@ -340,7 +348,10 @@ def main(cfg: DictConfig) -> float | None:
         finally:
             release_gpus()
             os.environ.pop(JOB_DEVICE_ENV, None)
-    say(summary_line(results, meta, run_dir))
+    if Path(run_dir) in skipped_folders:
+        print(summary_line(results, meta, run_dir), flush=True)
+    else:
+        say(summary_line(results, meta, run_dir))
     return results["metrics"].get("acc", results["metrics"].get("silhouette"))
 
 

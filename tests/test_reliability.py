@@ -212,3 +212,42 @@ def test_a_batch_larger_than_the_data_is_said_in_one_line(tmp_path, capsys):
         "warning: trainer.batch_size=5000 is larger than dataset 'handwritten' (2000 samples): every epoch is one batch of all "
         "2000 samples (few optimiser steps); a smaller trainer.batch_size gives more steps"
     ]
+
+
+# --- 31.7: nothing rewritten that a run does not own ---------------------------------------------
+
+
+def test_the_image_cache_respects_the_umask(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from clusterbench.data.images import load_image_folder
+
+    for i in range(4):
+        Image.fromarray(np.full((6, 5, 3), 20 * i, dtype=np.uint8)).save(tmp_path / f"{i}.png")
+    old = os.umask(0o077)
+    try:
+        load_image_folder("mine", str(tmp_path), image_size=4, n_clusters=2, cache_dir=str(tmp_path / "cache"))
+    finally:
+        os.umask(old)
+    (cached,) = (tmp_path / "cache" / "image_folders").glob("*.npy")
+    assert cached.stat().st_mode & 0o777 == 0o600
+    assert not list((tmp_path / "cache" / "image_folders").glob("*.tmp"))
+
+
+def test_a_sweep_rerun_leaves_the_folders_of_skipped_jobs_untouched(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    command = [sys.executable, "-m", "clusterbench.train", "-m", "model=kmeans", "model.n_init=1", "hardware=cpu",
+               "hardware.num_threads=1", "seed=0", f"hydra.sweep.dir={tmp_path}"]
+    first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert first.returncode == 0, first.stderr
+    (job,) = [p for p in tmp_path.iterdir() if (p / ".hydra").is_dir()]
+    before = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(job.rglob("*")) if p.is_file()}
+    again = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0 and f"skipped: {job}: finished with this config" in again.stdout, again.stderr
+    after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(job.rglob("*")) if p.is_file()}
+    assert after == before  # .hydra/hydra.yaml (job id and number), train.log, results.json: as they were

@@ -742,20 +742,14 @@ def _read_image_bytes(f: Path, name: str) -> bytes:
 
 
 def _write_cache(cache_file: Path, images: np.ndarray) -> None:
+    """The decoded images, written atomically with the mode the umask gives (a shared cache
+    folder's group can read it, a private one's cannot)."""
     import sys
-    import tempfile
+
+    from clusterbench.atomic import atomic_write_bytes
 
     try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                np.save(handle, images, allow_pickle=False)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, cache_file)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        atomic_write_bytes(cache_file, lambda handle: np.save(handle, images, allow_pickle=False))
     except OSError as e:
         print(f"warning: decoded images not cached in {cache_file.parent} ({_one_line(e)})", file=sys.stderr)
 

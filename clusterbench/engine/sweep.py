@@ -62,6 +62,30 @@ def job_folder_name(model: str, dataset: str, _root_: DictConfig) -> str:
     return "_".join(part for part in (model, dataset, text, digest) if part)
 
 
+HYDRA_FILES = ".hydra"
+
+
+def hydra_files_subdir(_root_: DictConfig) -> str | None:
+    """Resolver `cb_hydra_subdir` (configs/train.yaml's hydra.output_subdir), read by Hydra just
+    before it writes a job's .hydra/ files: None (write nothing) for a multirun job whose folder
+    holds a finished run of this very config, which the job will skip, so that a re-run of a
+    sweep leaves finished folders as they are (Hydra rewrote their hydra.yaml's job id and
+    number); `.hydra` otherwise."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        hydra_cfg = HydraConfig.get()
+        multirun = hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN"
+        folder = Path(str(hydra_cfg.runtime.output_dir)) if multirun else None
+    except ValueError:  # no Hydra context (a config composed outside a run)
+        folder = None
+    results = read_results(folder) if folder is not None else None
+    if results is None or results.get("status") != "finished":
+        return HYDRA_FILES
+    task = OmegaConf.masked_copy(_root_, [k for k in _root_ if k != "hydra"])
+    return None if results.get("config_sha256") == config_hash(task) else HYDRA_FILES
+
+
 # --- one process per run folder ------------------------------------------------------------------
 
 _locks: dict[str, int] = {}  # run folder -> the open, flock-ed descriptor of its .lock file
