@@ -420,7 +420,8 @@ def _sources(entries: list[Entry]) -> list[str]:
         when = sorted(dates.get(source, ()))
         span = f", {when[0]}" + (f" to {when[-1]}" if len(when) > 1 else "") if when else ""
         seeds = "" if any(e.seeds for e in entries if e.source == source) else "; seeds not recorded"
-        lines.append(f"- {source}{span}: {len(cells[source])} cells{seeds}")
+        count = len(cells[source])
+        lines.append(f"- {source}{span}: {count} cell{'s' if count != 1 else ''}{seeds}")
     return lines
 
 
