@@ -1,5 +1,8 @@
-"""Faults of issue 31: a full disk while writing a checkpoint (a one-line error that never
-claims a checkpoint that is not there), ... (see docs/reliability.md)."""
+"""Faults and messages of issue 31 (docs/reliability.md): a full disk while writing a checkpoint
+(one line that never claims a checkpoint that is not there), a k-means folder without results
+resumed, one bad member of a vectorised group, misleading messages (one-class labels, torch's
+weights_only advice, a batch larger than the data), and folders a run does not own left as they
+are (a sweep re-run's skipped jobs, the image cache's mode)."""
 from __future__ import annotations
 
 import errno
@@ -235,6 +238,7 @@ def test_the_image_cache_respects_the_umask(tmp_path):
     assert not list((tmp_path / "cache" / "image_folders").glob("*.tmp"))
 
 
+@pytest.mark.slow  # two multiruns in subprocesses: about 15 s on 2 busy cores
 def test_a_sweep_rerun_leaves_the_folders_of_skipped_jobs_untouched(tmp_path):
     import subprocess
     import sys
