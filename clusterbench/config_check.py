@@ -53,7 +53,7 @@ def check_config(cfg: DictConfig) -> None:
 TRAINER_KEYS = (
     "max_epochs", "batch_size", "drop_last", "repeats_per_batch", "eval_every", "eval_batch_size", "checkpoint_every",
     "checkpoint", "keep_checkpoints", "selection", "progress", "save_embedding", "optimizer", "optimizers", "scheduler",
-    "grad_clip", "checkpoint_when_done",
+    "grad_clip", "checkpoint_when_done", "profile",
 )
 CHECKPOINT_MODES = ("full", "weights", "none")
 # what a finished run keeps (engine/checkpoint.py shrink_finished_checkpoints)
@@ -86,6 +86,8 @@ def check_trainer(cfg: DictConfig) -> None:
         value = trainer.get(key)
         if not isinstance(value, bool):
             raise ConfigError(f"trainer.{key}={value!r}: expected true or false")
+    if not isinstance(trainer.get("profile", False), bool):  # absent from configs saved before it existed
+        raise ConfigError(f"trainer.profile={trainer.profile!r}: expected true or false")
     from clusterbench.engine.results import SELECTION_RULES
 
     if trainer.selection not in SELECTION_RULES:

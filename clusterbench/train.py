@@ -36,6 +36,7 @@ from clusterbench.engine.loop import fit, fit_members
 from clusterbench.engine.loggers import say
 from clusterbench.engine.results import write_failure
 from clusterbench.engine.sweep import LOCK, created_run_dir, hydra_files_subdir, job_folder_name, job_state, read_results
+from clusterbench.engine.throughput import throughput_text
 from clusterbench.errors import ClusterbenchError, ConfigError, RunFolderError, TrainingError, first_line
 
 CONFIG_DIR = config_dir()  # configs/ of the checkout, or clusterbench/configs/ in an installed wheel
@@ -149,9 +150,11 @@ def summary_line(results: dict[str, Any], meta: dict[str, Any], run_dir: Path | 
     flag = "  [label-selected: " + _label_selected(selection) + "]" if selection.get("uses_labels") else ""
     chosen = f", {selection['rule']} epoch {selection['epoch']}" if results.get("epochs") else ""  # k-means: no epochs
     collapsed = f"  [{results['collapse']['message']}]" if results.get("collapse") else ""
+    speed = throughput_text(results.get("throughput"))  # engine/throughput.py: samples/s, FLOP/s = % of peak
+    speed = f"  ({speed})" if speed else ""
     return (
         f"{results.get('model') or meta.get('model')} on {results['dataset']['name']} (seed {results['seed']}{chosen}): "
-        f"{score_text(m)}{flag}{collapsed}  -> {run_dir}"
+        f"{score_text(m)}{flag}{collapsed}{speed}  -> {run_dir}"
     )
 
 

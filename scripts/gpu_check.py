@@ -20,6 +20,11 @@ Checks (script, what it compares):
                 epoch from T(3 epochs) - T(1 epoch) of command-line runs, on the GPU and on the CPU.
 - vectorized    scripts/bench_vectorized_sweep.py: the 25-member alpha x beta grid as one batched
                 model against 25 sequential runs.
+- throughput    the engine's own figure (results.json `throughput`, engine/throughput.py) of two
+                command-line runs on the embedded data: SDCIB (MLPs) on handwritten and CC (small
+                CNN) on digits, 2 epochs each: training samples/s, counted FLOP/s and their fraction
+                of the bf16 matmul peak measured in the same process (the model-FLOP utilisation);
+                the sdcib_epoch runs' blocks are kept beside their times too.
 Each check runs as a subprocess with a time limit; a failing or timed-out check is recorded
 (return code, last output lines) and the others still run. Without a CUDA device and without
 --tiny nothing is measured: the JSON says so and the exit status is 3.
@@ -76,6 +81,26 @@ def _run(command: list[str], timeout: float, env: dict | None = None) -> dict:
     return record
 
 
+def _run_throughput(command: list[str], folder: Path, timeout: float) -> dict:
+    """A command-line run into `folder`, with its results.json's throughput block."""
+    record = _run([*command, f"hydra.run.dir={folder}"], timeout)
+    results = folder / "results.json"
+    if record["returncode"] == 0 and results.exists():
+        record["throughput"] = json.loads(results.read_text()).get("throughput")
+    return record
+
+
+def _throughput(device: str, epochs: int, timeout: float, threads: int) -> dict:
+    hardware = ["hardware=gpu"] if device == "cuda" else ["hardware=cpu", f"hardware.num_threads={threads}"]
+    common = [*hardware, f"trainer.max_epochs={epochs}", "trainer.progress=false", "trainer.save_embedding=false"]
+    runs = {"sdcib_handwritten": ["model=sdcib", "dataset=handwritten"], "cc_digits": ["model=cc", "dataset=digits"]}
+    if device != "cuda":  # --tiny: the plumbing, on small networks
+        runs["sdcib_handwritten"] += ["backbone.hidden_dims=[32,16]", "model.critic_hidden_dims=[16]", "trainer.batch_size=200"]
+    with tempfile.TemporaryDirectory() as out:
+        return {name: _run_throughput([PY, "-m", "clusterbench.train", *args, *common], Path(out) / name, timeout)
+                for name, args in runs.items()}
+
+
 def _sdcib_epoch(device: str, epochs: tuple[int, int], data: Path, timeout: float, threads: int) -> dict:
     hardware = "hardware=gpu" if device == "cuda" else "hardware=cpu"
     times, records = {}, []
@@ -83,8 +108,8 @@ def _sdcib_epoch(device: str, epochs: tuple[int, int], data: Path, timeout: floa
         with tempfile.TemporaryDirectory() as out:
             command = [PY, "-m", "clusterbench.train", "model=sdcib", "dataset=event", f"paths.data_dir={data}", hardware,
                        f"hardware.num_threads={threads}", f"trainer.max_epochs={e}", "trainer.progress=false",
-                       "trainer.save_embedding=false", f"hydra.run.dir={out}/run"]
-            record = _run(command, timeout)
+                       "trainer.save_embedding=false"]
+            record = _run_throughput(command, Path(out) / "run", timeout)
             records.append(record)
             times[e] = record["wall_s"] if record["returncode"] == 0 else None
     low, high = epochs
@@ -112,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
         print(report["note"])
         return 3
     device = "cuda" if cuda and not args.tiny else "cpu"
-    wanted = [c for c in args.only.split(",") if c] or ["cc_step", "augment", "vit_epoch", "sdcib_epoch", "vectorized"]
+    wanted = [c for c in args.only.split(",") if c] or ["cc_step", "augment", "vit_epoch", "sdcib_epoch", "vectorized", "throughput"]
     timeout = args.timeout if not args.tiny else min(args.timeout, 120)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,6 +169,8 @@ def main(argv: list[str] | None = None) -> int:
             elif check == "vectorized":
                 record = _run([PY, "scripts/bench_vectorized_sweep.py", "--epochs", "1", *(["--small"] if args.tiny else [])],
                               timeout * (3 if not args.tiny else 1))
+            elif check == "throughput":
+                record = _throughput(device, 1 if args.tiny else 2, timeout, 1 if args.tiny else 8)
             else:
                 record = {"error": f"unknown check {check}"}
             report["checks"][check] = record

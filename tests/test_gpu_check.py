@@ -35,8 +35,11 @@ def test_tiny_every_check(tmp_path):
     out = tmp_path / "check.json"
     assert gpu_check.main(["--tiny", "--out", str(out)]) == 0
     checks = json.loads(out.read_text())["checks"]
-    assert set(checks) == {"cc_step", "augment", "vit_epoch", "sdcib_epoch", "vectorized"}
+    assert set(checks) == {"cc_step", "augment", "vit_epoch", "sdcib_epoch", "vectorized", "throughput"}
     assert checks["cc_step"]["returncode"] == 0, checks["cc_step"].get("output_tail")
     assert checks["vit_epoch"]["bf16"]["returncode"] == 0, checks["vit_epoch"]["bf16"].get("output_tail")
     assert checks["sdcib_epoch"]["cpu"]["s_per_epoch"] is not None
     assert checks["vectorized"]["returncode"] == 0, checks["vectorized"].get("output_tail")
+    for name, record in checks["throughput"].items():  # the engine's figure, read from each run's results.json
+        assert record["returncode"] == 0, (name, record.get("output_tail"))
+        assert record["throughput"]["train"]["samples_per_s"] > 0 and record["throughput"]["fraction_of_peak"] > 0

@@ -41,6 +41,7 @@ from clusterbench.engine.inputs import build_inputs
 from clusterbench.engine.loggers import say
 from clusterbench.engine.results import LABEL_SELECTED, SELECTION_RULES, finished_results, select, write_failure
 from clusterbench.engine.sweep import claim_fresh_folder, folder_problem, lock_run_folder, unlock_run_folder
+from clusterbench.engine.throughput import RunClock, epoch_samples
 from clusterbench.errors import ConfigError, TrainingError, first_line
 from clusterbench.methods.base import ClusteringMethod, DataInfo
 from clusterbench.metrics import collapse_stats, evaluate_clustering, label_free_scores, score_sample
@@ -260,6 +261,8 @@ class FitRun:
         self.started = time.perf_counter()
         self.cfg = cfgs[0]  # every setting but the member keys is shared
         self.trainer = self.cfg.trainer
+        # phase times, samples and FLOPs: results.json's throughput, profile.json (engine/throughput.py)
+        self.clock = RunClock(profile=bool(self.trainer.get("profile", False)))
         self.resumed = bool(self.cfg.get("resume"))
         self.members = [Member(cfg, run_dir, meta) for cfg, run_dir, meta in zip(cfgs, run_dirs, metas)]
         self.start_epoch = 0
@@ -274,6 +277,7 @@ class FitRun:
         cfg, trainer, n_members = self.cfg, self.trainer, len(self.members)
         self.hardware = hardware = build(cfg.hardware)
         hardware.setup()
+        self.clock.attach(hardware)
         self.rank, self.world = ddp.rank(), ddp.world_size()
         self.main_process = self.rank == 0  # only rank 0 writes into the run folders
         if self.world > 1 and not getattr(hardware, "distributed", False):
@@ -296,6 +300,7 @@ class FitRun:
         self.data = data = build(cfg.dataset)
         augment = build(cfg.augment) if cfg.get("augment") else None
         self.inputs = build_inputs(data, augment, hardware.device, hardware.channels_last)
+        self.clock.watch_augmentation(self.inputs)
         self.n_clusters = int(data.n_clusters)
         self.info = DataInfo.of(data, self.inputs.image_shape)
         method = build_members([m.cfg for m in self.members], build_method, self.info, self.generator, hardware.device).to(hardware.device)
@@ -335,6 +340,7 @@ class FitRun:
         self.n_unlabeled = self.inputs.n_unlabeled if method.unlabeled_step is not None else 0
         self.unlabeled_batches = self.n_unlabeled // self.batch_size if self.n_unlabeled else 0
         steps_per_epoch = self.unlabeled_batches + self.n_batches * self.repeats
+        self.epoch_samples = epoch_samples(n, self.batch_size, bool(trainer.drop_last), self.repeats, self.unlabeled_batches)
         self.schedulers = build_schedulers(self.optimizers, trainer, steps_per_epoch, self.max_epochs)
 
     def restore(self) -> None:
@@ -387,25 +393,33 @@ class FitRun:
             rank_seed = int(self.cfg.seed) + RANK_SEED_OFFSET * self.rank + epoch
             torch.manual_seed(rank_seed)
             self.augment_generator.manual_seed(rank_seed + AUGMENT_SEED_OFFSET)
-        method.on_epoch_start(epoch, ctx)
+        clock = self.clock
+        with clock.detail("epoch_start"):
+            method.on_epoch_start(epoch, ctx)
         sums: dict[str, torch.Tensor] = {}
         size = self.batch_size
         if self.unlabeled_batches:
             order = torch.randperm(self.n_unlabeled, generator=self.generator).to(hardware.device)
             for b in range(self.unlabeled_batches):
                 index = self._share(order[b * size : (b + 1) * size])
-                with hardware.autocast():
-                    terms = method.unlabeled_step(inputs.unlabeled_batch(index, self.augment_generator), ctx)
-                self._step(terms)
+                with hardware.autocast(), clock.detail("data"):
+                    views = inputs.unlabeled_batch(index, self.augment_generator)
+                with clock.step("unlabeled"), clock.detail("step"):
+                    with hardware.autocast():
+                        terms = method.unlabeled_step(views, ctx)
+                    self._step(terms)
                 _accumulate(sums, terms, prefix="unlabeled_", scale=1.0 / self.unlabeled_batches)
         order = torch.randperm(self.info.n_samples, generator=self.generator).to(hardware.device)
         for b in range(self.n_batches):
             index = self._share(order[b * size : (b + 1) * size])
             # DCSM trains each batch several times; every repetition draws fresh views
             for _ in range(self.repeats):
-                with hardware.autocast():
-                    terms = self.step_fn(inputs.train_batch(index, self.augment_generator), index, ctx)
-                self._step(terms)
+                with hardware.autocast(), clock.detail("data"):
+                    views = inputs.train_batch(index, self.augment_generator)
+                with clock.step("labelled"), clock.detail("step"):
+                    with hardware.autocast():
+                        terms = self.step_fn(views, index, ctx)
+                    self._step(terms)
                 _accumulate(sums, terms, scale=1.0 / (self.n_batches * self.repeats))
         # one host sync per epoch: a (terms + 1) x members table
         names = [*sums, "last_batch_loss"]
@@ -426,6 +440,7 @@ class FitRun:
     def evaluate(self, epoch: int, rows: list[dict[str, Any]]) -> None:
         """Every sample in eval mode; each member's metrics (and the collapse monitor) into its
         row, its evaluation record, and predictions.npz when the selection rule keeps it."""
+        self.clock.evaluated(self.info.n_samples)
         outputs = self.method.member_outputs(predict_outputs(self.method, self.inputs, self.eval_batch, self.hardware))
         for member, member_out, row in zip(self.members, outputs, rows):
             if not member.active:
@@ -482,19 +497,24 @@ class FitRun:
     def finish(self) -> list[dict[str, Any] | TrainingError]:
         """embedding.npz and results.json of every member that did not fail."""
         if self.trainer.save_embedding:
-            self.save_embeddings(self.eval_batch)
+            with self.clock.phase("embedding"):
+                self.save_embeddings(self.eval_batch)
         wall = round(self.previous_wall + time.perf_counter() - self.started, 3)
+        throughput = self.clock.summary()  # shared by a vectorised group's members, like the wall time
         outcomes: list[dict[str, Any] | TrainingError] = []
         for g, member in enumerate(self.members):
             if not member.active:
                 outcomes.append(member.error)
                 continue
             results = finished_results(member.cfg, member.meta, member.evaluations, self.data, self.hardware, self.max_epochs, wall, member.config_sha256)
+            results["throughput"] = throughput
             if self.optimizers_restarted:  # results.json tells how the run was trained
                 results["optimizers_restarted_at"] = self.optimizers_restarted
             if len(self.members) > 1:
                 results["vectorised"] = {"members": len(self.members), "member": g, "wall_time_is_shared": True}
             if self.main_process:
+                if self.clock.profile:
+                    write_json(member.run_dir / "profile.json", self.clock.profile_record())
                 write_json(member.run_dir / "results.json", results)
                 shrink_finished_checkpoints(member.run_dir / "checkpoints", self.trainer.get("checkpoint_when_done", "extendable"))
             member.logger.summary(results)
@@ -513,29 +533,37 @@ class FitRun:
             self.start_loggers()
             if self.main_process:
                 say(self.start_line())
+            self.clock.lap("setup")
             if self.start_epoch == 0:
-                self.method.on_fit_start(self.inputs.full())
+                with self.clock.phase("fit_start"):
+                    self.method.on_fit_start(self.inputs.full())
             ddp.broadcast_module(self.method)  # DDP: every rank starts from rank 0's weights
             show = self.trainer.progress and self.method.trainable  # k-means has no epochs to show
             bar = tqdm(total=self.max_epochs, initial=self.start_epoch, disable=not show, desc="train", unit="epoch", dynamic_ncols=True)
             try:
                 for epoch in range(self.start_epoch + 1, self.max_epochs + 1):
-                    rows = self.train_epoch(epoch)
+                    with self.clock.phase("train"):
+                        rows = self.train_epoch(epoch)
+                    self.clock.trained(self.epoch_samples)
                     self.stop_non_finite(epoch, rows)
                     if not any(m.active for m in self.members):
                         break
                     if _due(epoch, self.trainer.eval_every, self.max_epochs):
-                        self.evaluate(epoch, rows)
-                    self.log(rows)
+                        with self.clock.phase("evaluation"):
+                            self.evaluate(epoch, rows)
+                    with self.clock.detail("log"):
+                        self.log(rows)
                     if _due(epoch, self.trainer.checkpoint_every, self.max_epochs):
-                        self.checkpoint(epoch)
+                        with self.clock.phase("checkpoint"):
+                            self.checkpoint(epoch)
                     bar.update(1)
                     bar.set_postfix(self.progress_fields(rows))
             finally:
                 bar.close()
             if not self.method.trainable:  # one evaluation of the fitted method (k-means)
                 rows = [{"epoch": 0} for _ in self.members]
-                self.evaluate(0, rows)
+                with self.clock.phase("evaluation"):
+                    self.evaluate(0, rows)
                 self.log(rows)
                 self.checkpoint(0)
             return self.finish()

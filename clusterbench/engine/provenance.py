@@ -40,9 +40,9 @@ def git_state() -> dict[str, str | bool | None]:
 # keys left out of the config hash: `resume` names the folder a run continues in and `overwrite`
 # what may be replaced, not what a run computes
 UNHASHED_KEYS = ("resume", "overwrite")
-# trainer keys left out too: what a finished run keeps on disk, not what it computes (a run
-# made before such a key existed keeps its hash)
-UNHASHED_TRAINER_KEYS = ("checkpoint_when_done",)
+# trainer keys left out too: what a finished run keeps on disk or measures about itself
+# (profile.json), not what it computes (a run made before such a key existed keeps its hash)
+UNHASHED_TRAINER_KEYS = ("checkpoint_when_done", "profile")
 
 
 def config_hash(config) -> str:

@@ -100,6 +100,8 @@ def _parser() -> argparse.ArgumentParser:
                              "paper rows; with --out: pivot.md/.csv/.tex and one grouped bar chart per metric")
     parser.add_argument("--metric", type=_metrics, default=PIVOT_DEFAULT_METRICS,
                         help=f"with --pivot: metrics to show, comma-separated or `all` ({', '.join(METRICS)}; default acc,nmi,ari)")
+    parser.add_argument("--throughput", action="store_true",
+                        help="add each row's training samples/s and %% of the matmul peak (results.json throughput; not with --pivot)")
     parser.add_argument("--reference", default="auto",
                         help="paper numbers: auto (every bundled reference that maps a row), none, a name "
                              "(e.g. sdcib_icml2025) or a .yaml path")
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
 def _report(args: argparse.Namespace, groups, unfinished, references) -> int:
     if args.pivot:
         return _pivot(args, groups, unfinished, references)
-    table = build_table(groups, unfinished, aggregate=args.aggregate, references=references)
+    table = build_table(groups, unfinished, aggregate=args.aggregate, references=references, throughput=args.throughput)
     figure_dir = args.figures or args.out
     try:
         _print_and_write(args, table, FORMATTERS, OUTPUT_FILES, unfinished)

@@ -21,6 +21,11 @@ LABEL_SELECTED_NOTE = (
     "or the maximum over runs is taken); not comparable with label-free numbers."
 )
 MAX_HEADER = "Metrics are the MAXIMUM over runs, per metric: selected with the labels (label-selected)."
+THROUGHPUT_NOTE = (
+    "samples/s: training samples per second; % peak: the training's counted FLOP/s over the matmul peak measured "
+    "in the same process (results.json `throughput`); means over the runs that recorded them. Runs on other "
+    "machines, or on a loaded one, are not comparable."
+)
 
 
 @dataclass
@@ -60,6 +65,7 @@ class Table:
     rows: list[Row]
     aggregate: str
     unfinished: list[Unfinished] = field(default_factory=list)
+    throughput: bool = False  # report --throughput: samples/s and % of peak columns
 
     @property
     def metrics(self) -> list[str]:
@@ -84,6 +90,8 @@ class Table:
         notes = []
         if any(row.label_selected for row in self.rows):
             notes.append(LABEL_SELECTED_NOTE)
+        if self.throughput:
+            notes.append(THROUGHPUT_NOTE)
         if self.aggregate == "mean":
             notes.append("Cells: mean ± sample standard deviation over the n runs (seeds) of the row; "
                          "a row of one run shows its value alone.")
@@ -109,6 +117,26 @@ class Table:
                 if cell is not None and cell.paper_note:
                     notes.append(f"* {row.paper.label}, {row.group.dataset} {TITLES[metric]}: {cell.paper_note}")
         return notes
+
+
+def throughput_of(group: Group) -> tuple[float | None, float | None]:
+    """(training samples/s, fraction of the matmul peak): means over the group's runs whose
+    results.json has them (engine/throughput.py); None where none has."""
+    speeds, fractions = [], []
+    for run in group.runs:
+        block = run.results.get("throughput") or {}
+        speed = (block.get("train") or {}).get("samples_per_s")
+        if isinstance(speed, (int, float)) and math.isfinite(speed):
+            speeds.append(float(speed))
+        fraction = block.get("fraction_of_peak")
+        if isinstance(fraction, (int, float)) and math.isfinite(fraction):
+            fractions.append(float(fraction))
+    return (statistics.fmean(speeds) if speeds else None, statistics.fmean(fractions) if fractions else None)
+
+
+def _throughput_text(group: Group) -> list[str]:
+    speed, fraction = throughput_of(group)
+    return [f"{speed:,.0f}" if speed is not None else "-", f"{fraction:.1%}" if fraction is not None else "-"]
 
 
 def _aggregate(values: list[float], aggregate: str, n: int) -> Cell:
@@ -146,6 +174,7 @@ def build_table(
     unfinished: list[Unfinished] | None = None,
     aggregate: str = "mean",
     references: list[Reference] | None = None,
+    throughput: bool = False,
 ) -> Table:
     rows = []
     for group in groups.values():
@@ -162,7 +191,7 @@ def build_table(
                     cells[metric].paper_note = paper.notes.get(metric, "")
         rows.append(Row(group, cells, label_selected=group.uses_labels or aggregate == "max", paper=paper))
     _mark_best(rows)
-    return Table(rows, aggregate, list(unfinished or []))
+    return Table(rows, aggregate, list(unfinished or []), throughput=throughput)
 
 
 # --------------------------------------------------------------------------- Markdown
@@ -200,6 +229,8 @@ def to_markdown(table: Table) -> str:
             header += [f"{TITLES[metric]} paper", f"Δ{TITLES[metric]}"]
     if paper_metrics:
         header.append("paper row")
+    if table.throughput:
+        header += ["samples/s", "% peak"]
     lines = [MAX_HEADER, ""] if table.aggregate == "max" else []
     lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows:
@@ -211,6 +242,8 @@ def to_markdown(table: Table) -> str:
                 cells += list(_paper_text(row.cells[metric]))
         if paper_metrics:
             cells.append(row.paper.label if row.paper else "-")
+        if table.throughput:
+            cells += _throughput_text(group)
         lines.append("| " + " | ".join(_md_escape(c) for c in cells) + " |")
     notes = table.notes()
     if notes:
@@ -238,6 +271,8 @@ def to_csv(table: Table) -> str:
             header += [f"{metric}_paper", f"{metric}_diff"]
     if paper_metrics:
         header += ["paper_reference", "paper_table", "paper_method"]
+    if table.throughput:
+        header += ["train_samples_per_s", "fraction_of_peak"]
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
@@ -252,6 +287,8 @@ def to_csv(table: Table) -> str:
                 line += [_csv_number(cell and cell.paper), _csv_number(cell and cell.difference)]
         if paper_metrics:
             line += [row.paper.reference.name, row.paper.table, row.paper.method] if row.paper else ["", "", ""]
+        if table.throughput:
+            line += [_csv_number(value) for value in throughput_of(group)]
         writer.writerow(line)
     return buffer.getvalue()
 
@@ -293,6 +330,9 @@ def to_latex(table: Table) -> str:
     if paper_metrics:
         header.append("paper row")
         align += "l"
+    if table.throughput:
+        header += ["samples/s", r"\% peak"]
+        align += "rr"
     lines = ["% python -m clusterbench.report; needs \\usepackage{booktabs}"]
     if table.aggregate == "max":
         lines.append(latex_escape(MAX_HEADER) + r"\par")
@@ -309,6 +349,8 @@ def to_latex(table: Table) -> str:
                 cells += [latex_escape(paper), latex_escape(difference)]
         if paper_metrics:
             cells.append(latex_escape(row.paper.label) if row.paper else "--")
+        if table.throughput:
+            cells += [latex_escape(text) for text in _throughput_text(group)]
         lines.append(" & ".join(cells) + r" \\")
     lines += [r"\bottomrule", r"\end{tabular}"]
     notes = table.notes()
