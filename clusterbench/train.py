@@ -21,7 +21,6 @@ from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clusterbench._configs import config_dir
@@ -35,7 +34,8 @@ from clusterbench.engine.launch import acquire_gpu, device_for, release_gpus
 from clusterbench.engine.loop import fit, fit_members
 from clusterbench.engine.loggers import say
 from clusterbench.engine.results import write_failure
-from clusterbench.engine.sweep import LOCK, created_run_dir, hydra_files_subdir, job_folder_name, job_state, read_results
+from clusterbench.engine.resume import job_state, prepare_resume
+from clusterbench.engine.sweep import LOCK, created_run_dir, hydra_files_subdir, job_folder_name, read_results
 from clusterbench.engine.throughput import throughput_text
 from clusterbench.errors import ClusterbenchError, ConfigError, RunFolderError, TrainingError, first_line
 
@@ -49,88 +49,15 @@ OmegaConf.register_new_resolver("cb_job", job_folder_name, replace=True)
 OmegaConf.register_new_resolver("cb_hydra_subdir", hydra_files_subdir, replace=True)
 
 
-# what `resume=<folder> key=value` may change: more epochs, and settings that do not change what
-# is computed; anything else is refused in one line (the run continues with its own config)
-SAFE_ON_RESUME = ("trainer.max_epochs", "trainer.progress", "trainer.eval_batch_size", "trainer.checkpoint_every",
-                  "trainer.checkpoint_when_done", "hardware.num_threads")
-
-
-def _saved(run_dir: Path, name: str):
-    path = run_dir / ".hydra" / name
-    return OmegaConf.load(path) if path.exists() else None
-
-
-def load_resumed_config(cfg: DictConfig, overrides: list[str] | None = None) -> tuple[DictConfig, Path, dict[str, Any]]:
-    """The config a run folder was started with, so that `resume=<folder>` continues that run,
-    with the safe `overrides` of this command line applied (SAFE_ON_RESUME; others are a
-    ConfigError); and the run's own meta (its model, dataset and overrides, the applied ones
-    appended), which results.json records."""
-    run_dir = Path(cfg.resume)
-    saved = run_dir / ".hydra" / "config.yaml"
-    if not saved.exists():
-        raise ConfigError(f"resume={cfg.resume}: not a run folder ({saved} is missing)")
-    resumed = OmegaConf.load(saved)
-    saved_overrides = [str(o) for o in (_saved(run_dir, "overrides.yaml") or [])]
-    hydra_saved = _saved(run_dir, "hydra.yaml")
-    choices = dict(hydra_saved.hydra.runtime.choices) if hydra_saved is not None else {}
-    wanted = [o for o in overrides or [] if not o.startswith(("resume=", "overwrite=", "+overwrite="))]
-    applied = []
-    for override in OverridesParser.create().parse_overrides(wanted):
-        key = override.key_or_group
-        value = None if override.is_delete() else override.value()
-        if key in choices and str(value) == str(choices[key]):
-            continue  # the group option the run was started with
-        current = OmegaConf.select(resumed, key, default=None)
-        if not override.is_delete() and key not in choices and current == value:
-            continue  # the value the run has
-        if override.input_line in saved_overrides and not isinstance(current, (int, float, str, bool)):
-            continue  # a group the run was started with (e.g. +experiment=...)
-        if key not in SAFE_ON_RESUME or override.is_delete():
-            raise ConfigError(
-                f"resume={cfg.resume}: {override.input_line} cannot change on resume (the run continues with its own config; "
-                f"only {', '.join(SAFE_ON_RESUME)} may); start a new run for another config"
-            )
-        OmegaConf.update(resumed, key, value, merge=False, force_add=True)
-        applied.append(f"{key}={override.get_value_element_as_str()}")
-    with open_dict(resumed):
-        resumed.resume = str(run_dir)
-    keys = {o.split("=", 1)[0].lstrip("+~") for o in applied}
-    meta = {
-        "model": choices.get("model"),
-        "dataset": choices.get("dataset"),
-        "overrides": [o for o in saved_overrides if o.split("=", 1)[0].lstrip("+~") not in keys] + applied,
-        "resume_overrides": applied,
-    }
-    return resumed, run_dir, meta
-
-
-def _record_resume_overrides(run_dir: Path, cfg: DictConfig, meta: dict[str, Any]) -> None:
-    """The folder's .hydra/config.yaml and overrides.yaml after a resume that changed a safe
-    setting: they describe the run as it now is (a later resume continues from that)."""
-    config = OmegaConf.to_container(cfg, resolve=False)
-    config.pop("resume", None)
-    write_text(run_dir / ".hydra" / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(config)))
-    write_text(run_dir / ".hydra" / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(meta["overrides"])))
-
-
 def run(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
     """Validates the config (nothing loaded yet), then trains and evaluates. With `resume`,
-    continues that folder's run (see load_resumed_config): a finished run with nothing more to
+    continues that folder's run (engine/resume.py): a finished run with nothing more to
     train is left as it is and its results are returned."""
     meta = dict(meta or {})
     if cfg.get("resume"):
-        cfg, run_dir, resumed_meta = load_resumed_config(cfg, meta.get("overrides"))
-        meta.update(resumed_meta)
-        check_config(cfg)
-        results = read_results(run_dir)
-        epochs = int((results or {}).get("epochs") or 0)  # 0: a method without training (k-means)
-        if results is not None and results.get("status") == "finished" and (epochs == 0 or int(cfg.trainer.max_epochs) <= epochs):
-            more = "" if epochs == 0 else " (trainer.max_epochs=N continues it)"
-            say(f"resume={run_dir}: the run finished already (results.json); nothing to do{more}")
+        cfg, run_dir, meta, results = prepare_resume(cfg, meta, check_config)
+        if results is not None:
             return results
-        if meta["resume_overrides"]:
-            _record_resume_overrides(run_dir, cfg, meta)
-            say(f"resuming {run_dir} with {' '.join(meta['resume_overrides'])}")
     else:
         check_config(cfg)
     return fit(cfg, run_dir, meta)

@@ -14,7 +14,8 @@ from omegaconf import OmegaConf
 
 from clusterbench.engine import launch
 from clusterbench.engine.checkpoint import load_checkpoint
-from clusterbench.engine.sweep import SUMMARY, SweepSummary, job_state, summarize
+from clusterbench.engine.resume import job_state
+from clusterbench.engine.sweep import SUMMARY, SweepSummary, summarize
 from clusterbench.train import run
 from conftest import ROOT, compose_config
 

@@ -1,4 +1,5 @@
-"""Atomic checkpoint and JSON writes, and RNG state capture for bit-exact resume."""
+"""Atomic checkpoint and JSON writes, and RNG state capture for bit-exact resume (the resume
+rules themselves: engine/resume.py)."""
 from __future__ import annotations
 
 import errno
@@ -69,7 +70,7 @@ def disk_write_message(err: OSError, run_dir: Path) -> str:
 def save_checkpoint(path: Path, state: dict[str, Any], keep_previous: bool = False) -> None:
     """torch.save via a temporary file and a rename. With `keep_previous`, the file already at
     `path` is first renamed to previous.pt beside it, so that one good checkpoint survives
-    whatever happens to the newest one (resume falls back to it, see load_latest_checkpoint)."""
+    whatever happens to the newest one (resume falls back to it: engine/resume.py)."""
     path = Path(path)
 
     def keep_the_last_one() -> None:
@@ -131,23 +132,6 @@ def read_checkpoint(path: Path, resume: bool = True) -> dict[str, Any]:
     if not isinstance(state, dict) or any(key not in state for key in needed):
         raise CheckpointError(f"{path} is not a clusterbench checkpoint (keys {', '.join(needed)} expected)")
     return state
-
-
-def load_latest_checkpoint(path: Path, warn=None) -> tuple[dict[str, Any], Path]:
-    """The checkpoint at `path` (checkpoints/last.pt), or, when that one is missing or damaged,
-    the previous.pt beside it, with one line through `warn` saying so. CheckpointError (one
-    line, both files named) when neither can be read."""
-    try:
-        return read_checkpoint(path), Path(path)
-    except CheckpointError as first:
-        previous = previous_checkpoint(path)
-        try:
-            state = read_checkpoint(previous)
-        except CheckpointError as second:
-            raise CheckpointError(f"no usable checkpoint: {first}; {second}") from None
-        if warn is not None:
-            warn(f"warning: {first}; resuming from {previous} (epoch {state['epoch']})")
-        return state, previous
 
 
 # what an `extendable` last.pt drops: the optimisers' state (Adam's two moments: twice the weights)

@@ -23,11 +23,9 @@ from tqdm.auto import tqdm
 from clusterbench.engine import distributed as ddp
 from clusterbench.engine.build import build, build_method, build_optimizers, build_schedulers
 from clusterbench.engine.checkpoint import (
-    CheckpointError,
     DiskWriteError,
     capture_rng,
     disk_write_message,
-    load_latest_checkpoint,
     restore_rng,
     save_checkpoint,
     seed_everything,
@@ -39,6 +37,7 @@ from clusterbench.engine.checkpoint import (
 from clusterbench.engine.ensemble import Member, build_members, clip_grad_norm, member_checkpoints, release_memory
 from clusterbench.engine.inputs import build_inputs
 from clusterbench.engine.loggers import say
+from clusterbench.engine.resume import checkpoint_to_continue, optimizers_restarted
 from clusterbench.engine.results import LABEL_SELECTED, SELECTION_RULES, finished_results, select, write_failure
 from clusterbench.engine.sweep import claim_fresh_folder, folder_problem, lock_run_folder, unlock_run_folder
 from clusterbench.engine.throughput import RunClock, epoch_samples
@@ -345,32 +344,19 @@ class FitRun:
 
     def restore(self) -> None:
         """Resume: the method, optimisers, schedulers, RNG streams and evaluations of the
-        checkpoint (last.pt, or previous.pt when last.pt is damaged). A method without training
-        (k-means) has no epochs to continue: it is fitted again, from the same seed."""
+        checkpoint engine/resume.py picks (last.pt, or previous.pt when last.pt is damaged). A
+        method without training (k-means) has no epochs to continue: it is fitted again, from
+        the same seed."""
         member = self.members[0]
         if not self.method.trainable:
             say(f"resume={self.cfg.resume}: {member.meta.get('model') or 'the method'} is fitted in one step, nothing to continue; fitting it again (same seed)")
             return
-        try:
-            state, _ = load_latest_checkpoint(member.run_dir / CHECKPOINT, warn=lambda line: say(line, error=True))
-        except CheckpointError as err:
-            raise ConfigError(f"resume={self.cfg.resume}: {err}") from None
-        if state["dataset_checksum"] != self.data.checksum:
-            raise ConfigError(f"resume={self.cfg.resume}: dataset file changed since the run started (checksum differs)")
-        if state["epoch"] > self.max_epochs:
-            raise ConfigError(f"resume={self.cfg.resume}: trainer.max_epochs={self.max_epochs} is below the checkpoint's epoch {state['epoch']}")
+        state = checkpoint_to_continue(member.run_dir / CHECKPOINT, self.cfg.resume, self.data.checksum, self.max_epochs)
         self.method.load_state_dict(state["method"])
-        self.optimizers_restarted = list(state.get("optimizers_restarted_at", []))
-        if "optimizers" in state:
+        self.optimizers_restarted = optimizers_restarted(state, self.cfg.resume)
+        if "optimizers" in state:  # else the optimisers start afresh (a finished run's extendable checkpoint)
             for group, optimizer in self.optimizers.items():
                 optimizer.load_state_dict(state["optimizers"][group])
-        else:  # a finished run's extendable checkpoint (trainer.checkpoint_when_done)
-            self.optimizers_restarted.append(int(state["epoch"]))
-            say(
-                f"resume={self.cfg.resume}: the finished run kept no optimiser state (trainer.checkpoint_when_done=extendable); "
-                f"the optimisers start afresh at epoch {state['epoch']} from its weights",
-                error=True,
-            )
         for group, scheduler in self.schedulers.items():
             if group in state.get("schedulers", {}):
                 scheduler.load_state_dict(state["schedulers"][group])

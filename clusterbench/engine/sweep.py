@@ -1,9 +1,7 @@
-"""Resumable sweeps and run-folder checks.
+"""Run folders and resumable sweeps: job folder names, one process per folder (its lock), the
+checks before a fresh run claims a folder, the .hydra/ files, and the sweep summary. What a
+re-run does with a job's folder (skip, resume, train afresh) is engine/resume.py's `job_state`.
 
-- `job_state(cfg, run_dir)`: what a (re-)run of a multirun job should do with the folder it
-  finds: skip it (a finished results.json with this config's hash), resume it (a checkpoint of
-  this config and no final results.json: the job was killed), or train it afresh (nothing
-  there, a failed job, or another config).
 - Hydra callbacks (configs/train.yaml, hydra.callbacks): `OutputFolderCheck` reports an
   output folder that cannot be written in one line before Hydra writes anything into it, and
   `SweepSummary` ends a multirun with a summary of its jobs (sweep_summary.json, written
@@ -25,7 +23,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from clusterbench.engine.checkpoint import PREVIOUS, CheckpointError, read_checkpoint, write_json
+from clusterbench.engine.checkpoint import PREVIOUS, write_json, write_text
 from clusterbench.engine.provenance import config_hash
 from clusterbench.errors import RunFolderError, first_line
 
@@ -63,6 +61,20 @@ def job_folder_name(model: str, dataset: str, _root_: DictConfig) -> str:
 
 
 HYDRA_FILES = ".hydra"
+
+
+def write_hydra_files(run_dir: Path, config=None, overrides=None, choices: dict[str, Any] | None = None) -> None:
+    """A run folder's .hydra/ files as Hydra's run_job writes them, each atomically, for runs
+    Hydra does not start (the Python API) and for what a resume changes: config.yaml (the
+    task config), overrides.yaml (the overrides) and hydra.yaml (the groups' choices, which
+    report and resume= read). Only the files given are written."""
+    folder = Path(run_dir) / HYDRA_FILES
+    if config is not None:
+        write_text(folder / "config.yaml", OmegaConf.to_yaml(config))
+    if overrides is not None:
+        write_text(folder / "overrides.yaml", OmegaConf.to_yaml(OmegaConf.create(list(overrides))))
+    if choices is not None:
+        write_text(folder / "hydra.yaml", OmegaConf.to_yaml(OmegaConf.create({"hydra": {"runtime": {"choices": dict(choices)}}})))
 
 
 def hydra_files_subdir(_root_: DictConfig) -> str | None:
@@ -172,34 +184,6 @@ def read_results(run_dir: Path) -> dict[str, Any] | None:
         return None
 
 
-def job_state(cfg: DictConfig, run_dir: Path) -> tuple[str, str]:
-    """("skip" | "resume" | "fresh", why) for a multirun job about to run in `run_dir`."""
-    run_dir = Path(run_dir)
-    wanted = config_hash(cfg)
-    results = read_results(run_dir)
-    if results is not None:
-        if results.get("config_sha256") != wanted:
-            if results.get("status") == "finished":
-                return "refuse", "it holds a finished run of another config (never overwritten; use another hydra.sweep.dir)"
-            return "fresh", "its results.json is from another config"
-        if results.get("status") == "finished":
-            return "skip", "finished with this config"
-        return "fresh", f"it failed before ({results.get('error', 'no message')})"
-    for name in ("last.pt", PREVIOUS):
-        path = run_dir / "checkpoints" / name
-        if not path.exists():
-            continue
-        try:
-            state = read_checkpoint(path)
-        except CheckpointError:
-            continue  # a damaged last.pt: previous.pt may still do (resume falls back to it)
-        saved = state.get("config_sha256") or (config_hash(state["config"]) if "config" in state else None)
-        if saved == wanted:
-            return "resume", f"unfinished, checkpoint of epoch {state['epoch']}"
-        return "fresh", "its checkpoint is from another config"
-    return "fresh", "nothing there yet"
-
-
 def _nearest_existing(path: Path) -> Path:
     path = path.absolute()
     while not path.exists() and path != path.parent:
@@ -258,9 +242,12 @@ class OutputFolderCheck(Callback):
         HydraConfig.instance().set_config(config)
         resume = config.get("resume")
         if resume:
+            from clusterbench.engine.resume import not_a_run_folder
+
             folder = Path(str(resume))
-            if not (folder / ".hydra" / "config.yaml").exists():
-                _refuse(f"resume={resume}: not a run folder ({folder / '.hydra' / 'config.yaml'} is missing)")
+            problem = not_a_run_folder(resume)
+            if problem is not None:
+                _refuse(problem)
             if folder_in_use(folder):
                 _refuse(f"resume={resume}: run folder is in use by another run")
             with read_write(config.hydra), open_dict(config.hydra):
