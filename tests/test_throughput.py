@@ -127,15 +127,22 @@ def test_profile_writes_the_phase_table_and_stays_out_of_the_hash(tiny_config, t
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # 64 noise images collapse; not what is tested
-def test_profile_times_the_augmentation_of_image_batches(tmp_path):
+def test_profile_times_the_augmentation_of_image_batches_and_a_counted_cnn_step_changes_nothing(tmp_path, monkeypatch):
     from clusterbench.api import cluster
 
     images = np.random.default_rng(0).integers(0, 255, size=(64, 12, 12), dtype=np.uint8)
-    result = cluster(images, method="cc", n_clusters=2, hardware="cpu", paths__log_dir=str(tmp_path), trainer__max_epochs=1,
-                     trainer__batch_size=32, trainer__profile=True, trainer__progress=False, backbone="small_cnn")
+
+    def fit(profile: bool):
+        return cluster(images, method="cc", n_clusters=2, hardware="cpu", paths__log_dir=str(tmp_path), trainer__max_epochs=2,
+                       trainer__batch_size=32, trainer__profile=profile, trainer__progress=False, backbone="small_cnn")
+
+    result = fit(profile=True)
     profile = json.loads((result.run_dir / "profile.json").read_text())
-    assert profile["phases"]["augmentation"]["calls"] == 2 and profile["phases"]["data"]["calls"] == 2
+    assert profile["phases"]["augmentation"]["calls"] == 4 and profile["phases"]["data"]["calls"] == 4
     assert result.results["throughput"]["flops"]["per_s"] > 0  # a CNN step is counted
+    monkeypatch.setattr(throughput, "COUNT_FLOPS", False)
+    plain = fit(profile=False)  # neither counted nor profiled: the same numbers
+    assert np.array_equal(plain.probabilities, result.probabilities)
 
 
 def test_a_resumed_run_reports_its_own_epochs(tiny_config, tmp_path):

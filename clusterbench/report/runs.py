@@ -25,6 +25,7 @@ IGNORED_OVERRIDE_PREFIXES = (
     "+sweep=",
     "trainer.progress",
     "trainer.checkpoint_when_done",
+    "trainer.profile",
     "hardware.num_threads",
     "resume=",
 )
