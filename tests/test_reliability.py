@@ -12,10 +12,16 @@ import pytest
 
 import clusterbench.atomic as atomic
 from clusterbench.engine.checkpoint import load_checkpoint
-from clusterbench.train import _single_run
+from clusterbench.train import exit_codes, run
 from conftest import compose_config, TINY
 
 QUICK = ("trainer.max_epochs=2", "trainer.batch_size=500", "trainer.save_embedding=false", "trainer.checkpoint_when_done=full")
+
+
+def _single_run(cfg, run_dir, meta):
+    """A single run as the command line's main makes it: run() under its exit codes."""
+    with exit_codes(cfg, run_dir):
+        return run(cfg, run_dir, meta)
 
 
 class _FullDisk:
@@ -136,7 +142,7 @@ def test_resume_of_a_kmeans_run_without_results_refits_it(tmp_path, capsys):
 
 
 def test_sweep_rerun_over_a_kmeans_folder_without_results_finishes_it(tmp_path):
-    from clusterbench.train import sweep_job
+    from clusterbench.engine.jobs import sweep_job
 
     cfg, folder, full = _killed_kmeans_run(tmp_path)
     results = sweep_job(cfg, folder, {"model": "kmeans", "overrides": []})

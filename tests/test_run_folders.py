@@ -21,11 +21,17 @@ from clusterbench.engine.build import lr_factor
 from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.engine.ensemble import clip_grad_norm
 from clusterbench.errors import ConfigError, RunFolderError
-from clusterbench.train import _single_run, run, summary_line
+from clusterbench.train import exit_codes, run, summary_line
 from conftest import ROOT, TINY, compose_config
 
 KMEANS = ["model=kmeans", "model.n_init=1", "trainer.progress=false", "hardware=cpu"]
 QUICK = (*TINY, "trainer.max_epochs=1", "trainer.batch_size=1000", "trainer.save_embedding=false")
+
+
+def _single_run(cfg, run_dir, meta):
+    """A single run as the command line's main makes it: run() under its exit codes."""
+    with exit_codes(cfg, run_dir):
+        return run(cfg, run_dir, meta)
 
 
 def _train(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:

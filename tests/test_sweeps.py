@@ -163,11 +163,12 @@ def test_a_crashing_job_is_recorded_and_the_sweep_goes_on(tmp_path, monkeypatch)
     """A bug (not a ClusterbenchError) in one job: its results.json says failed with the error,
     error.txt holds the traceback, and the job returns NaN (Optuna: a failed trial)."""
     from clusterbench import train
+    from clusterbench.engine import jobs
 
     def crash(cfg, run_dir, meta):
         raise RuntimeError("a bug\nsecond line")
 
-    monkeypatch.setattr(train, "sweep_job", crash)
+    monkeypatch.setattr(jobs, "sweep_job", crash)
     sweep = tmp_path / "sweep"
     with pytest.raises(SystemExit) as info:
         monkeypatch.setattr(sys, "argv", ["train", "-m", *KMEANS, "seed=0,1", f"hydra.sweep.dir={sweep}"])

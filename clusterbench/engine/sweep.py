@@ -176,6 +176,20 @@ def claim_fresh_folder(run_dir: Path, overwrite: bool = False, unfinished_ok: bo
             path.unlink()
 
 
+# what a run folder holds before a run has written anything of its own: Hydra's files, the log,
+# the lock, and the copy of the data the Python API writes
+NOTHING_OF_A_RUN = frozenset({HYDRA_FILES, "train.log", LOCK, "input.npz"})
+
+
+def remove_if_no_run(run_dir: Path) -> None:
+    """Removes `run_dir` when it holds nothing of a run (NOTHING_OF_A_RUN only): a folder this
+    run made, after a config or data error, so that no empty folders pile up (the command
+    line's and the Python API's one rule)."""
+    run_dir = Path(run_dir)
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= NOTHING_OF_A_RUN:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
 def read_results(run_dir: Path) -> dict[str, Any] | None:
     """results.json of a run folder (None when absent or unreadable)."""
     try:
