@@ -226,7 +226,7 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
 
     def _fit_in_memory(self, task, choices: dict[str, Any], arrays: dict[str, np.ndarray] | None) -> "Clusterer":
-        from clusterbench.train import check_config
+        from clusterbench.config_check import check_config
 
         check_config(task)  # the in-memory dataset node too
         meta = {"model": choices.get("model"), "dataset": "in_memory" if arrays is not None else choices.get("dataset"), "overrides": []}
