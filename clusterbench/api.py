@@ -224,8 +224,9 @@ def compose_task(method: str, n_clusters: Any, data_overrides: list[str], user: 
     from omegaconf import OmegaConf
     from omegaconf.errors import OmegaConfBaseException
 
-    import clusterbench.train as train  # registers the config resolvers
+    import clusterbench.train  # noqa: F401 - registers the config resolvers
     from clusterbench._configs import config_dir
+    from clusterbench.config_check import check_config
 
     if not isinstance(method, str) or not method:
         raise ConfigError(f"method={method!r}: expected a model name (configs/model/)")
@@ -256,7 +257,7 @@ def compose_task(method: str, n_clusters: Any, data_overrides: list[str], user: 
         raise ConfigError(f"config cannot be resolved: {' '.join(str(err).split())}") from None
     finally:
         HydraConfig.instance().cfg = previous
-    train.check_config(task)  # a wrong key or type fails here, before any folder is made
+    check_config(task)  # a wrong key or type fails here, before any folder is made
     return task, choices, run_dir
 
 
@@ -333,26 +334,21 @@ def run_in_folder(task, run_dir: Path, choices: dict[str, Any], overrides: list[
     """Writes what Hydra writes into a run folder (.hydra/, and the data as input.npz when
     given as arrays), then fits with the engine, the console's lines also in train.log. Returns
     (results.json as a dict, the engine's finished FitRun: its method, data and inputs)."""
-    from omegaconf import OmegaConf
-
     from clusterbench.engine.loop import FitRun
+    from clusterbench.engine.sweep import remove_if_no_run, write_hydra_files
 
     run_dir.mkdir(parents=True, exist_ok=False)
     if arrays is not None:
         np.savez(run_dir / "input.npz", **arrays)
     # what Hydra writes into a run folder, so that report and resume= read it alike
-    hydra_dir = run_dir / ".hydra"
-    hydra_dir.mkdir()
-    (hydra_dir / "config.yaml").write_text(OmegaConf.to_yaml(task))
-    (hydra_dir / "overrides.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(overrides)))
-    (hydra_dir / "hydra.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create({"hydra": {"runtime": {"choices": choices}}})))
+    write_hydra_files(run_dir, config=task, overrides=overrides, choices=choices)
     meta = {"model": choices.get("model"), "dataset": choices.get("dataset"), "overrides": overrides}
     log_file = _train_log(run_dir)
     try:
         run = FitRun([task], [run_dir], [meta])
         outcome = run.fit()[0]
     except ClusterbenchError:
-        _remove_if_empty(run_dir)  # a config or data error: no folder left behind
+        remove_if_no_run(run_dir)  # a config or data error: no folder left behind
         raise
     finally:
         logging.getLogger().removeHandler(log_file)
@@ -375,14 +371,6 @@ def warn_if_collapsed(results: dict[str, Any]) -> None:
     collapse = results.get("collapse")
     if collapse:
         warnings.warn(f"{results.get('model')}: {collapse['message']}", CollapseWarning, stacklevel=3)
-
-
-def _remove_if_empty(run_dir: Path) -> None:
-    """Removes a run folder that holds nothing of a run (the config, the input, the lock, the log)."""
-    import shutil
-
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= {".hydra", "input.npz", ".lock", "train.log"}:
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _result(run_dir: Path, results: dict[str, Any]) -> ClusterResult:
