@@ -14,7 +14,11 @@ attention ops of the forward, backward and optimiser: the "model FLOPs" of MFU) 
 op unchanged (no decomposition, no random draws: the step's numbers are bit for bit those of an
 uncounted step); the epoch's FLOPs are that count times its steps of that kind. The peak is
 measured in the same process by `matmul_peak` (a few square matmuls on the training device in
-the run's dtype; bf16 on CUDA), once per process.
+the run's dtype; bf16 on CUDA), once per process. Not counted: work outside the step (epoch
+hooks such as PICI's and MFLVC's k-means or MFLVC's full-batch tune step, evaluation), so the
+fraction understates such methods. Under DDP the FLOPs are rank 0's (its share of the batch,
+against one device's peak) and the samples the global batch's; a vectorised group's FLOPs and
+times are those of all its members together.
 """
 from __future__ import annotations
 
