@@ -105,6 +105,11 @@ def test_a_run_records_its_throughput_and_counting_changes_no_number(tiny_config
     assert not (tmp_path / "counted" / "profile.json").exists()  # profiling is off by default
 
 
+def test_a_bf16_run_is_measured_against_the_bf16_peak(tiny_config, tmp_path):
+    block = run(tiny_config("hardware.precision=bf16", "trainer.max_epochs=1"), tmp_path)["throughput"]
+    assert block["peak"]["dtype"] == "bfloat16" and block["flops"]["per_s"] > 0
+
+
 def test_kmeans_has_evaluation_throughput_and_no_flops(tiny_config, tmp_path):
     results = run(tiny_config("model=kmeans"), tmp_path)
     block = results["throughput"]
