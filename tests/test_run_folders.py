@@ -108,6 +108,47 @@ def test_a_folder_in_use_is_refused_and_a_killed_holder_leaves_no_stuck_lock(tin
     assert run(tiny_config(*KMEANS), tmp_path)["status"] == "finished"
 
 
+def test_a_finished_run_leaves_no_lock_file_behind(tiny_config, tmp_path):
+    """Issue 30.6: the .lock is removed when the run releases its folder (an empty .lock stayed
+    in every finished folder); while a run holds the folder, the file is there to be probed."""
+    from clusterbench.engine.sweep import LOCK, folder_in_use, lock_run_folder, unlock_run_folder
+
+    assert run(tiny_config(*KMEANS), tmp_path)["status"] == "finished"
+    assert not (tmp_path / LOCK).exists()
+    lock_run_folder(tmp_path)
+    try:
+        assert (tmp_path / LOCK).exists()
+    finally:
+        unlock_run_folder(tmp_path)
+    assert not (tmp_path / LOCK).exists() and not folder_in_use(tmp_path)
+
+
+def test_a_lock_file_removed_between_open_and_lock_is_not_trusted(tmp_path, monkeypatch):
+    """The race a removed lock file opens: this process opens .lock, the holder releases the
+    folder (removing the file), this process locks the orphaned file. lock_run_folder sees that
+    the file it locked is no longer the folder's and locks the folder's new one."""
+    from clusterbench.engine import sweep
+
+    real_open, opened = os.open, []
+
+    def open_then_the_holder_releases(path, *args):
+        fd = real_open(path, *args)
+        if not opened:
+            os.unlink(path)  # the holder's unlock_run_folder, just after this open
+        opened.append(path)
+        return fd
+
+    monkeypatch.setattr(sweep.os, "open", open_then_the_holder_releases)
+    sweep.lock_run_folder(tmp_path)
+    monkeypatch.undo()
+    try:
+        assert len(opened) == 2 and (tmp_path / sweep.LOCK).exists()
+        held = sweep._locks[str(tmp_path.resolve())]
+        assert os.fstat(held).st_ino == os.stat(tmp_path / sweep.LOCK).st_ino
+    finally:
+        sweep.unlock_run_folder(tmp_path)
+
+
 def test_cli_second_run_into_a_finished_folder_is_one_line_and_changes_nothing(tmp_path):
     folder = tmp_path / "run"
     assert _train(*KMEANS, f"hydra.run.dir={folder}").returncode == 0

@@ -111,20 +111,44 @@ def lock_run_folder(run_dir: Path) -> None:
     key = str(run_dir.resolve())
     if key in _locks:
         return
-    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
+    path = run_dir / LOCK
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunFolderError(f"run folder {run_dir} is in use by another run (it holds {path}); wait for it or choose another folder") from None
+        if _is_current(fd, path):
+            break
+        # its holder released the folder (and removed the file) between our open and our lock:
+        # a lock on that file guards nothing, so lock the folder's current one
         os.close(fd)
-        raise RunFolderError(f"run folder {run_dir} is in use by another run (it holds {run_dir / LOCK}); wait for it or choose another folder") from None
     _locks[key] = fd
 
 
+def _is_current(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file at `path`."""
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
+
+
 def unlock_run_folder(run_dir: Path) -> None:
+    """Releases `run_dir` and removes its .lock, so a finished folder holds no empty lock file.
+    The file goes while still locked: a process that opened it meanwhile finds, once it has the
+    lock, that it is no longer the folder's file, and takes the new one (lock_run_folder)."""
     fd = _locks.pop(str(Path(run_dir).resolve()), None)
-    if fd is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+    if fd is None:
+        return
+    try:
+        (Path(run_dir) / LOCK).unlink(missing_ok=True)
+    except OSError:  # a read-only or vanished folder: the lock is released all the same
+        pass
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
 
 
 def folder_in_use(run_dir: Path) -> bool:
@@ -132,7 +156,10 @@ def folder_in_use(run_dir: Path) -> bool:
     path = Path(run_dir) / LOCK
     if str(Path(run_dir).resolve()) in _locks or not path.exists():
         return False
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:  # its run released the folder just now
+        return False
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
