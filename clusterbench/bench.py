@@ -193,8 +193,8 @@ def compose_hashes(overrides: list[str], seeds: list[int]) -> dict[int, str] | N
         from hydra import compose, initialize_config_dir
         from hydra.core.global_hydra import GlobalHydra
 
-        from clusterbench.engine.provenance import config_hash
         import clusterbench.train  # noqa: F401  (registers the cb_now resolver)
+        from clusterbench.engine.provenance import config_hash
 
         GlobalHydra.instance().clear()
         hashes = {}
@@ -326,7 +326,7 @@ def _selected(cell: Cell, patterns: list[str]) -> bool:
     return not patterns or any(fnmatch.fnmatch(x, p) for p in patterns for x in (cell.name, cell.method, cell.dataset))
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch per kind of bad input, each its own one-line message
     args = _parser().parse_args(argv)
     try:
         suite = load_suite(args.suite)

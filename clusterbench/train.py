@@ -30,8 +30,14 @@ from clusterbench._configs import config_dir
 from clusterbench.cli_errors import run_hydra
 from clusterbench.engine.checkpoint import disk_write_message, storage_error
 from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
-from clusterbench.engine.jobs import job_meta, multirun_job, run, skipped_folders, train_vectorised_group
-from clusterbench.engine.jobs import prepare_job  # noqa: F401 - the vectorised launcher's per-job step
+from clusterbench.engine.jobs import (
+    job_meta,
+    multirun_job,
+    prepare_job,  # noqa: F401 - the vectorised launcher's per-job step
+    run,
+    skipped_folders,
+    train_vectorised_group,
+)
 from clusterbench.engine.loggers import say
 from clusterbench.engine.sweep import created_run_dir, hydra_files_subdir, job_folder_name, remove_if_no_run
 from clusterbench.engine.throughput import throughput_text

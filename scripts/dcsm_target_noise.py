@@ -14,8 +14,8 @@ import argparse
 import torch
 
 from clusterbench.engine.build import load_trained
-from clusterbench.engine.loop import predict_outputs
 from clusterbench.engine.hardware import Hardware
+from clusterbench.engine.loop import predict_outputs
 from clusterbench.methods.dcsm import batch_kmeans
 
 

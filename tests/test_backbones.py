@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision.models as tvm
+from conftest import CONFIG_DIR
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
@@ -15,7 +16,6 @@ from clusterbench.config_check import check_node
 from clusterbench.errors import ConfigError
 from clusterbench.nn import backbones
 from clusterbench.nn.backbones import VGG, ResNet, SmallCNN
-from conftest import CONFIG_DIR
 
 BACKBONE_CONFIGS = ["resnet18", "resnet34", "resnet50", "small_cnn", "vgg16", "vgg_small"]
 

@@ -11,6 +11,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import RUNNER, compose_config
 from omegaconf import OmegaConf
 
 from clusterbench.engine.checkpoint import load_checkpoint
@@ -22,7 +23,6 @@ from clusterbench.methods.base import DataInfo
 from clusterbench.methods.cc import CCObjective
 from clusterbench.methods.htcn import HTCN, HTCNObjective
 from clusterbench.train import run
-from conftest import RUNNER, compose_config
 
 # tiny image networks: 2 conv stages of 8/16 channels, small heads
 TINY_CNN = ["backbone.widths=[8,16]", "backbone.out_dim=32", "trainer.batch_size=128"]

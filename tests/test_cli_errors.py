@@ -6,10 +6,10 @@ import subprocess
 import sys
 
 import pytest
+from conftest import CONFIG_DIR
 from hydra import compose, initialize_config_dir
 from hydra.errors import HydraException, MissingConfigException
 
-from conftest import CONFIG_DIR
 from clusterbench.cli_errors import quote_plain_values, translate
 
 

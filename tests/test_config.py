@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import CONFIG_DIR, ROOT, compose_config
 from omegaconf import OmegaConf
 
 from clusterbench.config_check import check_config
 from clusterbench.errors import ConfigError
-from conftest import CONFIG_DIR, ROOT, compose_config
 
 # configs/bench holds benchmark suites for clusterbench.bench, not a Hydra config group
 GROUPS = sorted(p.name for p in Path(CONFIG_DIR).iterdir() if p.is_dir() and p.name != "bench")

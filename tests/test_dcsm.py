@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import RUNNER, compose_config
 from omegaconf import OmegaConf
 
 from clusterbench.engine.loop import build, build_method
@@ -15,7 +16,6 @@ from clusterbench.errors import ConfigError
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.dcsm import DCSM, TERMS, DCSMObjective, PairDiscriminator, batch_kmeans
 from clusterbench.train import run
-from conftest import RUNNER, compose_config
 
 TINY = ["model=dcsm", "dataset=digits", "backbone.widths=[8,16]", "backbone.out_dim=32", "model.discriminator_hidden_dim=16"]
 LOGGED = (*TERMS, "mi")

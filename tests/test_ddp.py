@@ -13,11 +13,11 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import ROOT, compose_config
 
 from clusterbench.engine import distributed as ddp
 from clusterbench.engine.loop import _StepContext, build_method, build_optimizers, predict_outputs
 from clusterbench.methods.base import DataInfo
-from conftest import ROOT, compose_config
 
 WORLD = 2
 GLOBAL_BATCH = 8

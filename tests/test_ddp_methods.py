@@ -17,13 +17,13 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import compose_config
+from test_ddp import _close, _free_port, _Hardware, _RecordingContext
 
 from clusterbench import collectives
 from clusterbench.engine.loop import build_method, build_optimizers, predict_outputs
 from clusterbench.methods.base import DataInfo
 from clusterbench.nn import vit
-from conftest import compose_config
-from test_ddp import _close, _free_port, _Hardware, _RecordingContext
 
 WORLD = 2
 GLOBAL_BATCH = 8

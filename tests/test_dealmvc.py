@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from conftest import RUNNER, compose_config
 from omegaconf import OmegaConf
 
 from clusterbench.errors import ConfigError
@@ -15,7 +16,6 @@ from clusterbench.losses.dealmvc import calibrated_contrastive_loss, graph_consi
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.dealmvc import VARIANTS, DealMVC, DealMVCObjective, ViewAttention
 from clusterbench.train import run
-from conftest import RUNNER, compose_config
 
 B = 8  # batch = attention width
 INFO = DataInfo(dims=(6, 4, 5), n_clusters=3, n_samples=B)

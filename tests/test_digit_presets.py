@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import compose_config
 
 from clusterbench.data.augment import ColorJitter, RandomAffine, RandomGrayscale, RandomHorizontalFlip, build_augment
 from clusterbench.train import run
-from conftest import compose_config
 
 # preset: (method class, views, epochs, lr, batch)
 PRESETS = {

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import RUNNER, compose_config
 
 from clusterbench.errors import ConfigError
 from clusterbench.losses.divide import random_walk_targets, soft_target_contrastive
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.divide import DIVIDE, DIVIDEObjective
 from clusterbench.train import run
-from conftest import RUNNER, compose_config
 
 INFO = DataInfo(dims=(5, 7), n_clusters=3, n_samples=24)
 SMALL = {"encoder_widths": [16, 16, 8], "dropout": 0.0}

@@ -47,11 +47,12 @@ def test_two_epoch_sdcib_run_writes_a_complete_run_folder(tiny_config, tmp_path)
 def test_load_trained_rebuilds_the_run_that_wrote_the_predictions(tmp_path):
     """engine.build.load_trained: the method rebuilt from checkpoints/last.pt predicts what the
     run saved in predictions.npz; a folder without a checkpoint is a one-line error naming it."""
+    from conftest import compose_config
+
     from clusterbench.engine.build import load_trained
     from clusterbench.engine.checkpoint import CheckpointError
     from clusterbench.engine.hardware import Hardware
     from clusterbench.engine.loop import predict_outputs
-    from conftest import compose_config
 
     cfg = compose_config(["model=cc", "dataset=digits", "trainer.max_epochs=1", "trainer.progress=false", "hardware=cpu"])
     run(cfg, tmp_path / "run")

@@ -11,10 +11,11 @@ import sys
 
 import pytest
 import torch
+from conftest import ROOT
 from omegaconf import open_dict
 
-from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.engine import ensemble
+from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.engine.ensemble import (
     available_memory,
     group_jobs,
@@ -27,7 +28,6 @@ from clusterbench.engine.ensemble import (
 from clusterbench.engine.loop import FitRun, fit_members
 from clusterbench.errors import ConfigError
 from clusterbench.train import run, train_group
-from conftest import ROOT
 
 GRID = [(0.1, 1.0), (0.4, 100.0), (0.8, 10000.0)]
 

@@ -15,13 +15,13 @@ import time
 
 import pytest
 import torch
+from conftest import ROOT, TINY, compose_config
 from omegaconf import OmegaConf
 
 from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.engine.provenance import config_hash, cpu_name
 from clusterbench.errors import ConfigError
 from clusterbench.train import run
-from conftest import ROOT, TINY, compose_config
 
 KILLED = ("trainer.max_epochs=4", "trainer.save_embedding=false")
 

@@ -9,8 +9,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from clusterbench.report import find_runs, summarize
-from clusterbench.report import figures
+from clusterbench.report import figures, find_runs, summarize
 from clusterbench.report.figures import MAX_NAME, group_slug, overrides_slug, tsne_colours, write_figures
 
 

@@ -6,7 +6,6 @@ import json
 
 import pytest
 import torch
-
 from conftest import load_script
 
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import RUNNER, compose_config
 
 from clusterbench.errors import ConfigError
 from clusterbench.losses.contrastive import cluster_contrastive_loss
@@ -14,7 +15,6 @@ from clusterbench.losses.icmvc import high_confidence_loss, sharpened_target
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.icmvc import ICMVC, VARIANTS, ICMVCObjective, knn_edges, normalized_adjacency
 from clusterbench.train import run
-from conftest import RUNNER, compose_config
 
 INFO = DataInfo(dims=(5, 7), n_clusters=3, n_samples=30)
 

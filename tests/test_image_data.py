@@ -517,8 +517,9 @@ def test_configs_against_shared_data(stem, n, shape):
 
 def test_feature_methods_read_an_image_set_as_flattened_pixels(tmp_path):
     """`model=amkm dataset=digits`: k-means on raw pixels through the same runner."""
-    from clusterbench.train import run
     from conftest import compose_config
+
+    from clusterbench.train import run
 
     results = run(compose_config(["model=amkm", "dataset=digits", "trainer.progress=false", "hardware=cpu"]), tmp_path)
     assert results["dataset"]["n_samples"] == 1797 and results["dataset"]["dims"] == [64]

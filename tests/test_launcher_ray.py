@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT
 
 # hardware.num_threads=1 on both: the joblib launcher's config sets it, so the jobs' configs

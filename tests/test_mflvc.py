@@ -10,6 +10,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from conftest import RUNNER, compose_config
 from omegaconf import OmegaConf
 from torch import nn
 
@@ -18,7 +19,6 @@ from clusterbench.losses.mflvc import feature_contrastive_loss, label_contrastiv
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.mflvc import MFLVC, VARIANTS, MFLVCObjective
 from clusterbench.train import run
-from conftest import RUNNER, compose_config
 
 INFO = DataInfo(dims=(6, 4, 5), n_clusters=3, n_samples=12)
 SMALL = dict(encoder_widths=[8, 7], high_feature_dim=5)

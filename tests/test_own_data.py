@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import scipy.io
 import torch
+from conftest import CONFIG_DIR
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from conftest import CONFIG_DIR
 from clusterbench.data.images import load_image_folder
 from clusterbench.data.own import as_uint8_images, load_features, load_image_array
 from clusterbench.errors import ConfigError, DataError
@@ -185,6 +185,7 @@ def test_unlabelled_features_run_end_to_end_with_label_free_scores(tmp_path):
     import json
 
     from conftest import compose_config
+
     from clusterbench.engine.loop import fit
 
     rng = np.random.default_rng(3)

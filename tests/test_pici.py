@@ -10,6 +10,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from conftest import RUNNER, compose_config
 from omegaconf import OmegaConf
 
 from clusterbench.engine.checkpoint import load_checkpoint
@@ -18,7 +19,6 @@ from clusterbench.losses.pici import cli_loss, masked_patch_mse, match_pseudo_la
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.pici import PICI, PICIObjective
 from clusterbench.train import run
-from conftest import RUNNER, compose_config
 
 INFO = DataInfo(dims=(256,), n_clusters=3, n_samples=8, image_shape=(1, 16, 16))
 NET = dict(vit_size=None, embed_dim=32, num_heads=4, depth=1, patch_size=4, decoder_dim=16, decoder_depth=1, decoder_heads=2)

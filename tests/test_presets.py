@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import CONFIG_DIR, ROOT, compose_config
 
 from clusterbench.engine.provenance import config_hash
-from conftest import CONFIG_DIR, ROOT, compose_config
 
 SNAPSHOT = Path(__file__).parent / "data" / "composed_presets.json"
 FIXED_PATHS = ("paths.root_dir=/cb_root", "paths.data_dir=/cb_data")

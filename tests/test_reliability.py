@@ -9,11 +9,11 @@ import errno
 import os
 
 import pytest
+from conftest import TINY, compose_config
 
 import clusterbench.atomic as atomic
 from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.train import exit_codes, run
-from conftest import compose_config, TINY
 
 QUICK = ("trainer.max_epochs=2", "trainer.batch_size=500", "trainer.save_embedding=false", "trainer.checkpoint_when_done=full")
 

@@ -5,10 +5,10 @@ import json
 import os
 
 import pytest
+from test_report import _run
 
 from clusterbench.report import main, summarize
 from clusterbench.report.runs import find_runs
-from test_report import _run
 
 DAMAGES = {
     "corrupt": (b"{not json", "unreadable results.json: not JSON text"),

@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import ROOT, TINY, compose_config
 from omegaconf import OmegaConf
 
 from clusterbench.config_check import check_config
@@ -22,7 +23,6 @@ from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.engine.ensemble import clip_grad_norm
 from clusterbench.errors import ConfigError, RunFolderError
 from clusterbench.train import exit_codes, run, summary_line
-from conftest import ROOT, TINY, compose_config
 
 KMEANS = ["model=kmeans", "model.n_init=1", "trainer.progress=false", "hardware=cpu"]
 QUICK = (*TINY, "trainer.max_epochs=1", "trainer.batch_size=1000", "trainer.save_embedding=false")

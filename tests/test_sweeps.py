@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, compose_config
 from omegaconf import OmegaConf
 
 from clusterbench.engine import launch
@@ -17,7 +18,6 @@ from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.engine.resume import job_state
 from clusterbench.engine.sweep import SUMMARY, SweepSummary, summarize
 from clusterbench.train import run
-from conftest import ROOT, compose_config
 
 KMEANS = ["model=kmeans", "model.n_init=1", "trainer.progress=false", "hardware=cpu"]
 # three SDCIB jobs, the third one a config error (batch size 0)
@@ -208,9 +208,8 @@ def test_job_device_comes_from_the_environment_not_the_config(monkeypatch):
     [("local_gpus", "JoblibLauncher"), ("submitit_local", "LocalLauncher"), ("slurm", "SlurmLauncher"), ("local", "JoblibLauncher")],
 )
 def test_launcher_configs_compose(launcher, target):
-    from hydra import compose, initialize_config_dir
-
     from conftest import CONFIG_DIR
+    from hydra import compose, initialize_config_dir
 
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="train", overrides=[f"+launcher={launcher}", *KMEANS[:2]], return_hydra_config=True)

@@ -9,6 +9,7 @@ import types
 
 import pytest
 import torch
+from conftest import RUNNER, compose_config, load_script
 from omegaconf import OmegaConf
 
 from clusterbench.data.clip_cache import CLIP_DIM, cache_path, images_checksum, save_features
@@ -19,7 +20,6 @@ from clusterbench.methods.base import DataInfo
 from clusterbench.methods.cc import CCObjective
 from clusterbench.methods.mfavbs import MFAVBsCC
 from clusterbench.train import run
-from conftest import RUNNER, compose_config, load_script
 
 INFO = DataInfo(dims=(256,), n_clusters=3, n_samples=6, image_shape=(1, 16, 16))
 NET = dict(embed_dim=32, num_heads=4, depth=4, patch_size=4)

@@ -39,8 +39,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clusterbench.errors import ConfigError, DataError
 from clusterbench.data.multiview import _check_n_clusters  # one rule for every dataset
+from clusterbench.errors import ConfigError, DataError
 
 __all__ = [
     "ImageData",
@@ -636,7 +636,7 @@ def _folder_files(p: Path, name: str, recursive: bool) -> tuple[list[tuple[Path,
     return files, classes
 
 
-def load_image_folder(
+def load_image_folder(  # noqa: C901 - argument checks in turn, each its own one-line error
     name: str | None,
     path: str | None,
     image_size: int | list[int] = 224,

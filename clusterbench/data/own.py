@@ -55,7 +55,7 @@ FEATURE_SUFFIXES = (".npy", ".npz", ".csv", ".tsv", ".txt", ".pt", ".pth", ".mat
 _NOT_VIEWS = {"n_views", "view_names"}
 
 
-def load_features(
+def load_features(  # noqa: C901 - argument checks in turn, each its own one-line error
     name: str | None = None,
     path: str | None = None,
     labels: str | None = None,
@@ -159,7 +159,7 @@ def _is_number(text: str) -> bool:
         return False
 
 
-def _table(p: Path, name: str, label_column: str | int | None) -> tuple[list[np.ndarray], list[str], np.ndarray | None, str | None]:
+def _table(p: Path, name: str, label_column: str | int | None) -> tuple[list[np.ndarray], list[str], np.ndarray | None, str | None]:  # noqa: C901 - header, delimiter and label-column cases of a CSV, one branch each
     with open(p, newline="") as handle:
         sample = handle.read(65536)
         handle.seek(0)

@@ -37,8 +37,8 @@ from clusterbench.engine.checkpoint import (
 from clusterbench.engine.ensemble import Member, build_members, clip_grad_norm, member_checkpoints, release_memory
 from clusterbench.engine.inputs import build_inputs
 from clusterbench.engine.loggers import say
-from clusterbench.engine.resume import checkpoint_to_continue, optimizers_restarted
 from clusterbench.engine.results import LABEL_SELECTED, SELECTION_RULES, finished_results, select, write_failure
+from clusterbench.engine.resume import checkpoint_to_continue, optimizers_restarted
 from clusterbench.engine.sweep import claim_fresh_folder, folder_problem, lock_run_folder, unlock_run_folder
 from clusterbench.engine.throughput import RunClock, epoch_samples
 from clusterbench.errors import ConfigError, TrainingError, first_line

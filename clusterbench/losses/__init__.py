@@ -2,14 +2,6 @@
 
 from .bootstrap import bootstrap_loss
 from .contrastive import cluster_contrastive_loss, instance_contrastive_loss, nt_xent
-from .entropy import entropy, marginal_entropy, mean_entropy
-from .information import (
-    gaussian_kl_to_standard_normal,
-    jsd_mine_term,
-    mine_lower_bound,
-    shuffle_pairs,
-    softmax_kl_term,
-)
 from .dcsm import (
     DCSM_TABLE2,
     cluster_entropy_loss,
@@ -23,6 +15,14 @@ from .dcsm import (
     mi_pair_masks,
     similarity_targets,
     threshold_similarity_targets,
+)
+from .entropy import entropy, marginal_entropy, mean_entropy
+from .information import (
+    gaussian_kl_to_standard_normal,
+    jsd_mine_term,
+    mine_lower_bound,
+    shuffle_pairs,
+    softmax_kl_term,
 )
 
 __all__ = [

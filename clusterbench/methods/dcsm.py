@@ -37,6 +37,8 @@ from clusterbench.collectives import gather, gather_nograd
 from clusterbench.errors import ConfigError
 from clusterbench.losses.dcsm import (
     cluster_entropy_loss,
+    confident_pair_targets,
+    dac_thresholds,
     dcsm_objective,
     dt_loss,
     ft_loss,
@@ -45,11 +47,8 @@ from clusterbench.losses.dcsm import (
     mi_pair_masks,
     similarity_targets,
     threshold_similarity_targets,
-    confident_pair_targets,
-    dac_thresholds,
 )
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
-from clusterbench.methods.base import build_backbone, check_views
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, build_backbone, check_views, term_weights
 from clusterbench.nn.heads import mlp_head
 
 TERMS = ("dt", "ft", "lmi", "lmit", "lmic", "e")

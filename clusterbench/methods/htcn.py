@@ -27,8 +27,7 @@ from torch import nn
 from clusterbench.collectives import gather, gather_nograd
 from clusterbench.errors import ConfigError
 from clusterbench.losses import bootstrap_loss, cluster_contrastive_loss
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, term_weights
-from clusterbench.methods.base import build_backbone, check_views
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, build_backbone, check_views, term_weights
 from clusterbench.nn.heads import mlp_head
 
 TERMS = ("instance", "cluster")

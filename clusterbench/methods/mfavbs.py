@@ -32,8 +32,7 @@ from torch import nn
 
 from clusterbench.data.clip_cache import CLIP_DIM, load_features
 from clusterbench.errors import ConfigError
-from clusterbench.methods.base import DataInfo, StepContext
-from clusterbench.methods.base import check_views
+from clusterbench.methods.base import DataInfo, StepContext, check_views
 from clusterbench.methods.cc import CCObjective
 from clusterbench.methods.vtcc import VTCC
 

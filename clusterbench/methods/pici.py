@@ -33,8 +33,7 @@ from torch import nn
 from clusterbench.collectives import broadcast_, gather_nograd, is_main_process, own_rows
 from clusterbench.errors import ConfigError
 from clusterbench.losses.pici import cli_loss, masked_patch_mse, match_pseudo_labels, pisd_loss
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StageSchedule, StepContext, term_weights
-from clusterbench.methods.base import check_views
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StageSchedule, StepContext, check_views, term_weights
 from clusterbench.methods.cc import CCObjective
 from clusterbench.nn.heads import mlp_head
 from clusterbench.nn.vit import MAEDecoder, MAEEncoder, patchify

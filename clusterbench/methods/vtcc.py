@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from clusterbench.errors import ConfigError
-from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext
-from clusterbench.methods.base import check_views
+from clusterbench.methods.base import ClusteringMethod, DataInfo, StepContext, check_views
 from clusterbench.methods.cc import CCObjective
 from clusterbench.nn.heads import mlp_head
 from clusterbench.nn.vit import VisionTransformer

@@ -8,10 +8,12 @@ import statistics
 from dataclasses import dataclass, field
 
 from clusterbench.report.reference import PaperRow, Reference, paper_row_for
+
 # purity is shown where results.json has it (runs written before it was recorded have a "-");
 # silhouette and Calinski-Harabasz where runs on data without labels recorded them (runs.py
 # lists a run whose value of one of them is not a number as damaged)
 from clusterbench.report.runs import METRICS, Group, Unfinished
+
 TITLES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "purity": "Purity", "silhouette": "Silhouette", "calinski_harabasz": "Calinski-Harabasz"}
 ALWAYS_SHOWN = ("acc", "nmi", "ari")
 DECIMALS = 4  # shown precision; ranks are taken on the shown values so that equal-looking cells tie
@@ -441,7 +443,7 @@ def _row_kind(model_names: tuple[str, ...], residual: str) -> str:
     return "method"
 
 
-def build_pivot(
+def build_pivot(  # noqa: C901 - one pass that places runs, paper rows and marks in one table
     groups: dict[tuple[str, str, str], Group],
     unfinished: list[Unfinished] | None = None,
     aggregate: str = "mean",
