@@ -28,6 +28,7 @@ test: $(STAMP)
 # ruff over the package (pyproject.toml [tool.ruff]); .ci/run runs it before the tests
 lint: $(STAMP)
 	$(BIN)/python -m ruff check clusterbench/ scripts/ tests/
+	$(BIN)/python -m ruff format --check clusterbench/ scripts/ tests/
 
 # every method x dataset of a suite (configs/bench/: smoke, cpu, paper), resumable, then the
 # methods x datasets table; e.g. make bench SUITE=cpu ARGS="--data-dir ../shared/data"

@@ -2,6 +2,7 @@
 folder per run. `python -m clusterbench` lists the commands and configs; `clusterbench.cluster`
 is the one-call Python API (clusterbench/api.py) and `clusterbench.Clusterer` the scikit-learn
 estimator (clusterbench/estimator.py)."""
+
 __version__ = "0.1.0"
 
 __all__ = ["cluster", "ClusterResult", "Clusterer", "__version__"]

@@ -1,4 +1,5 @@
 """`python -m clusterbench`: what is installed and how to run it (nothing is trained)."""
+
 from __future__ import annotations
 
 import importlib.util

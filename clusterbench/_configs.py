@@ -1,6 +1,7 @@
 """Where the Hydra configs are: `configs/` at the top of a checkout (also under an editable
 install), or `clusterbench/configs/` inside an installed wheel (pyproject.toml maps the one to
 the other when it builds the wheel)."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -14,6 +14,7 @@ Overrides are Hydra overrides given as keyword arguments, `__` standing for `.`
 (`trainer__max_epochs=5` is `trainer.max_epochs=5`; `hardware="cpu"` picks an option of a
 group), or a dict (`trainer={"max_epochs": 5}`), or `overrides=["trainer.max_epochs=5", ...]`.
 """
+
 from __future__ import annotations
 
 import logging
@@ -161,7 +162,9 @@ def input_arrays(data: Any, labels: Any = None) -> tuple[dict[str, np.ndarray], 
         arrays["images"] = as_uint8_images(x, "array")
         return arrays, True
     if x.ndim != 2:
-        raise ConfigError(f"data: expected (n, d) features, a list of views or images (n, C, H, W) / (n, H, W, C) / (n, H, W); got shape {x.shape}")
+        raise ConfigError(
+            f"data: expected (n, d) features, a list of views or images (n, C, H, W) / (n, H, W, C) / (n, H, W); got shape {x.shape}"
+        )
     arrays["view_0"] = x
     return arrays, False
 

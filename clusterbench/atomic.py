@@ -1,5 +1,6 @@
 """Atomic file writes (a temporary file in the same folder, then a rename), without torch:
 the engine's checkpoints and JSON files and bench's summary use the same writer."""
+
 from __future__ import annotations
 
 import os

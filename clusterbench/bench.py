@@ -26,6 +26,7 @@ Examples:
     python -m clusterbench.bench cpu --only kmeans --dry-run     # what would run, and how long
     python -m clusterbench.bench paper --data-dir /data -- hardware=gpu
 """
+
 from __future__ import annotations
 
 import argparse
@@ -245,8 +246,11 @@ HYDRA_NOISE = ("Set the environment variable HYDRA_FULL_ERROR", "Error executing
 def _error_lines(cell_dir: Path, log: Path) -> list[str]:
     """Why a cell failed, most telling line first: its jobs' failed results.json, or else the
     lines of bench.log's last command that say what went wrong (LOG_LINE_KINDS)."""
-    errors = [f"{folder.name}: {str(r.get('error') or r.get('status')).splitlines()[0]}"
-              for folder, r in _results(cell_dir) if r.get("status") != "finished"]
+    errors = [
+        f"{folder.name}: {str(r.get('error') or r.get('status')).splitlines()[0]}"
+        for folder, r in _results(cell_dir)
+        if r.get("status") != "finished"
+    ]
     if errors:
         return errors
     try:
@@ -292,8 +296,13 @@ def run_cell(cell: Cell, cell_dir: Path, common: list[str], extra: list[str]) ->
     """One multirun over the cell's seeds; stdout and stderr go to <cell>/bench.log."""
     cell_dir.mkdir(parents=True, exist_ok=True)
     command = [
-        sys.executable, "-m", "clusterbench.train", "-m",
-        *common, *cell.overrides, *extra,
+        sys.executable,
+        "-m",
+        "clusterbench.train",
+        "-m",
+        *common,
+        *cell.overrides,
+        *extra,
         "seed=" + ",".join(str(s) for s in cell.seeds),
         f"hydra.sweep.dir={cell_dir}",
     ]
@@ -313,8 +322,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, help="output folder (default outputs/bench/<suite>); re-use it to resume")
     parser.add_argument("--data-dir", help="paths.data_dir for every job (default: CLUSTERBENCH_DATA_DIR or ./data)")
     parser.add_argument("--seeds", help="comma-separated seeds instead of the suite's (cells with their own seeds keep them)")
-    parser.add_argument("--only", action="append", default=[],
-                        help="run only cells whose name, method or dataset matches this glob (repeatable)")
+    parser.add_argument(
+        "--only", action="append", default=[], help="run only cells whose name, method or dataset matches this glob (repeatable)"
+    )
     parser.add_argument("--threads", type=int, help="hardware.num_threads for every job")
     parser.add_argument("--dry-run", action="store_true", help="list the cells, their state and the expected time; run nothing")
     parser.add_argument("--no-table", action="store_true", help="do not print the pivot table at the end")
@@ -378,11 +388,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
         elif state == "done":
             line = f"  done  {cell.name}: {len(cell.seeds)}/{len(cell.seeds)} seeds finished"
         else:
-            line = (f"  run   {cell.name}: seeds {','.join(map(str, info['left']))}"
-                    f" (~{_duration(cell.minutes * 60 * len(info['left']))})")
+            line = f"  run   {cell.name}: seeds {','.join(map(str, info['left']))} (~{_duration(cell.minutes * 60 * len(info['left']))})"
         print(line)
-    print(f"expected wall time: about {_duration(expected)} for {len(todo)} cell(s) "
-          f"(from the suite's minutes per cell: {suite.timing}; data dir {data_dir})", flush=True)
+    print(
+        f"expected wall time: about {_duration(expected)} for {len(todo)} cell(s) "
+        f"(from the suite's minutes per cell: {suite.timing}; data dir {data_dir})",
+        flush=True,
+    )
     if args.dry_run:
         return 0
 
@@ -390,8 +402,13 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
     left_estimate = expected
     records = []
     for cell, state, info in plan:
-        record: dict[str, Any] = {"cell": cell.name, "method": cell.method, "dataset": cell.dataset,
-                                  "overrides": cell.overrides, "seeds": cell.seeds}
+        record: dict[str, Any] = {
+            "cell": cell.name,
+            "method": cell.method,
+            "dataset": cell.dataset,
+            "overrides": cell.overrides,
+            "seeds": cell.seeds,
+        }
         if state != "todo":
             record["status"] = "skipped: data absent" if state == "no-data" else "done before"
             if state == "no-data":
@@ -410,27 +427,45 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
         finished = finished_seeds(cell_dir, hashes)
         finished = {s: r for s, r in finished.items() if s in cell.seeds}
         ok = code == 0 and len(finished) == len(cell.seeds)
-        record.update(ran=True, status="finished" if ok else "failed", ended=time.strftime("%Y-%m-%dT%H:%M:%S"), returncode=code, wall_s=round(took, 1),
-                      finished_seeds=sorted(finished), log=str(cell_dir / LOG))
+        record.update(
+            ran=True,
+            status="finished" if ok else "failed",
+            ended=time.strftime("%Y-%m-%dT%H:%M:%S"),
+            returncode=code,
+            wall_s=round(took, 1),
+            finished_seeds=sorted(finished),
+            log=str(cell_dir / LOG),
+        )
         accs = [r["metrics"]["acc"] for r in finished.values() if isinstance(r.get("metrics"), dict) and "acc" in r["metrics"]]
         what = f"ACC {sum(accs) / len(accs):.4f} (n={len(accs)})" if accs else "no finished run"
         if not ok:
             record["errors"] = _error_lines(cell_dir, cell_dir / LOG)
             what += f"; FAILED: {record['errors'][0] if record['errors'] else 'see log'} (log {cell_dir / LOG})"
         elapsed = time.perf_counter() - started
-        print(f"[{index}/{len(todo)}] {cell.name}: {len(finished)}/{len(cell.seeds)} seeds finished, {what}, "
-              f"{_duration(took)}; elapsed {_duration(elapsed)}, about {_duration(max(left_estimate, 0))} left", flush=True)
+        print(
+            f"[{index}/{len(todo)}] {cell.name}: {len(finished)}/{len(cell.seeds)} seeds finished, {what}, "
+            f"{_duration(took)}; elapsed {_duration(elapsed)}, about {_duration(max(left_estimate, 0))} left",
+            flush=True,
+        )
         records.append(record)
 
     failed = [r for r in records if r.get("status") == "failed"]
     absent = [r for r in records if r.get("status") == "skipped: data absent"]
     out.mkdir(parents=True, exist_ok=True)
-    summary = {"suite": suite.name, "out": str(out), "data_dir": str(data_dir), "extra_overrides": extra,
-               "wall_s": round(time.perf_counter() - started, 1), "cells": records}
+    summary = {
+        "suite": suite.name,
+        "out": str(out),
+        "data_dir": str(data_dir),
+        "extra_overrides": extra,
+        "wall_s": round(time.perf_counter() - started, 1),
+        "cells": records,
+    }
     write_summary(out, summary)
-    print(f"bench {suite.name}: {sum(1 for r in records if r.get('status') == 'finished')} ran, "
-          f"{sum(1 for r in records if r.get('status') == 'done before')} done before, {len(failed)} failed, "
-          f"{len(absent)} without data, in {_duration(time.perf_counter() - started)} -> {out / SUMMARY}")
+    print(
+        f"bench {suite.name}: {sum(1 for r in records if r.get('status') == 'finished')} ran, "
+        f"{sum(1 for r in records if r.get('status') == 'done before')} done before, {len(failed)} failed, "
+        f"{len(absent)} without data, in {_duration(time.perf_counter() - started)} -> {out / SUMMARY}"
+    )
     for record in failed:
         print(f"  failed: {record['cell']}: {'; '.join(record.get('errors') or [])} (log {record['log']})")
 

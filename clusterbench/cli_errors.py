@@ -22,6 +22,7 @@ ones it knows into one `error: ...` line:
 
 Anything else goes on as Hydra (or Python) reports it.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -110,8 +111,10 @@ def translate(err: BaseException, argv: Sequence[str]) -> str | None:
             return _unknown_key(key[1], err.__cause__, argv)
         ambiguous = re.search(r"Ambiguous value for argument '([^']+)'", text)
         if ambiguous:
-            return (f"{ambiguous[1]}: a comma-separated list sweeps only in a multirun (add -m); as a list write key=[a,b], "
-                    "as one string quote it: 'key=\"a,b\"'")
+            return (
+                f"{ambiguous[1]}: a comma-separated list sweeps only in a multirun (add -m); as a list write key=[a,b], "
+                "as one string quote it: 'key=\"a,b\"'"
+            )
         multiple = re.search(r"Multiple values for (\S+?)\.", text)
         if multiple:
             group = multiple[1]
@@ -136,7 +139,7 @@ def _missing_option(missing: str, options: list[str], argv: Sequence[str]) -> st
         package = f"hydra-{name.split('_')[0]}-{kind}"
         return (
             f"{group}={name}: the Hydra plugin that provides it is not installed; install it with: "
-            f"pip install {package} (in a checkout: pip install -e \".[launchers]\")"
+            f'pip install {package} (in a checkout: pip install -e ".[launchers]")'
         )
     given = _given(group, argv) or f"{group}={name}"
     near = difflib.get_close_matches(name, options, n=3, cutoff=0.6)

@@ -6,6 +6,7 @@ Every helper is the identity (or a no-op) in a single process, so methods call t
 unconditionally and single-process runs are unchanged bit for bit. How a DDP step then equals
 the one-process step on the global batch: engine/distributed.py's docstring.
 """
+
 from __future__ import annotations
 
 import warnings

@@ -5,6 +5,7 @@ not accept, or a value whose type does not fit the parameter's annotation, is a 
 that names the key (e.g. `model.alpha='abc': expected float`). This runs before any data are
 loaded, so a typo costs a second, not a training run.
 """
+
 from __future__ import annotations
 
 import collections.abc
@@ -51,9 +52,24 @@ def check_config(cfg: DictConfig) -> None:
 # every key of configs/trainer/default.yaml: a misspelt or unknown trainer key is an error (the
 # engine would silently ignore it)
 TRAINER_KEYS = (
-    "max_epochs", "batch_size", "drop_last", "repeats_per_batch", "eval_every", "eval_batch_size", "checkpoint_every",
-    "checkpoint", "keep_checkpoints", "selection", "progress", "save_embedding", "optimizer", "optimizers", "scheduler",
-    "grad_clip", "checkpoint_when_done", "profile",
+    "max_epochs",
+    "batch_size",
+    "drop_last",
+    "repeats_per_batch",
+    "eval_every",
+    "eval_batch_size",
+    "checkpoint_every",
+    "checkpoint",
+    "keep_checkpoints",
+    "selection",
+    "progress",
+    "save_embedding",
+    "optimizer",
+    "optimizers",
+    "scheduler",
+    "grad_clip",
+    "checkpoint_when_done",
+    "profile",
 )
 CHECKPOINT_MODES = ("full", "weights", "none")
 # what a finished run keeps (engine/checkpoint.py shrink_finished_checkpoints)
@@ -97,7 +113,9 @@ def check_trainer(cfg: DictConfig) -> None:  # noqa: C901 - a flat list of indep
     if trainer.get("checkpoint_when_done", "full") not in WHEN_DONE_MODES:
         raise ConfigError(f"trainer.checkpoint_when_done={trainer.checkpoint_when_done!r}: expected one of {', '.join(WHEN_DONE_MODES)}")
     if cfg.get("resume") and trainer.get("checkpoint", "full") != "full":
-        raise ConfigError(f"resume={cfg.resume}: the run was started with trainer.checkpoint={trainer.checkpoint}; resume needs trainer.checkpoint=full")
+        raise ConfigError(
+            f"resume={cfg.resume}: the run was started with trainer.checkpoint={trainer.checkpoint}; resume needs trainer.checkpoint=full"
+        )
     specs = {"trainer.optimizer": trainer.optimizer, **{f"trainer.optimizers.{k}": v for k, v in (trainer.get("optimizers") or {}).items()}}
     for path, spec in specs.items():
         if isinstance(spec, DictConfig) and "lr" in spec:

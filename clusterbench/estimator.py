@@ -12,6 +12,7 @@ writes nothing: no run folder, no copy of the data, nothing on stdout (the engin
 writing turned off, as on a secondary DDP rank). Given `output_dir`, every fit writes one run
 folder under it, as `cluster()` does, which `report` reads like any other.
 """
+
 from __future__ import annotations
 
 import os
@@ -312,7 +313,9 @@ class Clusterer(ClusterMixin, TransformerMixin, BaseEstimator):
         trained = getattr(self, "_train_arrays", None)
         if trained is None:
             raise ConfigError("predict and transform on new data need a fit on arrays (this one was fitted on a path)")
-        if self._preprocess not in ("none", "l2", ["none"], ["l2"]) and not (isinstance(self._preprocess, list) and set(self._preprocess) <= {"none", "l2"}):
+        if self._preprocess not in ("none", "l2", ["none"], ["l2"]) and not (
+            isinstance(self._preprocess, list) and set(self._preprocess) <= {"none", "l2"}
+        ):
             raise ConfigError(
                 f"dataset.preprocess={self._preprocess}: its scaling is computed on the data it is given, so new data would be "
                 "scaled differently; scale X yourself (e.g. a scikit-learn scaler before this step in a Pipeline) and keep preprocess=none"

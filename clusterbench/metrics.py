@@ -116,9 +116,7 @@ def _check_pair(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
     yt = _as_label_array(y_true, "y_true")
     yp = _as_label_array(y_pred, "y_pred")
     if yt.shape[0] != yp.shape[0]:
-        raise ValueError(
-            f"y_true and y_pred have different lengths: {yt.shape[0]} != {yp.shape[0]}"
-        )
+        raise ValueError(f"y_true and y_pred have different lengths: {yt.shape[0]} != {yp.shape[0]}")
     return yt, yp
 
 
@@ -225,9 +223,7 @@ def _ari_from_table(table: np.ndarray) -> float:
 # --------------------------------------------------------------------------- #
 # Public API
 # --------------------------------------------------------------------------- #
-def evaluate_clustering(
-    y_true: Any, y_pred: Any, nmi_average: str = "arithmetic"
-) -> dict[str, float | int]:
+def evaluate_clustering(y_true: Any, y_pred: Any, nmi_average: str = "arithmetic") -> dict[str, float | int]:
     """Evaluate a clustering against ground-truth labels.
 
     Args:
@@ -288,9 +284,7 @@ def purity(y_true: Any, y_pred: Any) -> float:
 def _check_range(arr: np.ndarray, n_clusters: int, name: str) -> None:
     lo, hi = int(arr.min()), int(arr.max())
     if lo < 0 or hi >= n_clusters:
-        raise ValueError(
-            f"{name} values must lie in [0, {n_clusters - 1}], got range [{lo}, {hi}]"
-        )
+        raise ValueError(f"{name} values must lie in [0, {n_clusters - 1}], got range [{lo}, {hi}]")
 
 
 def _check_n_clusters(n_clusters: Any) -> int:
@@ -321,9 +315,7 @@ def hungarian_match(y_ref: Any, y_pred: Any, n_clusters: int) -> np.ndarray:
     yr = _as_label_array(y_ref, "y_ref").astype(np.int64, copy=False)
     yp = _as_label_array(y_pred, "y_pred").astype(np.int64, copy=False)
     if yr.shape[0] != yp.shape[0]:
-        raise ValueError(
-            f"y_ref and y_pred have different lengths: {yr.shape[0]} != {yp.shape[0]}"
-        )
+        raise ValueError(f"y_ref and y_pred have different lengths: {yr.shape[0]} != {yp.shape[0]}")
     _check_range(yr, n_clusters, "y_ref")
     _check_range(yp, n_clusters, "y_pred")
     counts = np.bincount(yp * n_clusters + yr, minlength=n_clusters * n_clusters)
@@ -376,9 +368,7 @@ def collapse_stats(y_pred: Any, n_clusters: int) -> dict[str, float | int]:
         t = t.long()
         lo, hi = int(t.min()), int(t.max())
         if lo < 0 or hi >= n_clusters:
-            raise ValueError(
-                f"y_pred values must lie in [0, {n_clusters - 1}], got range [{lo}, {hi}]"
-            )
+            raise ValueError(f"y_pred values must lie in [0, {n_clusters - 1}], got range [{lo}, {hi}]")
         counts = torch.bincount(t, minlength=n_clusters).to(torch.float64)
         n = t.numel()
         p = counts[counts > 0] / n

@@ -14,6 +14,7 @@ Examples:
     torchrun --nproc_per_node=4 -m clusterbench.train hardware=ddp model=cc dataset=cifar10
 (docs/reliability.md: DDP, launchers, resumable sweeps, faults, provenance)
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -71,7 +72,9 @@ def score_text(m: dict[str, Any]) -> str:
     """ACC / NMI / ARI, or for data without labels the label-free scores."""
     if "acc" in m:
         return f"ACC {m['acc']:.4f}  NMI {m['nmi']:.4f}  ARI {m['ari']:.4f}"
-    return f"silhouette {m['silhouette']:.4f}  Calinski-Harabasz {m['calinski_harabasz']:.1f}  cluster sizes {m['cluster_sizes']} (no labels)"
+    return (
+        f"silhouette {m['silhouette']:.4f}  Calinski-Harabasz {m['calinski_harabasz']:.1f}  cluster sizes {m['cluster_sizes']} (no labels)"
+    )
 
 
 def _label_selected(selection: dict[str, Any]) -> str:
@@ -122,7 +125,9 @@ def exit_codes(cfg: DictConfig, run_dir: Path):
         sys.exit(2)
     except KeyboardInterrupt:
         folder = cfg.get("resume") or run_dir
-        say(f"interrupted: the last checkpoint in {folder} is kept; continue with: python -m clusterbench.train resume={folder}", error=True)
+        say(
+            f"interrupted: the last checkpoint in {folder} is kept; continue with: python -m clusterbench.train resume={folder}", error=True
+        )
         sys.exit(130)
     except (OSError, RuntimeError) as err:
         cause = storage_error(err)

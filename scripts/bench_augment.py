@@ -23,6 +23,7 @@ Same batch size and number of timed batches for every pipeline, after ``--warmup
 views/s = 2 x samples / s. Prints a markdown table, the ratio ours / each baseline, a sanity line
 (per-sample parameters) and one JSON line; ``main(argv)`` returns the same dict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -214,12 +215,26 @@ def main(argv: list[str] | None = None) -> dict:
     rows = []
     for workers in args.workers:
         seconds = bench_torchvision(pil_images, out_size, args.batch_size, workers, args.warmup, args.batches, args.seed)
-        rows.append({"pipeline": "torchvision (PIL) DataLoader", "device": "cpu", "threads": 1 if workers else args.threads,
-                     "workers": workers, "seconds": seconds, "views_per_s": 2 * samples / seconds})
+        rows.append(
+            {
+                "pipeline": "torchvision (PIL) DataLoader",
+                "device": "cpu",
+                "threads": 1 if workers else args.threads,
+                "workers": workers,
+                "seconds": seconds,
+                "views_per_s": 2 * samples / seconds,
+            }
+        )
     on_device = images.to(device)
     seconds = bench_ours(on_device, out_size, args.batch_size, args.warmup, args.batches, args.seed)
-    ours = {"pipeline": "ours (batched, cc.yaml)", "device": str(device), "threads": args.threads, "workers": 0,
-            "seconds": seconds, "views_per_s": 2 * samples / seconds}
+    ours = {
+        "pipeline": "ours (batched, cc.yaml)",
+        "device": str(device),
+        "threads": args.threads,
+        "workers": 0,
+        "seconds": seconds,
+        "views_per_s": 2 * samples / seconds,
+    }
     rows.append(ours)
     ratio = {f"workers={r['workers']}": ours["views_per_s"] / r["views_per_s"] for r in rows[:-1]}
     check = sanity(on_device, out_size, args.batch_size, args.seed)
@@ -227,34 +242,52 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "command": command,
         "torch": torch.__version__,
-        "config": {"n": args.n, "in": [args.channels, args.size, args.size], "out_size": out_size,
-                   "batch_size": args.batch_size, "batches": args.batches, "warmup": args.warmup,
-                   "threads": args.threads, "cpu_count": os.cpu_count(),
-                   "loadavg_before": [round(v, 2) for v in load_before],
-                   "loadavg_after": [round(v, 2) for v in os.getloadavg()]},
+        "config": {
+            "n": args.n,
+            "in": [args.channels, args.size, args.size],
+            "out_size": out_size,
+            "batch_size": args.batch_size,
+            "batches": args.batches,
+            "warmup": args.warmup,
+            "threads": args.threads,
+            "cpu_count": os.cpu_count(),
+            "loadavg_before": [round(v, 2) for v in load_before],
+            "loadavg_after": [round(v, 2) for v in os.getloadavg()],
+        },
         "results": rows,
         "ratio": ratio,
         "sanity": check,
     }
 
     print(f"command: {command}")
-    print(f"torch {torch.__version__}; {args.n} random uint8 images {args.channels}x{args.size}x{args.size} -> "
-          f"{out_size} px, 2 views, batch {args.batch_size}, {args.batches} timed batches after {args.warmup} warm-up; "
-          f"{os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.2f} before, {result['config']['loadavg_after'][0]:.2f} after")
+    print(
+        f"torch {torch.__version__}; {args.n} random uint8 images {args.channels}x{args.size}x{args.size} -> "
+        f"{out_size} px, 2 views, batch {args.batch_size}, {args.batches} timed batches after {args.warmup} warm-up; "
+        f"{os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.2f} before, {result['config']['loadavg_after'][0]:.2f} after"
+    )
     print()
     print("| pipeline | device | threads / workers | views/s | ours / this |")
     print("|---|---|---|---:|---:|")
     for r in rows:
-        who = f"{r['threads']} threads" if r is ours else (f"{r['workers']} workers" if r["workers"] else f"main process, {r['threads']} threads")
+        who = (
+            f"{r['threads']} threads"
+            if r is ours
+            else (f"{r['workers']} workers" if r["workers"] else f"main process, {r['threads']} threads")
+        )
         rel = ours["views_per_s"] / r["views_per_s"]
         print(f"| {r['pipeline']} | {r['device']} | {who} | {r['views_per_s']:.0f} | {rel:.2f}x |")
     print()
-    print("sanity: " + ", ".join([
-        f"the two views differ for {check['views_differ']}/{check['samples']} samples",
-        f"{check['distinct_crop_boxes_same_image']}/{check['samples']} distinct crop boxes for one image repeated",
-        f"{check['distinct_outputs_same_image']}/{check['samples']} distinct views of it",
-        "OK" if check["ok"] else "FAILED",
-    ]))
+    print(
+        "sanity: "
+        + ", ".join(
+            [
+                f"the two views differ for {check['views_differ']}/{check['samples']} samples",
+                f"{check['distinct_crop_boxes_same_image']}/{check['samples']} distinct crop boxes for one image repeated",
+                f"{check['distinct_outputs_same_image']}/{check['samples']} distinct views of it",
+                "OK" if check["ok"] else "FAILED",
+            ]
+        )
+    )
     print(json.dumps(result))
     return result
 

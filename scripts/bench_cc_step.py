@@ -48,6 +48,7 @@ alone on its trained model (``--optim-repeats`` calls): the fused vs default Ada
 Prints a markdown table, the ratio clusterbench / plain and one JSON line; ``main(argv)`` returns
 the same dict.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -144,15 +145,21 @@ class Clusterbench:
     name = "clusterbench"
 
     def __init__(self, cfg, images: torch.Tensor, args, device: torch.device) -> None:
-        self.hardware = Hardware(device=str(device), precision="bf16" if args.bf16 else "fp32", deterministic=False,
-                                 num_threads=args.threads, channels_last=args.channels_last)
+        self.hardware = Hardware(
+            device=str(device),
+            precision="bf16" if args.bf16 else "fp32",
+            deterministic=False,
+            num_threads=args.threads,
+            channels_last=args.channels_last,
+        )
         self.hardware.setup()
         self.device = device
         self.generator = torch.Generator().manual_seed(args.seed)  # the engine's permutation stream (CPU)
         self.augment_generator = torch.Generator(device=device).manual_seed(args.seed + AUGMENT_SEED_OFFSET)
         self.inputs = ImageInputs(images, build_augment(cfg.augment), device, self.hardware.channels_last)
-        info = DataInfo(dims=(images[0].numel(),), n_clusters=N_CLUSTERS, n_samples=self.inputs.n_samples,
-                        image_shape=self.inputs.image_shape)
+        info = DataInfo(
+            dims=(images[0].numel(),), n_clusters=N_CLUSTERS, n_samples=self.inputs.n_samples, image_shape=self.inputs.image_shape
+        )
         method = build_model(cfg, info, args.seed).to(device)
         if self.hardware.channels_last:
             method = method.to(memory_format=torch.channels_last)
@@ -252,8 +259,7 @@ class Plain:
         self.device = device
         self.enter()
         pil_images = to_pil(images)  # once, outside the timing
-        info = DataInfo(dims=(images[0].numel(),), n_clusters=N_CLUSTERS, n_samples=len(pil_images),
-                        image_shape=tuple(images.shape[1:]))
+        info = DataInfo(dims=(images[0].numel(),), n_clusters=N_CLUSTERS, n_samples=len(pil_images), image_shape=tuple(images.shape[1:]))
         model, self.objective = build_plain_model(cfg, info, args.seed)
         self.model = model.to(device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=float(cfg.trainer.optimizer.lr))
@@ -408,8 +414,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (both pipelines)")
     parser.add_argument("--bf16", action="store_true", help="clusterbench: bf16 autocast (Hardware precision=bf16)")
     parser.add_argument("--channels-last", action="store_true", help="clusterbench: channels_last weights and views")
-    parser.add_argument("--schedule", choices=("auto", "interleaved", "sequential"), default="auto",
-                        help="auto: interleaved on CPU, sequential on CUDA")
+    parser.add_argument(
+        "--schedule", choices=("auto", "interleaved", "sequential"), default="auto", help="auto: interleaved on CPU, sequential on CUDA"
+    )
     parser.add_argument("--order", choices=("plain-first", "ours-first"), default="plain-first")
     parser.add_argument("--optim-repeats", type=int, default=3, help="optimiser steps timed alone afterwards (0: skip)")
     parser.add_argument("--seed", type=int, default=0)
@@ -448,11 +455,25 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "command": command,
         "torch": torch.__version__,
-        "config": {"backbone": args.backbone, "image": [3, 32, 32], "n": n, "clusters": N_CLUSTERS, "batch_size": args.batch_size,
-                   "steps": args.steps, "warmup": args.warmup, "workers": args.workers, "threads": args.threads,
-                   "device": str(device), "bf16": args.bf16, "channels_last": args.channels_last, "schedule": schedule,
-                   "order": args.order, "cpu_count": os.cpu_count(), "loadavg_before": [round(v, 2) for v in load_before],
-                   "loadavg_after": [round(v, 2) for v in load_after]},
+        "config": {
+            "backbone": args.backbone,
+            "image": [3, 32, 32],
+            "n": n,
+            "clusters": N_CLUSTERS,
+            "batch_size": args.batch_size,
+            "steps": args.steps,
+            "warmup": args.warmup,
+            "workers": args.workers,
+            "threads": args.threads,
+            "device": str(device),
+            "bf16": args.bf16,
+            "channels_last": args.channels_last,
+            "schedule": schedule,
+            "order": args.order,
+            "cpu_count": os.cpu_count(),
+            "loadavg_before": [round(v, 2) for v in load_before],
+            "loadavg_after": [round(v, 2) for v in load_after],
+        },
         "results": rows,
         "ratio": ratio,
         "same_parameter_shapes": same_shapes,
@@ -460,19 +481,25 @@ def main(argv: list[str] | None = None) -> dict:
     }
 
     print(f"command: {command}")
-    print(f"torch {torch.__version__}; CC, backbone {args.backbone}, {n} random uint8 images 3x32x32, {N_CLUSTERS} clusters, "
-          f"batch {args.batch_size}, 2 views, {args.steps} timed steps after {args.warmup} warm-up, {schedule}; "
-          f"{args.threads} compute threads; {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.2f} before, "
-          f"{load_after[0]:.2f} after; {result['params']['clusterbench']:,} parameters in both models")
+    print(
+        f"torch {torch.__version__}; CC, backbone {args.backbone}, {n} random uint8 images 3x32x32, {N_CLUSTERS} clusters, "
+        f"batch {args.batch_size}, 2 views, {args.steps} timed steps after {args.warmup} warm-up, {schedule}; "
+        f"{args.threads} compute threads; {os.cpu_count()} CPUs, load average (1 min) {load_before[0]:.2f} before, "
+        f"{load_after[0]:.2f} after; {result['params']['clusterbench']:,} parameters in both models"
+    )
     print()
-    print("| pipeline | data | optimiser | precision | host syncs | steps/s | ms/step | data ms | forward ms | backward+step ms | optimiser step alone ms | mean loss |")
+    print(
+        "| pipeline | data | optimiser | precision | host syncs | steps/s | ms/step | data ms | forward ms | backward+step ms | optimiser step alone ms | mean loss |"
+    )
     print("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         data = r["data_pipeline"] + (f", {r['workers']} workers" if r["pipeline"] != "clusterbench" else "")
         prec = r["precision"] + (", channels_last" if r["channels_last"] else "")
-        print(f"| {r['pipeline']} ({r['device']}) | {data} | {r['optimizer']} | {prec} | {r['host_syncs']} | "
-              f"{r['steps_per_s']:.4f} | {r['ms_per_step']:.0f} | {r['data_ms_per_step']:.0f} | {r['forward_ms_per_step']:.0f} | "
-              f"{r['backward_step_ms_per_step']:.0f} | {r['optimizer_step_alone_ms']:.0f} | {r['mean_loss']:.4f} |")
+        print(
+            f"| {r['pipeline']} ({r['device']}) | {data} | {r['optimizer']} | {prec} | {r['host_syncs']} | "
+            f"{r['steps_per_s']:.4f} | {r['ms_per_step']:.0f} | {r['data_ms_per_step']:.0f} | {r['forward_ms_per_step']:.0f} | "
+            f"{r['backward_step_ms_per_step']:.0f} | {r['optimizer_step_alone_ms']:.0f} | {r['mean_loss']:.4f} |"
+        )
     print()
     print(f"ratio clusterbench / plain PyTorch: {ratio:.2f}x steps/s")
     print(json.dumps(result))

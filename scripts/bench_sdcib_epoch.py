@@ -13,6 +13,7 @@ The precisions take turns (1-epoch runs, then 3-epoch runs), so a change in the 
 during the run falls on all of them. The released code is not part of clusterbench: time its
 train.py on the same machine and thread count, and pass its seconds per epoch to get the ratio.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,9 +41,17 @@ def write_event_like(folder: Path, seed: int = 0) -> None:
 
 def timed_run(folder: Path, epochs: int, args: list[str]) -> float:
     command = [
-        sys.executable, "-m", "clusterbench.train", *args, "dataset=event", f"paths.data_dir={folder}",
-        f"trainer.max_epochs={epochs}", "trainer.progress=false", "trainer.checkpoint=none",
-        "trainer.save_embedding=false", f"hydra.run.dir={folder}/run_{len(list(folder.glob('run_*')))}",
+        sys.executable,
+        "-m",
+        "clusterbench.train",
+        *args,
+        "dataset=event",
+        f"paths.data_dir={folder}",
+        f"trainer.max_epochs={epochs}",
+        "trainer.progress=false",
+        "trainer.checkpoint=none",
+        "trainer.save_embedding=false",
+        f"hydra.run.dir={folder}/run_{len(list(folder.glob('run_*')))}",
     ]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
@@ -56,8 +65,9 @@ def main() -> None:
     parser.add_argument("--variant", choices=("official", "paper"), default="official")
     parser.add_argument("--precisions", default="fp32,bf16", help="hardware.precision values, comma-separated")
     parser.add_argument("--threads", type=int, default=1, help="hardware.num_threads of every run")
-    parser.add_argument("--released-epoch-s", type=float, default=None,
-                        help="seconds per epoch of the authors' train.py on this machine, same threads")
+    parser.add_argument(
+        "--released-epoch-s", type=float, default=None, help="seconds per epoch of the authors' train.py on this machine, same threads"
+    )
     args = parser.parse_args()
     variant = ["+experiment=sdcib_official"] if args.variant == "official" else ["+experiment=sdcib_event"]
     precisions = [p.strip() for p in args.precisions.split(",") if p.strip()]

@@ -9,6 +9,7 @@ in one run on this machine:
 
     python scripts/bench_sdcib_step.py [--steps 30]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -76,7 +77,9 @@ def main() -> None:
     print(f"SDCIB step, plain Adam loop: {plain * 1e3:.1f} ms; fused Adam: {fused * 1e3:.1f} ms; ratio {plain / fused:.2f}x")
     loop = nt_xent_seconds(False, 10 * args.steps)
     batched = nt_xent_seconds(True, 10 * args.steps)
-    print(f"NT-Xent over 15 modality pairs, one call per pair: {loop * 1e3:.2f} ms; one batched call: {batched * 1e3:.2f} ms; ratio {loop / batched:.2f}x")
+    print(
+        f"NT-Xent over 15 modality pairs, one call per pair: {loop * 1e3:.2f} ms; one batched call: {batched * 1e3:.2f} ms; ratio {loop / batched:.2f}x"
+    )
 
 
 if __name__ == "__main__":

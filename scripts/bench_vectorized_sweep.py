@@ -11,6 +11,7 @@ agree to round-off (tests/test_ensemble.py); with several, a separate run itself
 thread count (by up to 0.086 ACC after one paper-size epoch, docs/results.md), so a larger
 difference there is the sequential side's round-off, not the vectorisation.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -34,8 +35,10 @@ def sweep(folder: Path, extra: list[str]) -> float:
         if line.startswith("vectorised:"):  # the launcher split a group that did not fit in memory
             print(line, file=sys.stderr, flush=True)
     if done.returncode < 0:  # killed by a signal: SIGKILL is most often the kernel's OOM killer
-        sys.exit(f"error: {' '.join(command)} was killed by signal {-done.returncode} after {elapsed:.0f} s"
-                 " (9: most likely out of memory; --max-members caps the members trained at once)")
+        sys.exit(
+            f"error: {' '.join(command)} was killed by signal {-done.returncode} after {elapsed:.0f} s"
+            " (9: most likely out of memory; --max-members caps the members trained at once)"
+        )
     if done.returncode != 0:
         sys.exit(f"error: {' '.join(command)} failed:\n{done.stderr[-2000:]}")
     return elapsed
@@ -53,9 +56,13 @@ def metrics(folder: Path) -> dict[tuple[str, ...], dict[str, float]]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--epochs", type=int, default=1)
-    parser.add_argument("--small", action="store_true", help="encoders 128-128-128-32, critics 64 (default: the paper's 1024-1024-1024-128)")
+    parser.add_argument(
+        "--small", action="store_true", help="encoders 128-128-128-32, critics 64 (default: the paper's 1024-1024-1024-128)"
+    )
     parser.add_argument("--dataset", default="handwritten")
-    parser.add_argument("--max-members", type=int, default=None, help="hydra.launcher.max_members: members per batched model (default: all 25)")
+    parser.add_argument(
+        "--max-members", type=int, default=None, help="hydra.launcher.max_members: members per batched model (default: all 25)"
+    )
     args = parser.parse_args()
     extra = [f"dataset={args.dataset}", f"trainer.max_epochs={args.epochs}", "trainer.progress=false", *(SMALL if args.small else [])]
     with tempfile.TemporaryDirectory() as tmp:

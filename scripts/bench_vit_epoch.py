@@ -14,6 +14,7 @@ hardware's autocast (bf16 on `hardware=gpu`), backward, optimiser step. `--warmu
 (not timed); on CUDA one synchronise after the timed steps. PICI is timed per stage (the stage
 is set directly). Prints a Markdown table and one JSON line; `main(argv)` returns the dict.
 """
+
 from __future__ import annotations
 
 import argparse

@@ -93,8 +93,7 @@ def choose_dtype(name: str, tokens: list[list[str]], x: np.ndarray) -> tuple[np.
         if not text_ok:
             fail(f"view {name}: float32 does not reproduce the CSV text")
         return f32, (
-            f"float32 (max relative error {rel:.2e} vs float64 parse, < {REL_TOL:g}; "
-            "the shortest float32 repr reproduces every CSV value)"
+            f"float32 (max relative error {rel:.2e} vs float64 parse, < {REL_TOL:g}; the shortest float32 repr reproduces every CSV value)"
         )
     return x, f"float64 (float32 max relative error {rel:.2e} >= {REL_TOL:g})"
 
@@ -137,8 +136,7 @@ def main(argv: list[str] | None = None) -> int:
                 fail(f"{csv}: labels must be 0..9 with 200 each, got counts {counts.tolist()}")
         elif not np.array_equal(y, labels_ref):
             where = int(np.flatnonzero(y != labels_ref)[0])
-            fail(f"{csv}: label column differs from mfeat-{VIEWS[0]}.csv at row {where + 1} "
-                 "(sample order disagrees across files)")
+            fail(f"{csv}: label column differs from mfeat-{VIEWS[0]}.csv at row {where + 1} (sample order disagrees across files)")
         stored, why = choose_dtype(view, tokens, x)
         arrays[f"view_{i}"] = stored
         sha = hashlib.sha256(csv.read_bytes()).hexdigest()

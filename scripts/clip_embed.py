@@ -14,6 +14,7 @@ name keyed by the images' checksum (clusterbench/data/clip_cache.py), which is w
 `model=mfavbs model.clip=cached` looks. An existing file for the same images is kept (nothing
 is recomputed) unless --force.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -81,9 +82,7 @@ def main(argv: list[str] | None = None) -> Path:
         print(f"{path}: already there (images sha256 {checksum[:16]}...), nothing recomputed")
         return path
     features = embed(load_clip(args.device), data.images, args.device, args.batch_size)
-    save_features(
-        path, features, checksum, dataset=data.name, dataset_checksum=data.checksum, model=CLIP_MODEL, pretrained=CLIP_PRETRAINED
-    )
+    save_features(path, features, checksum, dataset=data.name, dataset_checksum=data.checksum, model=CLIP_MODEL, pretrained=CLIP_PRETRAINED)
     print(f"{path}: {tuple(features.shape)} CLIP {CLIP_MODEL} ({CLIP_PRETRAINED}) features of dataset '{data.name}'")
     return path
 

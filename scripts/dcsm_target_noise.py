@@ -7,6 +7,7 @@ Reports, averaged over the batches: the share of same-class pairs whose target i
 share of different-class pairs whose target is r = 1, and how many classes a batch misses.
 Reads the labels: a diagnostic, not a model-selection tool.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,10 +55,14 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         totals["dataset_merged"] += merged
         totals["missing_classes"] += int(data.n_clusters) - labels[index].unique().numel()
     result = {key: value / args.batches for key, value in totals.items()}
-    print(f"per-batch k-means ({batch} samples, K={k}): same-class pairs at r=0 {result['batch_split']:.3f}, "
-          f"different-class pairs at r=1 {result['batch_merged']:.3f}; classes missing per batch {result['missing_classes']:.2f}")
-    print(f"one k-means over all {len(labels)} samples: same-class pairs at r=0 {result['dataset_split']:.3f}, "
-          f"different-class pairs at r=1 {result['dataset_merged']:.3f}")
+    print(
+        f"per-batch k-means ({batch} samples, K={k}): same-class pairs at r=0 {result['batch_split']:.3f}, "
+        f"different-class pairs at r=1 {result['batch_merged']:.3f}; classes missing per batch {result['missing_classes']:.2f}"
+    )
+    print(
+        f"one k-means over all {len(labels)} samples: same-class pairs at r=0 {result['dataset_split']:.3f}, "
+        f"different-class pairs at r=1 {result['dataset_merged']:.3f}"
+    )
     return result
 
 

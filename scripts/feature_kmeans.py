@@ -13,6 +13,7 @@ one embedding part per modality) it also scores `head[v]`, modality v's own head
 `embed[v]`, k-means on modality v's part of the embedding; `head` is then the method's final
 partition (SDCIB: the aligned vote). Reads the labels: a diagnostic, not a model-selection tool.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -70,8 +71,9 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, float]]:
             results[f"embed[{v}]"] = kmeans_scores(part, labels, k, args.n_init, args.seed)
     backbone = backbone_of(method)
     if backbone is not None:
-        features = predict_outputs(method, inputs, args.batch, hardware,
-                                   fn=lambda views, index: torch.nn.functional.normalize(backbone(views[0]), dim=1))
+        features = predict_outputs(
+            method, inputs, args.batch, hardware, fn=lambda views, index: torch.nn.functional.normalize(backbone(views[0]), dim=1)
+        )
         results["backbone"] = kmeans_scores(features, labels, k, args.n_init, args.seed)
     for name, scores in results.items():
         print(f"{name:>9}: " + "  ".join(f"{m.upper()} {v:.4f}" for m, v in scores.items()))

@@ -29,6 +29,7 @@ Each check runs as a subprocess with a time limit; a failing or timed-out check 
 (return code, last output lines) and the others still run. Without a CUDA device and without
 --tiny nothing is measured: the JSON says so and the exit status is 3.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -97,8 +98,10 @@ def _throughput(device: str, epochs: int, timeout: float, threads: int) -> dict:
     if device != "cuda":  # --tiny: the plumbing, on small networks
         runs["sdcib_handwritten"] += ["backbone.hidden_dims=[32,16]", "model.critic_hidden_dims=[16]", "trainer.batch_size=200"]
     with tempfile.TemporaryDirectory() as out:
-        return {name: _run_throughput([PY, "-m", "clusterbench.train", *args, *common], Path(out) / name, timeout)
-                for name, args in runs.items()}
+        return {
+            name: _run_throughput([PY, "-m", "clusterbench.train", *args, *common], Path(out) / name, timeout)
+            for name, args in runs.items()
+        }
 
 
 def _sdcib_epoch(device: str, epochs: tuple[int, int], data: Path, timeout: float, threads: int) -> dict:
@@ -106,9 +109,19 @@ def _sdcib_epoch(device: str, epochs: tuple[int, int], data: Path, timeout: floa
     times, records = {}, []
     for e in epochs:
         with tempfile.TemporaryDirectory() as out:
-            command = [PY, "-m", "clusterbench.train", "model=sdcib", "dataset=event", f"paths.data_dir={data}", hardware,
-                       f"hardware.num_threads={threads}", f"trainer.max_epochs={e}", "trainer.progress=false",
-                       "trainer.save_embedding=false"]
+            command = [
+                PY,
+                "-m",
+                "clusterbench.train",
+                "model=sdcib",
+                "dataset=event",
+                f"paths.data_dir={data}",
+                hardware,
+                f"hardware.num_threads={threads}",
+                f"trainer.max_epochs={e}",
+                "trainer.progress=false",
+                "trainer.save_embedding=false",
+            ]
             record = _run_throughput(command, Path(out) / "run", timeout)
             records.append(record)
             times[e] = record["wall_s"] if record["returncode"] == 0 else None
@@ -128,9 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     cuda = torch.cuda.is_available()
-    report = {"machine": {"python": platform.python_version(), "torch": torch.__version__, "cuda": cuda,
-                          "device": torch.cuda.get_device_name(0) if cuda else None, "cpus": os.cpu_count()},
-              "tiny": args.tiny, "checks": {}}
+    report = {
+        "machine": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "cuda": cuda,
+            "device": torch.cuda.get_device_name(0) if cuda else None,
+            "cpus": os.cpu_count(),
+        },
+        "tiny": args.tiny,
+        "checks": {},
+    }
     if not cuda and not args.tiny:
         report["note"] = "no CUDA device: nothing measured (run with --tiny to check the plumbing on a CPU)"
         args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -145,20 +166,64 @@ def main(argv: list[str] | None = None) -> int:
         for check in wanted:
             print(f"gpu_check: {check} ...", flush=True)
             if check == "cc_step":
-                size = ["--batch-size", "8", "--steps", "2", "--warmup", "1", "--backbone", "small_cnn", "--workers", "0"] if args.tiny \
+                size = (
+                    ["--batch-size", "8", "--steps", "2", "--warmup", "1", "--backbone", "small_cnn", "--workers", "0"]
+                    if args.tiny
                     else ["--batch-size", "256", "--steps", "30", "--warmup", "5", "--workers", "8", "--threads", "8"]
+                )
                 extra = ["--device", "cuda", "--bf16", "--channels-last"] if device == "cuda" else []
                 record = _run([PY, "scripts/bench_cc_step.py", *size, *extra], timeout)
             elif check == "augment":
-                size = ["--n", "64", "--size", "32", "--out-size", "64", "--batch-size", "16", "--batches", "2", "--warmup", "1", "--workers", "0"] \
-                    if args.tiny else ["--n", "4096", "--size", "256", "--out-size", "224", "--batch-size", "256", "--batches", "8", "--warmup", "2", "--workers", "0", "8"]
+                size = (
+                    [
+                        "--n",
+                        "64",
+                        "--size",
+                        "32",
+                        "--out-size",
+                        "64",
+                        "--batch-size",
+                        "16",
+                        "--batches",
+                        "2",
+                        "--warmup",
+                        "1",
+                        "--workers",
+                        "0",
+                    ]
+                    if args.tiny
+                    else [
+                        "--n",
+                        "4096",
+                        "--size",
+                        "256",
+                        "--out-size",
+                        "224",
+                        "--batch-size",
+                        "256",
+                        "--batches",
+                        "8",
+                        "--warmup",
+                        "2",
+                        "--workers",
+                        "0",
+                        "8",
+                    ]
+                )
                 record = _run([PY, "scripts/bench_augment.py", *size, "--device", device], timeout)
             elif check == "vit_epoch":
                 if args.tiny:
-                    record = {"bf16": _run([PY, "scripts/bench_vit_epoch.py", "hardware=cpu", "--tiny", "--n", "64", "--size", "16", "--warmup", "1"], timeout)}
+                    record = {
+                        "bf16": _run(
+                            [PY, "scripts/bench_vit_epoch.py", "hardware=cpu", "--tiny", "--n", "64", "--size", "16", "--warmup", "1"],
+                            timeout,
+                        )
+                    }
                 else:
-                    record = {"bf16": _run([PY, "scripts/bench_vit_epoch.py", "hardware=gpu"], timeout),
-                              "fp32": _run([PY, "scripts/bench_vit_epoch.py", "hardware=gpu", "hardware.precision=fp32"], timeout)}
+                    record = {
+                        "bf16": _run([PY, "scripts/bench_vit_epoch.py", "hardware=gpu"], timeout),
+                        "fp32": _run([PY, "scripts/bench_vit_epoch.py", "hardware=gpu", "hardware.precision=fp32"], timeout),
+                    }
             elif check == "sdcib_epoch":
                 n, dim, epochs = (200, 50, (1, 2)) if args.tiny else (1579, 1000, (1, 3))
                 _event_like(data, n, dim)
@@ -167,8 +232,10 @@ def main(argv: list[str] | None = None) -> int:
                 if record.get("gpu") and record["gpu"]["s_per_epoch"] and record["cpu"]["s_per_epoch"]:
                     record["cpu_over_gpu"] = record["cpu"]["s_per_epoch"] / record["gpu"]["s_per_epoch"]
             elif check == "vectorized":
-                record = _run([PY, "scripts/bench_vectorized_sweep.py", "--epochs", "1", *(["--small"] if args.tiny else [])],
-                              timeout * (3 if not args.tiny else 1))
+                record = _run(
+                    [PY, "scripts/bench_vectorized_sweep.py", "--epochs", "1", *(["--small"] if args.tiny else [])],
+                    timeout * (3 if not args.tiny else 1),
+                )
             elif check == "throughput":
                 record = _throughput(device, 1 if args.tiny else 2, timeout, 1 if args.tiny else 8)
             else:

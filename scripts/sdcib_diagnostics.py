@@ -3,6 +3,7 @@ k-means on the learned representation H_L, from a finished run folder.
 
     python scripts/sdcib_diagnostics.py outputs/runs/<sdcib run folder>
 """
+
 from __future__ import annotations
 
 import argparse

@@ -17,6 +17,7 @@ Every call then writes docs/results_current.md and the table between README.md's
 `<!-- results:begin -->` and `<!-- results:end -->` lines from the whole store.
 Exit status: 0 done; 1 with --check when a generated file is out of date; 2 bad input.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -86,8 +87,11 @@ def _refresh(args: argparse.Namespace) -> None:
     cells = {e.cell for e in new}
     replaced = cells & {e.cell for e in stored}
     write_store(store, merge(stored, new))
-    print(f"{store}: {len(cells)} cell(s) written ({len(replaced)} replaced, {len(cells) - len(replaced)} new); "
-          f"{len(unfinished)} run folder(s) not finished or superseded, not stored", file=sys.stderr)
+    print(
+        f"{store}: {len(cells)} cell(s) written ({len(replaced)} replaced, {len(cells) - len(replaced)} new); "
+        f"{len(unfinished)} run folder(s) not finished or superseded, not stored",
+        file=sys.stderr,
+    )
 
 
 def _generated(args: argparse.Namespace) -> dict[Path, str]:

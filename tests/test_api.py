@@ -1,4 +1,5 @@
 """clusterbench.cluster: the Python API runs the CLI's configs, checks and engine."""
+
 from __future__ import annotations
 
 import json
@@ -38,14 +39,16 @@ def test_kmeans_on_an_array_with_labels_writes_a_run_folder(tmp_path):
 
 def test_views_images_and_overrides_as_a_dict(tmp_path):
     x, y = _blobs()
-    views = clusterbench.cluster([x[:, :3], x[:, 3:]], method="kmeans", n_clusters=3, labels=y,
-                                 overrides={"hardware": "cpu", "paths.log_dir": str(tmp_path)})
+    views = clusterbench.cluster(
+        [x[:, :3], x[:, 3:]], method="kmeans", n_clusters=3, labels=y, overrides={"hardware": "cpu", "paths.log_dir": str(tmp_path)}
+    )
     assert views.results["dataset"]["n_views"] == 2 and views.metrics["acc"] > 0.9
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(40, 8, 8, 3), dtype=np.uint8)  # (n, H, W, C)
     images[:20] //= 4
-    out = clusterbench.cluster(images, method="kmeans", n_clusters=2, labels=np.repeat([0, 1], 20),
-                               hardware="cpu", paths={"log_dir": str(tmp_path)})
+    out = clusterbench.cluster(
+        images, method="kmeans", n_clusters=2, labels=np.repeat([0, 1], 20), hardware="cpu", paths={"log_dir": str(tmp_path)}
+    )
     assert out.results["dataset"]["dims"] == [3 * 8 * 8] and out.metrics["acc"] == 1.0
 
 
@@ -53,9 +56,16 @@ def test_default_method_is_kmeans_and_sdcib_trains_with_keyword_overrides(tmp_pa
     x, y = _blobs(120)
     assert clusterbench.cluster(x, n_clusters=3, hardware="cpu", paths__log_dir=str(tmp_path)).results["model"] == "kmeans"
     result = clusterbench.cluster(
-        [x[:, :3], x[:, 3:]], method="sdcib", labels=y, hardware="cpu", paths__log_dir=str(tmp_path),
-        trainer__max_epochs=1, trainer__progress=False, trainer__batch_size=60,
-        backbone__hidden_dims=[16, 8], model__critic_hidden_dims=[8],
+        [x[:, :3], x[:, 3:]],
+        method="sdcib",
+        labels=y,
+        hardware="cpu",
+        paths__log_dir=str(tmp_path),
+        trainer__max_epochs=1,
+        trainer__progress=False,
+        trainer__batch_size=60,
+        backbone__hidden_dims=[16, 8],
+        model__critic_hidden_dims=[8],
     )
     assert result.results["epochs"] == 1 and result.run_dir.name.endswith(f"_sdcib_{result.results['dataset']['name']}")
     assert result.labels.shape == (120,)
@@ -88,10 +98,25 @@ def test_bad_input_is_one_line_before_any_folder(tmp_path):
 
 
 def test_override_syntax():
-    assert hydra_overrides(["seed=1"], trainer__max_epochs=5, hardware="cpu", model={"alpha": 0.5, "layers": [1, 2]},
-                           experiment="cc_mnist", paths__data_dir="/a b/c", logger__tags=None, trainer__progress=False) == [
-        "seed=1", "trainer.max_epochs=5", "hardware=cpu", "model.alpha=0.5", "model.layers=[1,2]",
-        "+experiment=cc_mnist", "paths.data_dir='/a b/c'", "logger.tags=null", "trainer.progress=false",
+    assert hydra_overrides(
+        ["seed=1"],
+        trainer__max_epochs=5,
+        hardware="cpu",
+        model={"alpha": 0.5, "layers": [1, 2]},
+        experiment="cc_mnist",
+        paths__data_dir="/a b/c",
+        logger__tags=None,
+        trainer__progress=False,
+    ) == [
+        "seed=1",
+        "trainer.max_epochs=5",
+        "hardware=cpu",
+        "model.alpha=0.5",
+        "model.layers=[1,2]",
+        "+experiment=cc_mnist",
+        "paths.data_dir='/a b/c'",
+        "logger.tags=null",
+        "trainer.progress=false",
     ]
 
 
@@ -105,8 +130,16 @@ def test_without_labels_label_free_scores_and_probabilities(tmp_path):
     with np.load(result.run_dir / "predictions.npz") as z:
         assert "y_true" not in z.files
     deep = clusterbench.cluster(
-        [x[:, :3], x[:, 3:]], method="sdcib", n_clusters=3, hardware="cpu", paths__log_dir=str(tmp_path), trainer__max_epochs=1,
-        trainer__progress=False, trainer__batch_size=80, backbone__hidden_dims=[16, 8], model__critic_hidden_dims=[8],
+        [x[:, :3], x[:, 3:]],
+        method="sdcib",
+        n_clusters=3,
+        hardware="cpu",
+        paths__log_dir=str(tmp_path),
+        trainer__max_epochs=1,
+        trainer__progress=False,
+        trainer__batch_size=80,
+        backbone__hidden_dims=[16, 8],
+        model__critic_hidden_dims=[8],
     )
     assert deep.probabilities.shape == (240, 3)
     np.testing.assert_allclose(deep.probabilities.sum(axis=1), 1.0, rtol=1e-4)

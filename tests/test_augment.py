@@ -1,6 +1,7 @@
 """Batched augmentation with per-sample parameters (clusterbench.data.augment): exact values of
 every op, per-sample independence, reproducibility from a generator, identity settings, the
 pipelines in configs/augment/ (instantiated and checked against the ops' signatures)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,8 +58,16 @@ def test_to_float_and_shapes():
     assert to_float(y) is y
     with pytest.raises(TypeError):
         to_float(x.to(torch.int32))
-    for op in (RandomResizedCrop(size=5), RandomAffine(20, [0.1, 0.1]), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4, 0.1),
-               RandomGrayscale(0.5), GaussianBlur(3), RandomSolarize(), Normalize([0.5] * 3, [0.2] * 3)):
+    for op in (
+        RandomResizedCrop(size=5),
+        RandomAffine(20, [0.1, 0.1]),
+        RandomHorizontalFlip(),
+        ColorJitter(0.4, 0.4, 0.4, 0.1),
+        RandomGrayscale(0.5),
+        GaussianBlur(3),
+        RandomSolarize(),
+        Normalize([0.5] * 3, [0.2] * 3),
+    ):
         out = op(x, gen())
         assert out.dtype == torch.float32 and out.shape[:2] == x.shape[:2]
     assert RandomResizedCrop(size=(5, 7))(x, gen()).shape == (4, 3, 5, 7)
@@ -241,10 +250,17 @@ def test_crop_exact_on_a_pixel_aligned_box():
     torch.testing.assert_close(crop(x, gen()), x[:, :, 2:6, 4:8], rtol=0, atol=1e-6)
 
 
-@pytest.mark.parametrize("angle, dx, dy, zoom, shape", [
-    (90.0, 0.0, 0.0, 1.0, (8, 8)), (30.0, 0.0, 0.0, 1.0, (8, 8)), (0.0, 2.0, -3.0, 1.0, (8, 8)),
-    (-20.0, 1.0, 2.0, 1.2, (8, 8)), (90.0, 0.0, 0.0, 1.0, (6, 10)), (12.0, -1.0, 1.0, 0.9, (7, 9)),
-])
+@pytest.mark.parametrize(
+    "angle, dx, dy, zoom, shape",
+    [
+        (90.0, 0.0, 0.0, 1.0, (8, 8)),
+        (30.0, 0.0, 0.0, 1.0, (8, 8)),
+        (0.0, 2.0, -3.0, 1.0, (8, 8)),
+        (-20.0, 1.0, 2.0, 1.2, (8, 8)),
+        (90.0, 0.0, 0.0, 1.0, (6, 10)),
+        (12.0, -1.0, 1.0, 0.9, (7, 9)),
+    ],
+)
 def test_affine_matches_torchvision(angle, dx, dy, zoom, shape):
     """Rotation direction, shift, zoom and black fill as torchvision's affine (bilinear)."""
     from torchvision.transforms.v2 import functional as TF
@@ -252,8 +268,7 @@ def test_affine_matches_torchvision(angle, dx, dy, zoom, shape):
     x = to_float(images(3, h=shape[0], w=shape[1]))
     params = torch.tensor([[angle, dx, dy, zoom]]).expand(3, 4)
     ours = RandomAffine().apply(x, params)
-    ref = TF.affine(x, angle=angle, translate=[dx, dy], scale=zoom, shear=[0.0, 0.0],
-                    interpolation=TF.InterpolationMode.BILINEAR)
+    ref = TF.affine(x, angle=angle, translate=[dx, dy], scale=zoom, shear=[0.0, 0.0], interpolation=TF.InterpolationMode.BILINEAR)
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
 
 
@@ -281,8 +296,7 @@ def test_identical_images_get_different_views():
     x = same_image(16)
     for op in (RandomResizedCrop(), RandomAffine(20, [0.1, 0.1]), ColorJitter(0.4, 0.4, 0.4, 0.1, p=1.0)):
         assert distinct(op(x, gen())) == 16
-    view = BatchAugment([RandomResizedCrop(), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
-                         RandomGrayscale(0.2)])
+    view = BatchAugment([RandomResizedCrop(), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8), RandomGrayscale(0.2)])
     assert distinct(view(x, gen())) == 16
 
 
@@ -303,8 +317,15 @@ def test_sample_result_does_not_depend_on_batch_mates():
     x = images(6)
     y = x.clone()
     y[3:] = images(3, seed=9)
-    for op in (RandomResizedCrop(size=5), RandomAffine(20, [0.1, 0.1]), RandomHorizontalFlip(), ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
-               RandomGrayscale(0.5), GaussianBlur(3, p=0.5), RandomSolarize(p=0.5)):
+    for op in (
+        RandomResizedCrop(size=5),
+        RandomAffine(20, [0.1, 0.1]),
+        RandomHorizontalFlip(),
+        ColorJitter(0.4, 0.4, 0.4, 0.1, p=0.8),
+        RandomGrayscale(0.5),
+        GaussianBlur(3, p=0.5),
+        RandomSolarize(p=0.5),
+    ):
         assert torch.equal(op(x, gen(2))[:3], op(y, gen(2))[:3]), type(op).__name__
 
 

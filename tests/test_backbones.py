@@ -1,6 +1,7 @@
 """Image backbones: output shapes for the input sizes and channel counts of the image data sets,
 the CIFAR stem, parameter counts against torchvision, one-line errors for bad depths and
 weights (the weights loader is replaced: no network), and the backbone configs."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -2,6 +2,7 @@
 runner: equal to plain scikit-learn on the same features and random_state, the per-view
 candidates and the rule that keeps one (flagged when it reads the labels), transductive
 prediction through `predict(views, index)`, one-line config errors."""
+
 from __future__ import annotations
 
 import json

@@ -2,6 +2,7 @@
 
 The run test starts real jobs (k-means on scikit-learn's digits, a few seconds) in subprocesses.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,7 +26,9 @@ def test_bundled_suites_compose():
                 cfg = compose(config_name="train", overrides=[*suite.common, *cell.overrides])
                 assert cfg.dataset.name == cell.dataset, (name, cell.name)
                 target = str(cfg.model._target_).lower()
-                expected = {"km": "kmeans", "amkm": "kmeans", "amncuts": "ncuts", "mfavbs": "mfavbs", "sdcib": "sdcib"}.get(cell.method, cell.method)
+                expected = {"km": "kmeans", "amkm": "kmeans", "amncuts": "ncuts", "mfavbs": "mfavbs", "sdcib": "sdcib"}.get(
+                    cell.method, cell.method
+                )
                 if cell.method not in ("ncuts", "amncuts"):
                     assert expected in target, (name, cell.name, target)
     GlobalHydra.instance().clear()
@@ -96,9 +99,11 @@ def test_a_cell_whose_job_was_killed_names_that_job(tmp_path):
     from clusterbench.bench import _error_lines
 
     log = tmp_path / "bench.log"
-    log.write_text("sdcib on event (seed 7, last epoch 40): ACC 0.4427 -> x\n"
-                   "sweep: 2 jobs (1 finished, 1 unfinished) -> x/sweep_summary.json\n"
-                   "  unfinished: sdcib_event_seed=8_1e05b511 [seed=8]\n")
+    log.write_text(
+        "sdcib on event (seed 7, last epoch 40): ACC 0.4427 -> x\n"
+        "sweep: 2 jobs (1 finished, 1 unfinished) -> x/sweep_summary.json\n"
+        "  unfinished: sdcib_event_seed=8_1e05b511 [seed=8]\n"
+    )
     assert _error_lines(tmp_path, log) == ["unfinished: sdcib_event_seed=8_1e05b511 [seed=8]"]
 
 
@@ -125,12 +130,15 @@ def test_a_run_of_the_cells_former_configuration_is_not_its_result(tmp_path, mon
     import clusterbench.bench as bench
 
     suite = tmp_path / "tiny.yaml"
-    suite.write_text("seeds: [0]\ncommon: [hardware=cpu]\n"
-                     "cells:\n  - {method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits, model.n_init=2], minutes: 0.1}\n")
+    suite.write_text(
+        "seeds: [0]\ncommon: [hardware=cpu]\n"
+        "cells:\n  - {method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits, model.n_init=2], minutes: 0.1}\n"
+    )
     earlier = tmp_path / "out" / "kmeans-digits" / "kmeans_digits_seed=0_old"
     earlier.mkdir(parents=True)
-    (earlier / "results.json").write_text(json.dumps(
-        {"status": "finished", "seed": 0, "config_sha256": "of-model.n_init=1", "metrics": {"acc": 0.123}}))
+    (earlier / "results.json").write_text(
+        json.dumps({"status": "finished", "seed": 0, "config_sha256": "of-model.n_init=1", "metrics": {"acc": 0.123}})
+    )
     monkeypatch.setattr(bench, "run_cell", lambda *args: 1)  # the new configuration's job fails
     assert main([str(suite), "--out", str(tmp_path / "out"), "--no-table"]) == 1
     text = capsys.readouterr().out
@@ -146,9 +154,18 @@ def test_a_run_of_the_cells_former_configuration_is_not_its_result(tmp_path, mon
 @pytest.mark.parametrize(
     "text, message",
     [
-        ("seeds: [0]\ncells:\n  - {method: a, dataset: b\n  - {method: c, dataset: d}\n", r"bad\.yaml: line 4, column 5: expected ',' or '}', but got '{'"),
-        ("cells:\n  - {method: a, dataset: b, minutes: fast}\n", r"bad\.yaml: cell 1 \(a-b\): minutes must be a number of minutes .*not 'fast'"),
-        ("cells:\n  - {method: a, dataset: b, overrides: model=kmeans}\n", r"bad\.yaml: cell 1 \(a-b\): overrides must be a list of overrides .*not 'model=kmeans'"),
+        (
+            "seeds: [0]\ncells:\n  - {method: a, dataset: b\n  - {method: c, dataset: d}\n",
+            r"bad\.yaml: line 4, column 5: expected ',' or '}', but got '{'",
+        ),
+        (
+            "cells:\n  - {method: a, dataset: b, minutes: fast}\n",
+            r"bad\.yaml: cell 1 \(a-b\): minutes must be a number of minutes .*not 'fast'",
+        ),
+        (
+            "cells:\n  - {method: a, dataset: b, overrides: model=kmeans}\n",
+            r"bad\.yaml: cell 1 \(a-b\): overrides must be a list of overrides .*not 'model=kmeans'",
+        ),
         ("common: hardware=cpu\ncells:\n  - {method: a, dataset: b}\n", r"bad\.yaml: common must be a list of overrides"),
     ],
 )
@@ -174,12 +191,14 @@ def test_a_failing_cell_shows_the_real_error_not_hydras_hint(tmp_path):
         "[2026-12-06 09:00:00,000][HYDRA] Launching 1 jobs locally\n"
         "Error executing job with overrides: ['model=kmeans', 'seed=0']\n"
         "Traceback (most recent call last):\n"
-        "  File \"x.py\", line 1, in <module>\n"
+        '  File "x.py", line 1, in <module>\n'
         "ValueError: the real one-line error\n"
         "\n"
         "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
     )
     assert _error_lines(tmp_path, log)[0] == "ValueError: the real one-line error"
-    log.write_text("$ python -m clusterbench.train -m x\nerror: model=x: no option 'x' in model\n"
-                   "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n")
+    log.write_text(
+        "$ python -m clusterbench.train -m x\nerror: model=x: no option 'x' in model\n"
+        "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
+    )
     assert _error_lines(tmp_path, log) == ["error: model=x: no option 'x' in model"]

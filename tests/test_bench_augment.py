@@ -1,4 +1,5 @@
 """scripts/bench_augment.py runs end to end with tiny settings and returns its summary."""
+
 from __future__ import annotations
 
 from conftest import load_script

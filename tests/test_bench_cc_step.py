@@ -1,4 +1,5 @@
 """scripts/bench_cc_step.py runs end to end with tiny settings; both pipelines train the same model."""
+
 from __future__ import annotations
 
 import torch
@@ -7,8 +8,9 @@ from conftest import load_script
 
 def test_bench_cc_step_tiny(capsys):
     bench = load_script("bench_cc_step")
-    result = bench.main(["--backbone", "small_cnn", "--batch-size", "8", "--warmup", "1", "--steps", "2",
-                         "--workers", "0", "--threads", "1"])
+    result = bench.main(
+        ["--backbone", "small_cnn", "--batch-size", "8", "--warmup", "1", "--steps", "2", "--workers", "0", "--threads", "1"]
+    )
     rows = {r["pipeline"]: r for r in result["results"]}
     assert set(rows) == {"clusterbench", "plain PyTorch"}
     for r in rows.values():
@@ -29,9 +31,28 @@ def test_bench_cc_step_tiny(capsys):
 
 def test_bench_cc_step_sequential():
     bench = load_script("bench_cc_step")
-    result = bench.main(["--backbone", "small_cnn", "--batch-size", "8", "--warmup", "1", "--steps", "2",
-                         "--workers", "0", "--threads", "1", "--schedule", "sequential", "--order", "ours-first",
-                         "--optim-repeats", "0"])
+    result = bench.main(
+        [
+            "--backbone",
+            "small_cnn",
+            "--batch-size",
+            "8",
+            "--warmup",
+            "1",
+            "--steps",
+            "2",
+            "--workers",
+            "0",
+            "--threads",
+            "1",
+            "--schedule",
+            "sequential",
+            "--order",
+            "ours-first",
+            "--optim-repeats",
+            "0",
+        ]
+    )
     assert [r["pipeline"] for r in result["results"]] == ["clusterbench", "plain PyTorch"]
     assert all(r["steps_per_s"] > 0 for r in result["results"]) and result["ratio"] > 0
 

@@ -1,6 +1,7 @@
 """Contrastive Clustering and HTCN: exact loss values, HTCN's stop-gradient and EMA update, the
 image path of the engine (augmented training views, unaugmented evaluation, bit-exact resume,
 STL-10's unlabeled steps) and 2-epoch runs of both methods on scikit-learn's digits."""
+
 from __future__ import annotations
 
 import csv
@@ -258,8 +259,16 @@ def _write_fake_stl10(root, n_train=40, n_test=24, n_unlabeled=64):
 def test_stl10_unlabeled_split_gets_instance_only_steps(tmp_path):
     _write_fake_stl10(tmp_path)
     cfg = compose_config(
-        ["model=cc", "dataset=stl10", "dataset.unlabeled=true", f"paths.data_dir={tmp_path}", "augment.size=16",
-         *TINY_CNN, *RUNNER, "trainer.batch_size=16"]
+        [
+            "model=cc",
+            "dataset=stl10",
+            "dataset.unlabeled=true",
+            f"paths.data_dir={tmp_path}",
+            "augment.size=16",
+            *TINY_CNN,
+            *RUNNER,
+            "trainer.batch_size=16",
+        ]
     )
     results = run(cfg, tmp_path / "run")
     assert results["dataset"]["n_samples"] == 64  # the unlabeled images are never evaluated
@@ -318,11 +327,16 @@ def test_compiled_training_step_runs(tmp_path):
     assert results["status"] == "finished" and results["hardware"]["compile"] is True
 
 
-@pytest.mark.parametrize("overrides, momentum", [
-    (["model=htcn"], 0.5),  # the CPU quick setting: a target that keeps up with a short run
-    (["+experiment=htcn_mnist"], 0.5),
-    (["+experiment=htcn_cifar100"], 0.99), (["+experiment=htcn_imagenet10"], 0.99),  # the released decay
-    (["+experiment=htcn_imagenet_dogs"], 0.99), (["+experiment=htcn_tiny_imagenet"], 0.99),
-])
+@pytest.mark.parametrize(
+    "overrides, momentum",
+    [
+        (["model=htcn"], 0.5),  # the CPU quick setting: a target that keeps up with a short run
+        (["+experiment=htcn_mnist"], 0.5),
+        (["+experiment=htcn_cifar100"], 0.99),
+        (["+experiment=htcn_imagenet10"], 0.99),  # the released decay
+        (["+experiment=htcn_imagenet_dogs"], 0.99),
+        (["+experiment=htcn_tiny_imagenet"], 0.99),
+    ],
+)
 def test_htcn_ema_momentum_of_the_cpu_settings_and_the_paper_presets(overrides, momentum):
     assert compose_config([*overrides, "paths.data_dir=/nonexistent"]).model.momentum == momentum

@@ -1,5 +1,6 @@
 """What a finished run folder keeps by default (issue 30.1): one last.pt without the optimisers'
 state, no previous.pt; enough for report, load_trained and resume= with a longer schedule."""
+
 from __future__ import annotations
 
 import csv
@@ -24,7 +25,13 @@ def _save_hydra(cfg, folder) -> None:
 def test_a_finished_run_keeps_one_checkpoint_without_optimiser_state(tiny_config, tmp_path):
     results = run(tiny_config(*QUICK), tmp_path / "run")
     folder = tmp_path / "run"
-    assert sorted(p.name for p in folder.iterdir() if p.name != ".lock") == ["checkpoints", "embedding.npz", "metrics.csv", "predictions.npz", "results.json"]
+    assert sorted(p.name for p in folder.iterdir() if p.name != ".lock") == [
+        "checkpoints",
+        "embedding.npz",
+        "metrics.csv",
+        "predictions.npz",
+        "results.json",
+    ]
     assert [p.name for p in (folder / "checkpoints").iterdir()] == ["last.pt"]  # no previous.pt, no temporary file
     state = load_checkpoint(folder / "checkpoints" / "last.pt")
     assert state["kind"] == "extendable" and "optimizers" not in state and state["epoch"] == 2

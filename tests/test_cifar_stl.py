@@ -74,10 +74,12 @@ def _write_cifar10(root: Path, n_per_batch: int = 3, n_test: int = 4, py2: bool 
         x = _cifar_rows(n)
         y = [(3 * i + j) % 10 for j in range(n)]
         batches[f] = (x, y)
-        _dump({b"batch_label": f.encode(), b"labels": y, b"data": x,
-               b"filenames": [b"img%d.png" % j for j in range(n)]}, folder / f, py2)
-    _dump({b"num_cases_per_batch": n_per_batch, b"label_names": [s.encode() for s in CIFAR10_NAMES],
-           b"num_vis": 3072}, folder / "batches.meta", py2)
+        _dump({b"batch_label": f.encode(), b"labels": y, b"data": x, b"filenames": [b"img%d.png" % j for j in range(n)]}, folder / f, py2)
+    _dump(
+        {b"num_cases_per_batch": n_per_batch, b"label_names": [s.encode() for s in CIFAR10_NAMES], b"num_vis": 3072},
+        folder / "batches.meta",
+        py2,
+    )
     return folder, batches
 
 
@@ -90,10 +92,20 @@ def _write_cifar100(root: Path, n_train: int = 6, n_test: int = 3):
         fine = RNG.integers(0, 100, size=n).tolist()
         coarse = [(k * 7 + 3) % 20 for k in range(n)] if f == "train" else [19, 0, 5][:n]
         out[f] = (x, fine, coarse)
-        _dump({b"filenames": [b"f%d" % j for j in range(n)], b"batch_label": f.encode(),
-               b"fine_labels": fine, b"coarse_labels": coarse, b"data": x}, folder / f)
-    _dump({b"fine_label_names": [b"fine%02d" % k for k in range(100)],
-           b"coarse_label_names": [b"super%02d" % k for k in range(20)]}, folder / "meta")
+        _dump(
+            {
+                b"filenames": [b"f%d" % j for j in range(n)],
+                b"batch_label": f.encode(),
+                b"fine_labels": fine,
+                b"coarse_labels": coarse,
+                b"data": x,
+            },
+            folder / f,
+        )
+    _dump(
+        {b"fine_label_names": [b"fine%02d" % k for k in range(100)], b"coarse_label_names": [b"super%02d" % k for k in range(20)]},
+        folder / "meta",
+    )
     return folder, out
 
 
@@ -436,11 +448,14 @@ def test_imagedata_unlabeled_validation():
 # --------------------------------------------------------------------------------------------
 # Configs
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("stem,writer,n,shape,k", [
-    ("cifar10", _write_cifar10, 19, (3, 32, 32), 10),
-    ("cifar100", _write_cifar100, 9, (3, 32, 32), None),
-    ("stl10", _write_stl10, 5, (3, 96, 96), None),
-])
+@pytest.mark.parametrize(
+    "stem,writer,n,shape,k",
+    [
+        ("cifar10", _write_cifar10, 19, (3, 32, 32), 10),
+        ("cifar100", _write_cifar100, 9, (3, 32, 32), None),
+        ("stl10", _write_stl10, 5, (3, 96, 96), None),
+    ],
+)
 def test_configs_compose_and_load(tmp_path, stem, writer, n, shape, k):
     from clusterbench.engine.loop import build
 

@@ -1,4 +1,5 @@
 """The command line as a user runs it: a tiny training run, a multirun, and report over it."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,12 @@ def _train(*args: str) -> subprocess.CompletedProcess:
 def test_single_run_prints_metrics_and_writes_its_folder(tmp_path):
     run_dir = tmp_path / "run"
     result = _train(
-        "backbone.hidden_dims=[16]", "model.critic_hidden_dims=[8]", "trainer.max_epochs=1",
-        "trainer.batch_size=500", "trainer.progress=false", f"hydra.run.dir={run_dir}",
+        "backbone.hidden_dims=[16]",
+        "model.critic_hidden_dims=[8]",
+        "trainer.max_epochs=1",
+        "trainer.batch_size=500",
+        "trainer.progress=false",
+        f"hydra.run.dir={run_dir}",
     )
     assert result.returncode == 0, result.stderr
     assert "ACC" in result.stdout and "NMI" in result.stdout and "ARI" in result.stdout
@@ -42,8 +47,14 @@ def test_sweep_file_runs_its_grid(tmp_path):
     """+sweep=sdcib_ablation expands to the 4 runs of SDCIB Table 4."""
     sweep = tmp_path / "sweep"
     result = _train(
-        "-m", "+sweep=sdcib_ablation", "backbone.hidden_dims=[8]", "model.critic_hidden_dims=[4]",
-        "trainer.max_epochs=1", "trainer.batch_size=1000", "trainer.progress=false", f"hydra.sweep.dir={sweep}",
+        "-m",
+        "+sweep=sdcib_ablation",
+        "backbone.hidden_dims=[8]",
+        "model.critic_hidden_dims=[4]",
+        "trainer.max_epochs=1",
+        "trainer.batch_size=1000",
+        "trainer.progress=false",
+        f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr
     grid = set()

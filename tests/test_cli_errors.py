@@ -1,4 +1,5 @@
 """Hydra's errors on the command line: one line a newcomer can act on, exit status 2."""
+
 from __future__ import annotations
 
 import os
@@ -21,17 +22,20 @@ def _error(argv):
     return translate(caught.value, argv)
 
 
-@pytest.mark.parametrize("argv, line", [
-    (["model=kmenas"], "model=kmenas: no option 'kmenas' in model; did you mean kmeans? (python -m clusterbench lists every option)"),
-    (["dataset=handwriten"], "dataset=handwriten: no option 'handwriten' in dataset; did you mean handwritten or handwritten_mat?"),
-    (["+experiment=cc_mnsit"], "+experiment=cc_mnsit: no option 'cc_mnsit' in experiment; did you mean cc_mnist"),
-    (["trainer.max_epoch=3"], "trainer.max_epoch=3: no key 'max_epoch' of trainer; did you mean trainer.max_epochs?"),
-    (["model=kmeans", "model.nitt=3"], "model.nitt=3: no key 'nitt' of model; did you mean model.n_init?"),
-    (["+logger=wandb"], "+logger=wandb: logger has a value already (train.yaml's defaults); drop the plus to replace it: logger=wandb"),
-    (["sweep=sdcib_depth"], "sweep=sdcib_depth: sweep is added with a plus: +sweep=sdcib_depth"),
-    (["paths.data_dir=/a [b"], "quote it inside the shell's quotes: 'paths.data_dir=\"/a [b\"'"),
-    (["hardware=gpu,cpu"], "hardware=gpu,cpu: a comma-separated list sweeps only in a multirun (add -m)"),
-])
+@pytest.mark.parametrize(
+    "argv, line",
+    [
+        (["model=kmenas"], "model=kmenas: no option 'kmenas' in model; did you mean kmeans? (python -m clusterbench lists every option)"),
+        (["dataset=handwriten"], "dataset=handwriten: no option 'handwriten' in dataset; did you mean handwritten or handwritten_mat?"),
+        (["+experiment=cc_mnsit"], "+experiment=cc_mnsit: no option 'cc_mnsit' in experiment; did you mean cc_mnist"),
+        (["trainer.max_epoch=3"], "trainer.max_epoch=3: no key 'max_epoch' of trainer; did you mean trainer.max_epochs?"),
+        (["model=kmeans", "model.nitt=3"], "model.nitt=3: no key 'nitt' of model; did you mean model.n_init?"),
+        (["+logger=wandb"], "+logger=wandb: logger has a value already (train.yaml's defaults); drop the plus to replace it: logger=wandb"),
+        (["sweep=sdcib_depth"], "sweep=sdcib_depth: sweep is added with a plus: +sweep=sdcib_depth"),
+        (["paths.data_dir=/a [b"], "quote it inside the shell's quotes: 'paths.data_dir=\"/a [b\"'"),
+        (["hardware=gpu,cpu"], "hardware=gpu,cpu: a comma-separated list sweeps only in a multirun (add -m)"),
+    ],
+)
 def test_hydra_errors_become_one_line(argv, line):
     got = _error(argv)
     assert got is not None and line in got and "\n" not in got
@@ -47,7 +51,10 @@ def test_a_missing_launcher_plugin_names_the_pip_command():
 
 def test_letters_outside_ascii_are_quoted_for_hydra():
     assert quote_plain_values(["paths.data_dir=/data/Müller Lab", "model=kmeans", "+x=[ü]"]) == [
-        "paths.data_dir='/data/Müller Lab'", "model=kmeans", "+x=[ü]"]
+        "paths.data_dir='/data/Müller Lab'",
+        "model=kmeans",
+        "+x=[ü]",
+    ]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("train", overrides=quote_plain_values(["paths.data_dir=/data/Müller Lab"]))
     assert cfg.paths.data_dir == "/data/Müller Lab"
@@ -63,7 +70,8 @@ def test_the_command_line_exits_2_with_one_line(tmp_path):
     done = _train("model=kmenas", f"paths.log_dir={tmp_path}")
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.strip().splitlines() == [
-        "error: model=kmenas: no option 'kmenas' in model; did you mean kmeans? (python -m clusterbench lists every option)"]
+        "error: model=kmenas: no option 'kmenas' in model; did you mean kmeans? (python -m clusterbench lists every option)"
+    ]
     done = _train("+model.n_initt=3", "model=kmeans", f"paths.log_dir={tmp_path}")  # the key Hydra's +key hint would add
     assert done.returncode == 2 and "did you mean model.n_init?" in done.stderr and len(done.stderr.strip().splitlines()) == 1
     assert list(tmp_path.glob("runs/*")) == []  # no run folder left

@@ -1,4 +1,5 @@
 """A collapsed final clustering is said: results.json's `collapse` and the console's last line."""
+
 from __future__ import annotations
 
 import json
@@ -32,9 +33,15 @@ def test_the_threshold_is_halfway_between_balanced_and_one_cluster():
 
 
 def test_summary_line_ends_with_the_flag():
-    results = {"model": "sdcib", "dataset": {"name": "digits"}, "seed": 0, "epochs": 6,
-               "selection": {"rule": "last", "epoch": 6, "uses_labels": False},
-               "metrics": {"acc": 0.19, "nmi": 0.1, "ari": 0.05}, "collapse": _verdict(np.zeros(50, int), 10)}
+    results = {
+        "model": "sdcib",
+        "dataset": {"name": "digits"},
+        "seed": 0,
+        "epochs": 6,
+        "selection": {"rule": "last", "epoch": 6, "uses_labels": False},
+        "metrics": {"acc": 0.19, "nmi": 0.1, "ari": 0.05},
+        "collapse": _verdict(np.zeros(50, int), 10),
+    }
     line = summary_line(results, {}, "outputs/runs/x")
     assert "[collapsed: 1 of 10 clusters used, one cluster holds 100% of the samples (above 55%)]" in line
     results["collapse"] = None
@@ -45,8 +52,9 @@ def test_a_forced_collapse_is_in_results_json_and_warned(tmp_path):
     """k-means asked for 3 clusters of data with 2 distinct points can use only 2."""
     x = np.repeat([[0.0, 0.0], [5.0, 5.0]], [60, 40], axis=0)
     with pytest.warns(CollapseWarning, match="2 of 3 clusters used"):
-        result = clusterbench.cluster(x, method="kmeans", n_clusters=3, hardware="cpu", hardware__num_threads=1,
-                                      paths__log_dir=str(tmp_path))
+        result = clusterbench.cluster(
+            x, method="kmeans", n_clusters=3, hardware="cpu", hardware__num_threads=1, paths__log_dir=str(tmp_path)
+        )
     saved = json.loads((result.run_dir / "results.json").read_text())
     assert saved["collapse"]["nonempty_clusters"] == 2 and saved["collapse"]["n_clusters"] == 3
     fine = clusterbench.cluster(x, method="kmeans", n_clusters=2, hardware="cpu", hardware__num_threads=1, paths__log_dir=str(tmp_path))

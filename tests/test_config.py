@@ -1,5 +1,6 @@
 """Every option of every config group composes and passes the signature check; bad keys, types
 and options fail before any data are loaded, with one line naming them."""
+
 from __future__ import annotations
 
 import subprocess
@@ -72,7 +73,10 @@ def test_check_config_names_the_key(override, message):
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "clusterbench.train", *args, f"paths.log_dir={cwd}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
 
 

@@ -24,9 +24,7 @@ from clusterbench.errors import DataError
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs" / "dataset"
-SHARED_DATA = Path(
-    os.environ.get("CLUSTERBENCH_SHARED_DATA") or ROOT.parent / "shared" / "data"
-)
+SHARED_DATA = Path(os.environ.get("CLUSTERBENCH_SHARED_DATA") or ROOT.parent / "shared" / "data")
 MULTIVIEW_DIR = SHARED_DATA / "multiview"
 
 RNG = np.random.default_rng(0)
@@ -227,18 +225,24 @@ def test_preprocess_per_view_list(tmp_path, small):
 # --------------------------------------------------------------------------------------------
 def test_error_missing_file(tmp_path):
     p = tmp_path / "nope" / "bdgp.mat"
-    with pytest.raises(DataError, match=r"dataset 'bdgp': file not found: .*bdgp\.mat \(obtain it "
-                       r"from: https://example\.org/bdgp; set paths\.data_dir\)") as e:
+    with pytest.raises(
+        DataError,
+        match=r"dataset 'bdgp': file not found: .*bdgp\.mat \(obtain it "
+        r"from: https://example\.org/bdgp; set paths\.data_dir\)",
+    ) as e:
         load_multiview("bdgp", p, cell_key="data", source="https://example.org/bdgp")
     _one_line(e)
 
 
-@pytest.mark.parametrize("suffix,content", [
-    (".mat", b"this is not a mat file at all" * 10),
-    (".npz", b"PK\x03\x04garbage" * 10),
-    (".mat", b"\x89HDF\r\n\x1a\n" + b"\x00" * 100),
-    (".mat", b""),
-])
+@pytest.mark.parametrize(
+    "suffix,content",
+    [
+        (".mat", b"this is not a mat file at all" * 10),
+        (".npz", b"PK\x03\x04garbage" * 10),
+        (".mat", b"\x89HDF\r\n\x1a\n" + b"\x00" * 100),
+        (".mat", b""),
+    ],
+)
 def test_error_corrupt_file(tmp_path, suffix, content):
     p = tmp_path / f"bad{suffix}"
     p.write_bytes(content)
@@ -397,16 +401,15 @@ EXPECTED = {
 # tested in tests/test_own_data.py
 OWN_DATA = ("features", "image_folder", "image_array")
 MULTIVIEW_STEMS = sorted(
-    p.stem for p in CONFIG_DIR.glob("*.yaml")
+    p.stem
+    for p in CONFIG_DIR.glob("*.yaml")
     if not OmegaConf.load(p)._target_.startswith("clusterbench.data.images.") and p.stem not in OWN_DATA
 )
 FILE_CONFIGS = [stem for stem in MULTIVIEW_STEMS if stem != "handwritten"]
 
 
 def _compose(stem: str, data_dir: Path, **overrides):
-    cfg = OmegaConf.create(
-        {"paths": {"data_dir": str(data_dir)}, "dataset": OmegaConf.load(CONFIG_DIR / f"{stem}.yaml")}
-    )
+    cfg = OmegaConf.create({"paths": {"data_dir": str(data_dir)}, "dataset": OmegaConf.load(CONFIG_DIR / f"{stem}.yaml")})
     for k, v in overrides.items():
         cfg.dataset[k] = v
     OmegaConf.resolve(cfg)
@@ -546,8 +549,7 @@ def test_view_subset_keeps_chosen_views_in_order(tmp_path, small):
     assert hw.view_names == ["fou", "kar"] and hw.dims == [76, 64]
 
 
-@pytest.mark.parametrize("views, why", [([0, 3], "outside 0..2"), ([1, 1], "repeats a view"),
-                                        ([], "is empty"), ("0,1", "must be a list")])
+@pytest.mark.parametrize("views, why", [([0, 3], "outside 0..2"), ([1, 1], "repeats a view"), ([], "is empty"), ("0,1", "must be a list")])
 def test_view_subset_errors_name_the_key(tmp_path, small, views, why):
     x0, x1, y = small
     p = tmp_path / "three.mat"

@@ -1,6 +1,7 @@
 """DCSM as a method (model=dcsm): the per-batch k-means targets, the 1x1-conv discriminator's
 pairwise scores, one training step, the DCSM-oc override, and 2-epoch runs on scikit-learn's
 digits through clusterbench.train.run."""
+
 from __future__ import annotations
 
 import csv

@@ -329,9 +329,7 @@ def test_cluster_entropy_loss_hand_values():
     assert cluster_entropy_loss(t([[1.0, 0.0], [0.0, 1.0]])).item() == pytest.approx(-math.log(2), rel=1e-12)
     # q = (.75, .25)
     q = (0.75, 0.25)
-    assert cluster_entropy_loss(t([[1.0, 0.0], [0.5, 0.5]])).item() == pytest.approx(
-        sum(v * math.log(v) for v in q), rel=1e-12
-    )
+    assert cluster_entropy_loss(t([[1.0, 0.0], [0.5, 0.5]])).item() == pytest.approx(sum(v * math.log(v) for v in q), rel=1e-12)
     # L2-normalised soft rows (1, 1)/sqrt(2): literal q_k = 1/sqrt(2) each, sum 2 * q log q
     soft = torch.full((3, 2), 1 / math.sqrt(2), dtype=torch.float64)
     literal = 2 * (1 / math.sqrt(2)) * math.log(1 / math.sqrt(2))
@@ -348,7 +346,7 @@ def test_cluster_entropy_loss_lower_for_uniform_batch_than_collapsed():
 
 
 def test_cluster_entropy_loss_descent_spreads_clusters():
-    logits = (torch.randn(16, 4, generator=torch.Generator().manual_seed(4)) + torch.tensor([4.0, 0, 0, 0]))
+    logits = torch.randn(16, 4, generator=torch.Generator().manual_seed(4)) + torch.tensor([4.0, 0, 0, 0])
     logits.requires_grad_()
     before = cluster_entropy_loss(label_features(logits)).item()
     for _ in range(20):  # plain gradient descent, step 1
@@ -370,9 +368,7 @@ def test_cluster_entropy_loss_errors():
 
 
 def test_dcsm_objective_hand_value():
-    out = dcsm_objective(
-        t(1.0), t(2.0), t(3.0), t(4.0), t(5.0), t(-1.0), eps=0.5, alpha=0.1, beta=0.2, delta=0.3, lam=2.0
-    )
+    out = dcsm_objective(t(1.0), t(2.0), t(3.0), t(4.0), t(5.0), t(-1.0), eps=0.5, alpha=0.1, beta=0.2, delta=0.3, lam=2.0)
     mi = 0.1 * 3 + 0.2 * 4 + 0.3 * 5
     assert out["mi"].item() == pytest.approx(mi, rel=1e-12)
     assert out["total"].item() == pytest.approx(0.5 * 1 + 2 + mi + 2 * -1, rel=1e-12)
@@ -428,9 +424,7 @@ def test_total_objective_backward_finite():
     l_tr = label_features(logits_tr)
     pos, neg = mi_pair_masks(a)
     mi = local_mi_jsd(scores, pos, neg)
-    out = dcsm_objective(
-        dt_loss(l_tr, similarity_targets(a)), ft_loss(l_tr, 0.6), mi, mi, mi, cluster_entropy_loss(l_tr)
-    )
+    out = dcsm_objective(dt_loss(l_tr, similarity_targets(a)), ft_loss(l_tr, 0.6), mi, mi, mi, cluster_entropy_loss(l_tr))
     out["total"].backward()
     assert torch.isfinite(logits_tr.grad).all() and torch.isfinite(scores.grad).all()
     assert logits_tr.grad.abs().sum() > 0

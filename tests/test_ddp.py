@@ -1,6 +1,7 @@
 """DDP (hardware=ddp): 2 CPU processes (gloo, torch.multiprocessing spawn), each with half of
 a global batch, give the loss and the gradients of 1 process with the whole global batch, to
 1e-5, for CC and SDCIB; evaluation gathers every sample once, in order."""
+
 from __future__ import annotations
 
 import json
@@ -196,12 +197,27 @@ def test_torchrun_two_processes_write_one_run_folder(tmp_path):
     outputs = tmp_path / "outputs"
     result = subprocess.run(
         [
-            sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "clusterbench.train",
-            "hardware=ddp", "hardware.device=cpu", "hardware.num_threads=1", "backbone.hidden_dims=[16]",
-            "model.critic_hidden_dims=[8]", "trainer.max_epochs=2", "trainer.batch_size=200", "trainer.progress=false",
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "clusterbench.train",
+            "hardware=ddp",
+            "hardware.device=cpu",
+            "hardware.num_threads=1",
+            "backbone.hidden_dims=[16]",
+            "model.critic_hidden_dims=[8]",
+            "trainer.max_epochs=2",
+            "trainer.batch_size=200",
+            "trainer.progress=false",
             f"paths.log_dir={outputs}",
         ],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     folders = list((outputs / "runs").iterdir())
@@ -217,7 +233,10 @@ def test_torchrun_two_processes_write_one_run_folder(tmp_path):
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "clusterbench.train", *args],
-        capture_output=True, text=True, cwd=ROOT, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
     )
 
 
@@ -226,9 +245,17 @@ def test_torchrun_resume_is_bit_exact(tmp_path):
     """A DDP run resumed from its epoch-2 checkpoint ends like the uninterrupted one: rank 0's
     streams come from the checkpoint, rank 1 re-derives its own from (seed, rank, epoch)."""
     common = [
-        "hardware=ddp", "hardware.device=cpu", "hardware.num_threads=1", "backbone.hidden_dims=[16]", "model.critic_hidden_dims=[8]",
-        "trainer.max_epochs=3", "trainer.checkpoint_every=1", "trainer.batch_size=200", "trainer.progress=false",
-        "trainer.save_embedding=false", "trainer.checkpoint_when_done=full",
+        "hardware=ddp",
+        "hardware.device=cpu",
+        "hardware.num_threads=1",
+        "backbone.hidden_dims=[16]",
+        "model.critic_hidden_dims=[8]",
+        "trainer.max_epochs=3",
+        "trainer.checkpoint_every=1",
+        "trainer.batch_size=200",
+        "trainer.progress=false",
+        "trainer.save_embedding=false",
+        "trainer.checkpoint_when_done=full",
     ]
     full = tmp_path / "full"
     first = _torchrun(*common, f"hydra.run.dir={full}")

@@ -4,6 +4,7 @@ process with the whole global batch, to 1e-5, for HTCN, DCSM (per-batch and per-
 PICI (each of its three stages, the boosting step's k-means pseudo-labels included), VTCC and
 MFAVBs-CC. (CC and SDCIB: tests/test_ddp.py, whose machinery this reuses.) Methods whose losses
 stay per process refuse hardware=ddp in one line."""
+
 from __future__ import annotations
 
 import contextlib
@@ -31,9 +32,16 @@ IMAGES = DataInfo(dims=(3 * 16 * 16,), n_clusters=3, n_samples=GLOBAL_BATCH, ima
 CNN = ["backbone.widths=[4,8]", "backbone.out_dim=16", "hardware=cpu"]
 VIT = ["model.vit_size=null", "model.embed_dim=16", "model.num_heads=2", "model.patch_size=8", "model.feature_dim=8", "hardware=cpu"]
 PICI = [
-    "model=pici", *VIT, "model.depth=1", "model.decoder_dim=8", "model.decoder_depth=1", "model.decoder_heads=2",
+    "model=pici",
+    *VIT,
+    "model.depth=1",
+    "model.decoder_dim=8",
+    "model.decoder_depth=1",
+    "model.decoder_heads=2",
     # one epoch per stage; one k-means start, so the pseudo-labels depend on the k-means seed
-    "model.stage_epochs=[1,1,1]", "trainer.max_epochs=3", "model.kmeans_n_init=1",
+    "model.stage_epochs=[1,1,1]",
+    "trainer.max_epochs=3",
+    "model.kmeans_n_init=1",
 ]
 
 
@@ -73,7 +81,9 @@ SETUPS = {
     # k-means on the batch's label features every step (the paper's Eq. 2)
     "dcsm": Setup(["model=dcsm", *CNN, "model.instance_dim=6", "model.discriminator_hidden_dim=8"], 2),
     # k-means on every sample's features at the epoch's start; the batch reads its samples' clusters
-    "dcsm_dataset_kmeans": Setup(["model=dcsm", *CNN, "model.instance_dim=6", "model.discriminator_hidden_dim=8", "loss.kmeans_scope=dataset"], 2),
+    "dcsm_dataset_kmeans": Setup(
+        ["model=dcsm", *CNN, "model.instance_dim=6", "model.discriminator_hidden_dim=8", "loss.kmeans_scope=dataset"], 2
+    ),
     "pici_pretrain": Setup(PICI, 2, epoch=1),
     "pici_train": Setup(PICI, 2, epoch=2),
     "pici_boost": Setup(PICI, 2, epoch=3),
@@ -217,7 +227,10 @@ def test_two_processes_give_the_global_batch_loss_and_gradients(two_ranks, name)
         # after the step (and HTCN's EMA), every rank holds the one-process weights and buffers
         # (DCSM's epoch clusters, PICI's pseudo-labels: rank 0's k-means, broadcast)
         for key, value in reference["params"].items():
-            assert torch.equal(got["params"][key], value) if not value.is_floating_point() else _close(got["params"][key], value), (rank, key)
+            assert torch.equal(got["params"][key], value) if not value.is_floating_point() else _close(got["params"][key], value), (
+                rank,
+                key,
+            )
     # not vacuous: one process on rank 0's half alone (no global batch) gets other gradients
     half = one_step(name, rows=slice(0, GLOBAL_BATCH // WORLD))["grads"][-1]
     assert any(not _close(half[k], v) for k, v in reference["grads"][-1].items())

@@ -1,6 +1,7 @@
 """DealMVC: the calibration losses against hand computations (and the released code's formulas),
 the fusion (attention layout, weights), the official switches one by one, bad inputs, and a run
 through all three stages on handwritten."""
+
 from __future__ import annotations
 
 import csv
@@ -211,8 +212,16 @@ def test_bad_inputs_are_one_line_config_errors():
 
 # --- through the engine -------------------------------------------------------------------------
 
-TINY = ["model=dealmvc", "model.encoder_widths=[32,16]", "model.high_feature_dim=16", "model.kmeans_n_init=2",
-        "model.attention_heads=4", "trainer.max_epochs=3", "model.stage_epochs=[1,1,1]", "trainer.eval_every=1"]
+TINY = [
+    "model=dealmvc",
+    "model.encoder_widths=[32,16]",
+    "model.high_feature_dim=16",
+    "model.kmeans_n_init=2",
+    "model.attention_heads=4",
+    "trainer.max_epochs=3",
+    "model.stage_epochs=[1,1,1]",
+    "trainer.eval_every=1",
+]
 
 
 @pytest.mark.parametrize("variant", ["paper", "official"])

@@ -1,6 +1,7 @@
 """The MNIST CPU presets (cc_mnist, htcn_mnist, vtcc_mnist, mfavbs_mnist, pici_mnist): views made for grey
 digits (no mirror image, no colour ops), the settings docs/results.md measured, and a short
 run of each on a small 28 px image array (the real MNIST is not needed)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -45,11 +46,20 @@ def test_digit_presets_train_on_a_small_image_array(preset, tmp_path):
     np.savez(tmp_path / "tiny.npz", images=images, labels=rng.integers(0, 10, 96))
     # PICI: one epoch of each stage (pre-training, training, boosting)
     epochs = ["trainer.max_epochs=3", "model.stage_epochs=[1,1,1]"] if preset == "pici_mnist" else ["trainer.max_epochs=1"]
-    cfg = compose_config([
-        *epochs, f"+experiment={preset}", "dataset=image_array", f"dataset.path={tmp_path / 'tiny.npz'}", "dataset.label_key=labels",
-        "dataset.n_clusters=10", "trainer.batch_size=48", "trainer.eval_every=1",
-        "trainer.progress=false", "hardware=cpu",
-    ])
+    cfg = compose_config(
+        [
+            *epochs,
+            f"+experiment={preset}",
+            "dataset=image_array",
+            f"dataset.path={tmp_path / 'tiny.npz'}",
+            "dataset.label_key=labels",
+            "dataset.n_clusters=10",
+            "trainer.batch_size=48",
+            "trainer.eval_every=1",
+            "trainer.progress=false",
+            "hardware=cpu",
+        ]
+    )
     results = run(cfg, tmp_path / "run")
     assert results["status"] == "finished" and results["epochs"] == (3 if preset == "pici_mnist" else 1)
     assert results["metrics"]["n_samples"] == 96 and 0.0 < results["metrics"]["acc"] <= 1.0

@@ -1,5 +1,6 @@
 """DIVIDE: the random-walk targets and the soft-target contrast against hand-computed values,
 the step's terms, the official switches, a 2-epoch run through the engine, bad inputs."""
+
 from __future__ import annotations
 
 import math
@@ -137,10 +138,16 @@ def test_official_kmeans_settings():
 
 
 def test_two_epochs_through_the_engine(tmp_path):
-    cfg = compose_config([
-        "model=divide", "dataset=handwritten", "model.encoder_widths=[32,16]", "model.start_rectify_epoch=1",
-        *RUNNER, "trainer.eval_every=1",
-    ])
+    cfg = compose_config(
+        [
+            "model=divide",
+            "dataset=handwritten",
+            "model.encoder_widths=[32,16]",
+            "model.start_rectify_epoch=1",
+            *RUNNER,
+            "trainer.eval_every=1",
+        ]
+    )
     assert cfg.trainer.optimizer.betas == [0.9, 0.99] and cfg.trainer.scheduler.min_lr_ratio == 1.0
     results = run(cfg, tmp_path)
     assert results["metrics"]["acc"] > 0.3

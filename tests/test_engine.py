@@ -1,5 +1,6 @@
 """The one training loop: end-to-end runs, run-folder contents, determinism, bit-exact resume,
 NaN stops, k-means through the same runner."""
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,19 @@ def test_two_epoch_sdcib_run_writes_a_complete_run_folder(tiny_config, tmp_path)
     assert 0.0 <= m["acc"] <= 1.0 and 0.0 <= m["nmi"] <= 1.0 and -1.0 <= m["ari"] <= 1.0
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
-    for key in ("loss", "compression", "relevance", "instance", "cluster", "acc", "nmi", "ari",
-                "nonempty_clusters", "largest_cluster_share", "assignment_entropy"):
+    for key in (
+        "loss",
+        "compression",
+        "relevance",
+        "instance",
+        "cluster",
+        "acc",
+        "nmi",
+        "ari",
+        "nonempty_clusters",
+        "largest_cluster_share",
+        "assignment_entropy",
+    ):
         assert rows[-1][key] != ""
     assert float(rows[-1]["acc"]) == m["acc"]
     state = load_checkpoint(tmp_path / "checkpoints" / "last.pt")

@@ -1,5 +1,6 @@
 """Vectorised sweeps: stacked members train as their separate runs would, and write the same
 run folders."""
+
 from __future__ import annotations
 
 import csv
@@ -43,7 +44,10 @@ def test_stack_and_slice_are_inverse():
     assert stacked["w"].shape == (2, 3, 2) and stacked["critic"].shape == (8, 5)
     for g, state in enumerate((a, b)):
         assert all(torch.equal(member_state(stacked, g, 2)[k], state[k]) for k in state)
-    opt = [{"param_groups": [{"lr": 1.0}], "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.full((1, 2), float(g))}}} for g in range(2)]
+    opt = [
+        {"param_groups": [{"lr": 1.0}], "state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.full((1, 2), float(g))}}}
+        for g in range(2)
+    ]
     merged = stack_optimizer_states(opt)
     assert merged["state"][0]["exp_avg"].tolist() == [[0.0, 0.0], [1.0, 1.0]]
     assert member_optimizer_state(merged, 1, 2)["state"][0]["exp_avg"].tolist() == [[1.0, 1.0]]
@@ -163,8 +167,15 @@ def test_vectorized_sweep_writes_one_folder_per_member(tmp_path):
     """The launcher on the command line: folders, configs and results like a sequential sweep."""
     sweep = tmp_path / "sweep"
     args = [
-        "-m", "+launcher=vectorized", "model.alpha=0.1,0.6", "model.beta=1,100", "backbone.hidden_dims=[16]",
-        "model.critic_hidden_dims=[8]", "trainer.max_epochs=1", "trainer.batch_size=500", "trainer.progress=false",
+        "-m",
+        "+launcher=vectorized",
+        "model.alpha=0.1,0.6",
+        "model.beta=1,100",
+        "backbone.hidden_dims=[16]",
+        "model.critic_hidden_dims=[8]",
+        "trainer.max_epochs=1",
+        "trainer.batch_size=500",
+        "trainer.progress=false",
         f"hydra.sweep.dir={sweep}",
     ]
     result = subprocess.run([sys.executable, "-m", "clusterbench.train", *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
@@ -178,8 +189,12 @@ def test_vectorized_sweep_writes_one_folder_per_member(tmp_path):
         assert (sweep / folder / ".hydra" / "config.yaml").exists()
         overrides = set(results["overrides"])
         seen.add(tuple(sorted(o for o in overrides if o.startswith(("model.alpha", "model.beta")))))
-    assert seen == {("model.alpha=0.1", "model.beta=1"), ("model.alpha=0.1", "model.beta=100"),
-                    ("model.alpha=0.6", "model.beta=1"), ("model.alpha=0.6", "model.beta=100")}
+    assert seen == {
+        ("model.alpha=0.1", "model.beta=1"),
+        ("model.alpha=0.1", "model.beta=100"),
+        ("model.alpha=0.6", "model.beta=1"),
+        ("model.alpha=0.6", "model.beta=100"),
+    }
     assert result.stdout.count("ACC") == 4
 
 
@@ -203,8 +218,10 @@ def test_a_group_too_big_for_memory_is_split_and_trains_as_together(tiny_config,
     together = fit_members(_member_configs(tiny_config, *extra), [tmp_path / f"t{g}" for g in range(3)], [{}] * 3)
     monkeypatch.setattr(ensemble, "state_bytes", lambda state: 1000)
     monkeypatch.setattr(ensemble, "available_memory", lambda device: 12_501)  # room for 2 members
-    jobs = [{"cfg": cfg, "run_dir": tmp_path / f"s{g}", "meta": {"model": "sdcib", "overrides": []}}
-            for g, cfg in enumerate(_member_configs(tiny_config, *extra))]
+    jobs = [
+        {"cfg": cfg, "run_dir": tmp_path / f"s{g}", "meta": {"model": "sdcib", "overrides": []}}
+        for g, cfg in enumerate(_member_configs(tiny_config, *extra))
+    ]
     outcomes = train_group(jobs)
     out = capsys.readouterr().out
     assert "3 vectorised members need about" in out and "training 3 members 2 at a time" in out

@@ -1,4 +1,5 @@
 """clusterbench.Clusterer: a scikit-learn estimator over the CLI's configs and engine."""
+
 from __future__ import annotations
 
 import json
@@ -82,8 +83,16 @@ def test_grey_float_images_and_an_output_folder(tmp_path):
     from sklearn.datasets import load_digits
 
     digits = load_digits()  # images: float (n, 8, 8), 0..16
-    model = Clusterer("cc", 10, random_state=0, output_dir=tmp_path, trainer__max_epochs=1, trainer__batch_size=100,
-                      trainer__checkpoint="none", **ONE_THREAD)
+    model = Clusterer(
+        "cc",
+        10,
+        random_state=0,
+        output_dir=tmp_path,
+        trainer__max_epochs=1,
+        trainer__batch_size=100,
+        trainer__checkpoint="none",
+        **ONE_THREAD,
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", CollapseWarning)  # one epoch on 300 images may collapse
         model.fit(digits.images[:300], digits.target[:300])

@@ -2,6 +2,7 @@
 checkpoint falls back to the previous one, an unwritable output folder is one line before
 anything is loaded, and provenance (config hash, device name) is in every results.json.
 (NaN stops and wandb offline are in test_engine.py.)"""
+
 from __future__ import annotations
 
 import json
@@ -57,7 +58,9 @@ def test_sigkill_at_a_random_step_then_resume_matches_an_uninterrupted_run(tiny_
     killed = tmp_path / "killed"
     proc = subprocess.Popen(
         [sys.executable, "-m", "clusterbench.train", *TINY, *KILLED, f"hydra.run.dir={killed}"],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     try:
         deadline = time.time() + 120
@@ -171,7 +174,10 @@ def test_cli_unwritable_run_folder_is_one_line_before_hydra_writes(tmp_path):
     blocker.write_text("")
     result = subprocess.run(
         [sys.executable, "-m", "clusterbench.train", *TINY, f"hydra.run.dir={blocker}/run"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
@@ -184,7 +190,10 @@ def test_cli_unwritable_sweep_folder_is_one_line_before_any_job(tmp_path):
     blocker.write_text("")
     result = subprocess.run(
         [sys.executable, "-m", "clusterbench.train", "-m", "model=kmeans", "seed=0,1", f"hydra.sweep.dir={blocker}/sweep"],
-        capture_output=True, text=True, cwd=ROOT, timeout=120,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=120,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
@@ -198,8 +207,12 @@ def test_wandb_offline_with_an_unreachable_server_and_proxy_does_not_wait(tiny_c
     nothing (test_engine.py covers the default offline run and online without login)."""
     pytest.importorskip("wandb")
     for key, value in {
-        "WANDB_BASE_URL": "http://127.0.0.1:9", "HTTPS_PROXY": "http://127.0.0.1:9", "HTTP_PROXY": "http://127.0.0.1:9",
-        "WANDB_SILENT": "true", "WANDB_DIR": str(tmp_path), "WANDB_API_KEY": "x" * 40,
+        "WANDB_BASE_URL": "http://127.0.0.1:9",
+        "HTTPS_PROXY": "http://127.0.0.1:9",
+        "HTTP_PROXY": "http://127.0.0.1:9",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(tmp_path),
+        "WANDB_API_KEY": "x" * 40,
     }.items():
         monkeypatch.setenv(key, value)
     started = time.perf_counter()

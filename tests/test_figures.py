@@ -1,5 +1,6 @@
 """report figures fit for a paper: PNG at 200 dpi and PDF, one panel per loss term, legends
 outside the data, t-SNE colours matched to classes, readable file names, class names."""
+
 from __future__ import annotations
 
 import json
@@ -18,10 +19,19 @@ def _run(root, name, seed, overrides=(), class_names=None, n=60):
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed}))
     dataset = {"name": "toy"} if class_names is None else {"name": "toy", "class_names": class_names}
-    (run / "results.json").write_text(json.dumps({
-        "status": "finished", "model": "sdcib", "seed": seed, "overrides": [f"seed={seed}", *overrides], "dataset": dataset,
-        "selection": {"rule": "last", "epoch": 3, "uses_labels": False}, "metrics": {"acc": 0.5, "nmi": 0.4, "ari": 0.3},
-    }))
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "status": "finished",
+                "model": "sdcib",
+                "seed": seed,
+                "overrides": [f"seed={seed}", *overrides],
+                "dataset": dataset,
+                "selection": {"rule": "last", "epoch": 3, "uses_labels": False},
+                "metrics": {"acc": 0.5, "nmi": 0.4, "ari": 0.3},
+            }
+        )
+    )
     rng = np.random.default_rng(seed)
     y_true = np.repeat(np.arange(3), n // 3)
     y_pred = (y_true + 1) % 3  # cluster c+1 is class c

@@ -1,5 +1,6 @@
 """scripts/gpu_check.py on a CPU: the no-GPU note, and the plumbing at tiny sizes (one check fast,
 all of them slow-marked). Measures nothing; the numbers come from a GPU run."""
+
 from __future__ import annotations
 
 import json

@@ -1,5 +1,6 @@
 """ICMVC: the high-confidence term and the graph against hand-computed values, the step's terms,
 the official switches, a 2-epoch run through the engine, bad inputs."""
+
 from __future__ import annotations
 
 import math
@@ -141,10 +142,16 @@ def test_official_predicts_with_batch_statistics_and_keeps_the_running_ones():
 
 
 def test_two_epochs_through_the_engine(tmp_path):
-    cfg = compose_config([
-        "model=icmvc", "dataset=handwritten", "model.encoder_widths=[32,32,16]", *RUNNER,
-        "trainer.batch_size=1000000", "trainer.eval_every=1",
-    ])
+    cfg = compose_config(
+        [
+            "model=icmvc",
+            "dataset=handwritten",
+            "model.encoder_widths=[32,32,16]",
+            *RUNNER,
+            "trainer.batch_size=1000000",
+            "trainer.eval_every=1",
+        ]
+    )
     assert cfg.trainer.max_epochs == 2 and cfg.loss.instance_batch_size == 256
     results = run(cfg, tmp_path)
     assert 0.1 <= results["metrics"]["acc"] <= 1.0  # 2 full-batch steps: only that it runs and is scored

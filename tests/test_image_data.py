@@ -41,9 +41,7 @@ OWN_DATA = ("features", "image_folder", "image_array")
 IMAGE_CONFIGS = sorted(
     p.stem for p in CONFIG_DIR.glob("*.yaml") if OmegaConf.load(p)._target_.startswith(IMAGE_TARGET) and p.stem not in OWN_DATA
 )
-FOLDER_CONFIGS = [
-    s for s in IMAGE_CONFIGS if OmegaConf.load(CONFIG_DIR / f"{s}.yaml")._target_.endswith("load_image_folder")
-]
+FOLDER_CONFIGS = [s for s in IMAGE_CONFIGS if OmegaConf.load(CONFIG_DIR / f"{s}.yaml")._target_.endswith("load_image_folder")]
 RNG = np.random.default_rng(0)
 
 # MNIST per-class counts (train + test), Fashion-MNIST has 7000 per class
@@ -57,8 +55,14 @@ def _one_line(excinfo) -> str:
 
 
 def _idx_bytes(arr: np.ndarray) -> bytes:
-    codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i2"): 0x0B,
-             np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+    codes = {
+        np.dtype(np.uint8): 0x08,
+        np.dtype(np.int8): 0x09,
+        np.dtype(">i2"): 0x0B,
+        np.dtype(">i4"): 0x0C,
+        np.dtype(">f4"): 0x0D,
+        np.dtype(">f8"): 0x0E,
+    }
     dt = arr.dtype if arr.dtype.itemsize == 1 else arr.dtype.newbyteorder(">")
     head = bytes([0, 0, codes[dt], arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape)
     return head + arr.astype(dt).tobytes()
@@ -241,8 +245,7 @@ def test_load_mnist_wrong_contents(tmp_path):
         load_mnist("m", str(tmp_path), split="val")  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("variant,folder,counts", [
-    ("MNIST", "MNIST", MNIST_COUNTS), ("FashionMNIST", "FashionMNIST", [7000] * 10)])
+@pytest.mark.parametrize("variant,folder,counts", [("MNIST", "MNIST", MNIST_COUNTS), ("FashionMNIST", "FashionMNIST", [7000] * 10)])
 def test_real_mnist_family(variant, folder, counts):
     if not (SHARED_DATA / folder / "raw").is_dir():
         pytest.skip(f"{SHARED_DATA / folder / 'raw'} not present")
@@ -451,8 +454,22 @@ def test_load_image_folder_errors(tmp_path):
 # Configs
 # --------------------------------------------------------------------------------------------
 def test_image_configs_exist():
-    for stem in ("mnist", "fashion_mnist", "usps", "coil20", "digits", "imagenet10", "imagenet_dogs",
-                 "tiny_imagenet", "rsod", "uc_merced", "siri_whu", "aid", "d0_40", "chaoyang"):
+    for stem in (
+        "mnist",
+        "fashion_mnist",
+        "usps",
+        "coil20",
+        "digits",
+        "imagenet10",
+        "imagenet_dogs",
+        "tiny_imagenet",
+        "rsod",
+        "uc_merced",
+        "siri_whu",
+        "aid",
+        "d0_40",
+        "chaoyang",
+    ):
         assert stem in IMAGE_CONFIGS
 
 
@@ -502,8 +519,9 @@ def test_digits_config_instantiates():
     assert ds.n_samples == 1797 and ds.name == "digits"
 
 
-@pytest.mark.parametrize("stem,n,shape", [
-    ("mnist", 70000, (1, 28, 28)), ("fashion_mnist", 70000, (1, 28, 28)), ("coil20", 1440, (1, 32, 32))])
+@pytest.mark.parametrize(
+    "stem,n,shape", [("mnist", 70000, (1, 28, 28)), ("fashion_mnist", 70000, (1, 28, 28)), ("coil20", 1440, (1, 32, 32))]
+)
 def test_configs_against_shared_data(stem, n, shape):
     from hydra.utils import instantiate
 

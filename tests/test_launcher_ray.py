@@ -1,6 +1,7 @@
 """+launcher=ray (hydra-ray-launcher, `pip install -e ".[ray]"`): a 2-job k-means sweep on a
 local Ray (one CPU, no GPU) writes the same run folders, results and sweep summary as the joblib
 launcher. Skipped where Ray or the plugin is not installed (the default environment)."""
+
 from __future__ import annotations
 
 import json
@@ -18,8 +19,10 @@ JOBS = ["model=kmeans", "model.n_init=1", "trainer.progress=false", "hardware=cp
 # a local Ray on this machine alone: one CPU, no dashboard; jobs ask for no GPU (a task asking
 # for a GPU that no node has waits forever)
 LOCAL_RAY = [
-    "hydra.launcher.ray.init.num_cpus=1", "+hydra.launcher.ray.init.include_dashboard=false",
-    "hydra.launcher.ray.remote.num_gpus=0", "hydra.launcher.ray.remote.num_cpus=1",
+    "hydra.launcher.ray.init.num_cpus=1",
+    "+hydra.launcher.ray.init.include_dashboard=false",
+    "hydra.launcher.ray.remote.num_gpus=0",
+    "hydra.launcher.ray.remote.num_cpus=1",
 ]
 
 
@@ -27,7 +30,11 @@ def _sweep(sweep: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     return subprocess.run(
         [sys.executable, "-m", "clusterbench.train", "-m", *args, *JOBS, f"hydra.sweep.dir={sweep}"],
-        capture_output=True, text=True, cwd=ROOT, timeout=600, env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=600,
+        env=env,
     )
 
 

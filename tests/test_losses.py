@@ -214,9 +214,7 @@ def test_cluster_loss_symmetric_and_gradients():
     gen = torch.Generator().manual_seed(3)
     c_a = random_assignments(12, 4, gen)
     c_b = random_assignments(12, 4, gen)
-    assert cluster_contrastive_loss(c_a, c_b).item() == pytest.approx(
-        cluster_contrastive_loss(c_b, c_a).item(), abs=1e-12
-    )
+    assert cluster_contrastive_loss(c_a, c_b).item() == pytest.approx(cluster_contrastive_loss(c_b, c_a).item(), abs=1e-12)
     logits_a = torch.randn(12, 4, generator=gen, requires_grad=True)
     logits_b = torch.randn(12, 4, generator=gen, requires_grad=True)
     loss = cluster_contrastive_loss(logits_a.softmax(1), logits_b.softmax(1))

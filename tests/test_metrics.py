@@ -199,9 +199,7 @@ def test_nmi_ari_match_sklearn(seed):
 def test_degenerate_cases_match_sklearn(y_true, y_pred):
     for avg in AVERAGES:
         r = evaluate_clustering(np.array(y_true), np.array(y_pred), nmi_average=avg)
-        assert r["nmi"] == pytest.approx(
-            normalized_mutual_info_score(y_true, y_pred, average_method=avg), abs=1e-12
-        )
+        assert r["nmi"] == pytest.approx(normalized_mutual_info_score(y_true, y_pred, average_method=avg), abs=1e-12)
         assert r["ari"] == pytest.approx(adjusted_rand_score(y_true, y_pred), abs=1e-12)
 
 

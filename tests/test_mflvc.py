@@ -1,6 +1,7 @@
 """MFLVC: each loss term against a hand computation (paper and released forms), the network's
 layout, the stages and their check against trainer.max_epochs, the terms each stage trains, the
 official switches one by one, bad inputs, and a run through all three stages on handwritten."""
+
 from __future__ import annotations
 
 import csv
@@ -102,7 +103,8 @@ def test_label_contrastive_paper_counts_each_views_entropy_once_released_once_pe
     # two views: the same value up to the log K constants
     two = qs[:2]
     assert label_contrastive_loss(two, 1.0).item() == pytest.approx(
-        label_contrastive_loss(two, 1.0, entropy_per_pair=True).item(), abs=1e-6)
+        label_contrastive_loss(two, 1.0, entropy_per_pair=True).item(), abs=1e-6
+    )
 
 
 def test_pseudo_label_loss_by_hand_paper_and_softmax_twice():
@@ -113,6 +115,7 @@ def test_pseudo_label_loss_by_hand_paper_and_softmax_twice():
 
     def ce_of_probs(row, j):
         return -(row[j] - math.log(sum(math.exp(x) for x in row)))
+
     twice = (ce_of_probs([0.7, 0.2, 0.1], 0) + ce_of_probs([0.1, 0.1, 0.8], 2)) / 2
     assert pseudo_label_loss([q], [t], softmax_twice=True).item() == pytest.approx(twice, abs=1e-6)
 
@@ -153,8 +156,11 @@ def test_each_stage_trains_its_terms_and_predicts_the_mean_assignment():
     views = _views()
     ctx = _Ctx(model, views)
     index = torch.arange(INFO.n_samples)
-    for epoch, stage, nonzero in ((1, "pretrain", {"reconstruction"}), (2, "contrastive", {"reconstruction", "feature", "label"}),
-                                  (3, "tune", {"pseudo"})):
+    for epoch, stage, nonzero in (
+        (1, "pretrain", {"reconstruction"}),
+        (2, "contrastive", {"reconstruction", "feature", "label"}),
+        (3, "tune", {"pseudo"}),
+    ):
         model.on_epoch_start(epoch, ctx)
         assert model.stage == stage
         model.zero_grad(set_to_none=True)
@@ -184,8 +190,9 @@ def test_pseudo_labels_once_matching_every_tune_epoch():
     for v in range(3):
         agree = (model.targets[v] == model.forward_views(views)[2][v].argmax(1)).sum()
         # the matching maximises agreement: no permutation of the k-means labels agrees more
-        best = max(int((torch.tensor(p)[pseudo[v]] == model.forward_views(views)[2][v].argmax(1)).sum())
-                   for p in itertools.permutations(range(3)))
+        best = max(
+            int((torch.tensor(p)[pseudo[v]] == model.forward_views(views)[2][v].argmax(1)).sum()) for p in itertools.permutations(range(3))
+        )
         assert int(agree) == best
 
 
@@ -272,8 +279,15 @@ def test_bad_inputs_are_one_line_config_errors():
 
 # --- through the engine -------------------------------------------------------------------------
 
-TINY = ["model=mflvc", "model.encoder_widths=[32,16]", "model.high_feature_dim=8", "model.kmeans_n_init=2",
-        "trainer.max_epochs=3", "model.stage_epochs=[1,1,1]", "trainer.eval_every=1"]
+TINY = [
+    "model=mflvc",
+    "model.encoder_widths=[32,16]",
+    "model.high_feature_dim=8",
+    "model.kmeans_n_init=2",
+    "trainer.max_epochs=3",
+    "model.stage_epochs=[1,1,1]",
+    "trainer.eval_every=1",
+]
 
 
 @pytest.mark.parametrize("variant", ["paper", "official"])

@@ -3,6 +3,7 @@ ONMSC) through the one runner: each recovers well-separated clusters seen throug
 views and one noise view, each method's core update equals a hand-computed value, one-view data
 and bad hyperparameters are one-line config errors, and a run through the engine returns the
 fit's labels in small evaluation batches (transductive)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -103,8 +104,10 @@ def test_swmc_graph_projection_and_self_weights_by_hand():
     a = adaptive_neighbour_graph(np.array([[0.0], [1.0], [3.0], [6.0]]), 2)
     assert a[0, 1] == pytest.approx((35 / 62 + 24 / 45) / 2) and a[0, 2] == pytest.approx(27 / 62 / 2)
     assert a[0, 3] == 0.0 and np.allclose(a, a.T)
-    np.testing.assert_allclose(project_rows_to_simplex(np.array([[0.5, 0.5, 0.5], [2.0, 0.0, 0.0], [0.6, 0.2, -1.0]])),
-                               [[1 / 3, 1 / 3, 1 / 3], [1.0, 0.0, 0.0], [0.7, 0.3, 0.0]])
+    np.testing.assert_allclose(
+        project_rows_to_simplex(np.array([[0.5, 0.5, 0.5], [2.0, 0.0, 0.0], [0.6, 0.2, -1.0]])),
+        [[1 / 3, 1 / 3, 1 / 3], [1.0, 0.0, 0.0], [0.7, 0.3, 0.0]],
+    )
     s = np.zeros((2, 2))
     graphs = [np.array([[0.0, 1.0], [1.0, 0.0]]), np.array([[0.0, 2.0], [2.0, 0.0]])]
     np.testing.assert_allclose(swmc_weights(s, graphs), [0.5 / np.sqrt(2), 0.5 / np.sqrt(8)])  # 1 / (2 ||S - A_v||_F)

@@ -1,5 +1,6 @@
 """Your own data without a config: dataset=features (npy, npz, csv, pt, mat) and dataset=image_folder
 (class folders, flat folders, the decoded-image cache)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -190,8 +191,16 @@ def test_unlabelled_features_run_end_to_end_with_label_free_scores(tmp_path):
 
     rng = np.random.default_rng(3)
     np.save(tmp_path / "cells.npy", np.r_[rng.normal(0, 1, (40, 3)), rng.normal(6, 1, (40, 3))])
-    cfg = compose_config(["model=kmeans", "dataset=features", f"dataset.path={tmp_path / 'cells.npy'}", "dataset.n_clusters=2",
-                          "hardware=cpu", "trainer.progress=false"])
+    cfg = compose_config(
+        [
+            "model=kmeans",
+            "dataset=features",
+            f"dataset.path={tmp_path / 'cells.npy'}",
+            "dataset.n_clusters=2",
+            "hardware=cpu",
+            "trainer.progress=false",
+        ]
+    )
     results = fit(cfg, tmp_path / "run", {"model": "kmeans", "dataset": "features"})
     metrics = results["metrics"]
     assert "acc" not in metrics and metrics["silhouette"] > 0.6 and metrics["cluster_sizes"] == [40, 40]
@@ -220,8 +229,12 @@ def test_a_run_on_your_own_file_is_named_after_it():
     named = "hydra.run.dir=${paths.log_dir}/runs/${cb_now:%Y-%m-%d_%H-%M-%S}_${hydra:runtime.choices.model}_"
     assert run_folder_override(["model=kmeans", "dataset=features", "dataset.path=data/my cells.csv"], pattern) == named + "my_cells"
     assert run_folder_override(["dataset=image_folder", "dataset.path=photos/", "dataset.name=lab"], pattern) == named + "lab"
-    for argv in (["dataset=bdgp"], ["-m", "dataset=features", "dataset.path=a.npy"], ["dataset=features", "dataset.path=a.npy", "hydra.run.dir=x"],
-                 ["dataset=features", "dataset.path=a.npy", "resume=outputs/runs/r"]):
+    for argv in (
+        ["dataset=bdgp"],
+        ["-m", "dataset=features", "dataset.path=a.npy"],
+        ["dataset=features", "dataset.path=a.npy", "hydra.run.dir=x"],
+        ["dataset=features", "dataset.path=a.npy", "resume=outputs/runs/r"],
+    ):
         assert run_folder_override(argv, pattern) is None, argv
     # the command line reads the pattern from train.yaml
     assert prepare_argv(["dataset=features", "dataset.path=x/cells.npy"])[-1].endswith("_cells")

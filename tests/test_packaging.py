@@ -1,5 +1,6 @@
 """The package installs and runs outside the checkout: configs inside the wheel, console scripts,
 `python -m clusterbench`, the Python API on the installed copy."""
+
 from __future__ import annotations
 
 import os
@@ -28,11 +29,11 @@ def test_every_package_and_config_group_is_listed():
     listed = set(tool["packages"])
     assert tool["package-dir"] == {"clusterbench.configs": "configs", "clusterbench.docs": "docs"}
     on_disk = {
-        ".".join(p.parent.relative_to(ROOT).parts)
-        for top in ("clusterbench", "hydra_plugins")
-        for p in (ROOT / top).rglob("__init__.py")
+        ".".join(p.parent.relative_to(ROOT).parts) for top in ("clusterbench", "hydra_plugins") for p in (ROOT / top).rglob("__init__.py")
     }
-    on_disk |= {"clusterbench.configs", "clusterbench.docs"} | {f"clusterbench.configs.{d.name}" for d in (ROOT / "configs").iterdir() if d.is_dir()}
+    on_disk |= {"clusterbench.configs", "clusterbench.docs"} | {
+        f"clusterbench.configs.{d.name}" for d in (ROOT / "configs").iterdir() if d.is_dir()
+    }
     assert on_disk - listed == set(), "add these to [tool.setuptools] packages in pyproject.toml"
     assert listed - on_disk == set(), "listed in pyproject.toml but not on disk"
 
@@ -54,13 +55,23 @@ def test_python_m_clusterbench_lists_commands_and_options():
 def _copy_sources(dest: Path) -> None:
     """The files a clean checkout has (tracked, or new and not ignored): no build/, no caches."""
     try:
-        listed = subprocess.run(
-            ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *SOURCES],
-            cwd=ROOT, capture_output=True, check=True,
-        ).stdout.decode().split("\0")
+        listed = (
+            subprocess.run(
+                ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard", *SOURCES],
+                cwd=ROOT,
+                capture_output=True,
+                check=True,
+            )
+            .stdout.decode()
+            .split("\0")
+        )
     except (OSError, subprocess.CalledProcessError):
-        listed = [str(p.relative_to(ROOT)) for s in SOURCES for p in ([ROOT / s] if (ROOT / s).is_file() else (ROOT / s).rglob("*"))
-                  if p.is_file() and "__pycache__" not in p.parts]
+        listed = [
+            str(p.relative_to(ROOT))
+            for s in SOURCES
+            for p in ([ROOT / s] if (ROOT / s).is_file() else (ROOT / s).rglob("*"))
+            if p.is_file() and "__pycache__" not in p.parts
+        ]
     for rel in filter(None, listed):
         if (ROOT / rel).is_file():
             (dest / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -90,8 +101,9 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
 
     venv.create(env, with_pip=False)
     python = env / "bin" / "python"
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True
+    ).stdout.strip()
     # this environment's packages (torch, hydra, ...) after the venv's own: a plain path line, so
     # the editable install's finder of the checkout is not loaded
     Path(site, "_clusterbench_test_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
@@ -117,10 +129,14 @@ def test_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert "suite smoke: " in run(str(env / "bin" / "clusterbench-bench"), "smoke", "--dry-run")  # suites found in the wheel
     table = run(str(env / "bin" / "clusterbench-report"), str(work / "outputs"))
     assert "kmeans" in table
-    api = run(str(python), "-c", (
-        "import numpy as np, clusterbench\n"
-        "x = np.r_[np.zeros((20, 2)), np.ones((20, 2)) * 5] + np.random.default_rng(0).normal(size=(40, 2))\n"
-        "r = clusterbench.cluster(x, method='kmeans', labels=np.repeat([0, 1], 20), hardware='cpu')\n"
-        "print('API', r.metrics['acc'], r.run_dir)\n"
-    ))
+    api = run(
+        str(python),
+        "-c",
+        (
+            "import numpy as np, clusterbench\n"
+            "x = np.r_[np.zeros((20, 2)), np.ones((20, 2)) * 5] + np.random.default_rng(0).normal(size=(40, 2))\n"
+            "r = clusterbench.cluster(x, method='kmeans', labels=np.repeat([0, 1], 20), hardware='cpu')\n"
+            "print('API', r.metrics['acc'], r.run_dir)\n"
+        ),
+    )
     assert "API 1.0" in api and str(work / "outputs") in api

@@ -1,6 +1,7 @@
 """PICI: CLI matching exact on a constructed case, the CLI loss by hand (paper and released form),
 stages from the epoch number and their check against trainer.max_epochs, the terms each stage
 trains, unmasked test inference, a run through all three stages, presets compose."""
+
 from __future__ import annotations
 
 import csv
@@ -22,8 +23,18 @@ from clusterbench.train import run
 
 INFO = DataInfo(dims=(256,), n_clusters=3, n_samples=8, image_shape=(1, 16, 16))
 NET = dict(vit_size=None, embed_dim=32, num_heads=4, depth=1, patch_size=4, decoder_dim=16, decoder_depth=1, decoder_heads=2)
-TINY = ["dataset=digits", "augment.size=16", "model.embed_dim=32", "model.num_heads=4", "model.depth=1", "model.patch_size=4",
-        "model.decoder_dim=16", "model.decoder_depth=1", "model.decoder_heads=2", "trainer.batch_size=900"]  # 1 step per epoch
+TINY = [
+    "dataset=digits",
+    "augment.size=16",
+    "model.embed_dim=32",
+    "model.num_heads=4",
+    "model.depth=1",
+    "model.patch_size=4",
+    "model.decoder_dim=16",
+    "model.decoder_depth=1",
+    "model.decoder_heads=2",
+    "trainer.batch_size=900",
+]  # 1 step per epoch
 
 
 def _pici(**kw) -> PICI:
@@ -97,8 +108,10 @@ def test_each_stage_trains_its_terms_and_test_inference_is_unmasked():
         model.zero_grad()
         terms = model.training_step(views, torch.arange(8), ctx)
         terms["loss"].backward()
-        grads[stage] = {name: any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters())
-                        for name, mod in (("decoder", model.decoder), ("cluster_head", model.cluster_head))}
+        grads[stage] = {
+            name: any(p.grad is not None and p.grad.abs().sum() > 0 for p in mod.parameters())
+            for name, mod in (("decoder", model.decoder), ("cluster_head", model.cluster_head))
+        }
         nonzero = {k for k in ("pisd", "instance", "cluster", "cli") if terms[k].item() != 0}
         assert nonzero == {"pretrain": {"pisd"}, "train": {"pisd", "instance", "cluster"}, "boost": {"instance", "cluster", "cli"}}[stage]
     assert grads["pretrain"] == {"decoder": True, "cluster_head": False}

@@ -10,6 +10,7 @@ composed with paths.* fixed so that no machine path enters it. A failing case me
 of that config would get another hash (bench cells done before would run again): if that is
 meant, say so in the commit and rewrite the file with `python tests/test_presets.py --write`.
 """
+
 from __future__ import annotations
 
 import functools
@@ -82,8 +83,18 @@ PROTOCOLS = [
     ("dcsm_paper", ["dataset=cifar10"], "dcsm_cifar10"),
     ("dcsm_paper", ["dataset=stl10", "loss.alpha=0.1", "loss.beta=1.0", "loss.delta=0.1"], "dcsm_stl10"),
     # with no dataset=, each protocol runs on the dataset its file names
-    *[(f"{m}_paper", [], f"{m}_{d}") for m, d in (("vtcc", "rsod"), ("mfavbs", "rsod"), ("pici", "rsod"), ("sdcib", "event"),
-                                                    ("cc", "cifar10"), ("htcn", "cifar100"), ("dcsm", "cifar10"))],
+    *[
+        (f"{m}_paper", [], f"{m}_{d}")
+        for m, d in (
+            ("vtcc", "rsod"),
+            ("mfavbs", "rsod"),
+            ("pici", "rsod"),
+            ("sdcib", "event"),
+            ("cc", "cifar10"),
+            ("htcn", "cifar100"),
+            ("dcsm", "cifar10"),
+        )
+    ],
 ]
 
 
@@ -124,8 +135,9 @@ def test_model_files_leave_the_schedule_to_configs_trainer():
 
 
 def test_cfg_job_shows_the_schedule_a_model_picks():
-    out = subprocess.run([sys.executable, "-m", "clusterbench.train", "model=cc", "--cfg", "job"], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "clusterbench.train", "model=cc", "--cfg", "job"], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     trainer = yaml.safe_load(out.stdout)["trainer"]
     assert (trainer["max_epochs"], trainer["batch_size"], trainer["optimizer"]["lr"]) == (50, 128, 3.0e-4)

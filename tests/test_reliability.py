@@ -3,6 +3,7 @@
 resumed, one bad member of a vectorised group, misleading messages (one-class labels, torch's
 weights_only advice, a batch larger than the data), and folders a run does not own left as they
 are (a sweep re-run's skipped jobs, the image cache's mode)."""
+
 from __future__ import annotations
 
 import errno
@@ -163,7 +164,9 @@ def test_one_bad_member_of_a_vectorised_group_fails_alone(tmp_path, capsys):
     for alpha in ("0.1", "2.0"):
         cfg = compose_config([*TINY, *QUICK, f"model.alpha={alpha}"])
         OmegaConf.resolve(cfg)
-        jobs.append({"cfg": cfg, "run_dir": tmp_path / alpha, "meta": {"model": "sdcib", "overrides": [f"model.alpha={alpha}"], "sweep_job": True}})
+        jobs.append(
+            {"cfg": cfg, "run_dir": tmp_path / alpha, "meta": {"model": "sdcib", "overrides": [f"model.alpha={alpha}"], "sweep_job": True}}
+        )
     good, bad = train_group(jobs)
     assert isinstance(good, dict) and good["status"] == "finished"
     assert isinstance(bad, Exception) and str(bad) == "model.alpha=2.0: expected a value in [0, 1]"
@@ -186,7 +189,9 @@ def test_one_class_labels_are_named_not_a_cluster_count_the_user_never_set(tmp_p
 
     np.save(tmp_path / "x.npy", np.random.default_rng(0).random((40, 3)).astype("float32"))
     np.save(tmp_path / "y.npy", np.full(40, 7))
-    cfg = compose_config(["model=kmeans", "hardware=cpu", "dataset=features", f"dataset.path={tmp_path / 'x.npy'}", f"dataset.labels={tmp_path / 'y.npy'}"])
+    cfg = compose_config(
+        ["model=kmeans", "hardware=cpu", "dataset=features", f"dataset.path={tmp_path / 'x.npy'}", f"dataset.labels={tmp_path / 'y.npy'}"]
+    )
     with pytest.raises(ConfigError) as info:
         run(cfg, tmp_path / "run")
     message = str(info.value)
@@ -251,8 +256,18 @@ def test_a_sweep_rerun_leaves_the_folders_of_skipped_jobs_untouched(tmp_path):
 
     from conftest import ROOT
 
-    command = [sys.executable, "-m", "clusterbench.train", "-m", "model=kmeans", "model.n_init=1", "hardware=cpu",
-               "hardware.num_threads=1", "seed=0", f"hydra.sweep.dir={tmp_path}"]
+    command = [
+        sys.executable,
+        "-m",
+        "clusterbench.train",
+        "-m",
+        "model=kmeans",
+        "model.n_init=1",
+        "hardware=cpu",
+        "hardware.num_threads=1",
+        "seed=0",
+        f"hydra.sweep.dir={tmp_path}",
+    ]
     first = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert first.returncode == 0, first.stderr
     (job,) = [p for p in tmp_path.iterdir() if (p / ".hydra").is_dir()]

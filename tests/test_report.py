@@ -3,6 +3,7 @@
 Run folders are written by hand (results.json, .hydra/config.yaml, metrics.csv, predictions.npz,
 embedding.npz), no training.
 """
+
 from __future__ import annotations
 
 import csv
@@ -40,8 +41,21 @@ def _config(base: dict, **dotted) -> dict:
     return config
 
 
-def _run(root, name, seed, acc, status="finished", model="sdcib", overrides=(), dataset="handwritten",
-         config=None, nmi=None, uses_labels=False, rule="last", error="non-finite loss at epoch 3"):
+def _run(
+    root,
+    name,
+    seed,
+    acc,
+    status="finished",
+    model="sdcib",
+    overrides=(),
+    dataset="handwritten",
+    config=None,
+    nmi=None,
+    uses_labels=False,
+    rule="last",
+    error="non-finite loss at epoch 3",
+):
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config or {"seed": seed}))
@@ -87,7 +101,9 @@ def test_mean_std_ranks_in_markdown_and_unfinished_listed(tmp_path, capsys):
     _run(tmp_path, "5", 0, 0.3, overrides=("model.alpha=0.2",))
     table = to_markdown(_table(tmp_path))
     assert "| kmeans | handwritten | - | 1 | 0 | last | **0.9000** | **0.4500** | **0.2250** |" in table
-    assert "| sdcib | handwritten | - | 2 | 0,1 | last | <u>0.6000 ± 0.1414</u> | <u>0.3000 ± 0.0707</u> | <u>0.1500 ± 0.0354</u> |" in table
+    assert (
+        "| sdcib | handwritten | - | 2 | 0,1 | last | <u>0.6000 ± 0.1414</u> | <u>0.3000 ± 0.0707</u> | <u>0.1500 ± 0.0354</u> |" in table
+    )
     assert "| sdcib | handwritten | model.alpha=0.2 | 1 | 0 | last | 0.3000 | 0.1500 | 0.0750 |" in table
     assert "Bold: best, underlined: second best" in table and "†" not in table
     # failed with its first error line only; no results.json said so
@@ -112,7 +128,10 @@ def test_csv_and_latex_values_and_marks(tmp_path, capsys):
     assert (kmeans["acc"], kmeans["acc_std"], kmeans["acc_rank"]) == ("0.85", "0.070711", "1")
     assert (kmeans["nmi"], kmeans["ari"], kmeans["label_selected"], kmeans["aggregate"]) == ("0.425", "0.2125", "false", "mean")
     latex = to_latex(table)
-    assert r"kmeans & handwritten & - & 2 & last & \textbf{0.8500 $\pm$ 0.0707} & \textbf{0.4250 $\pm$ 0.0354} & \textbf{0.2125 $\pm$ 0.0177} \\" in latex
+    assert (
+        r"kmeans & handwritten & - & 2 & last & \textbf{0.8500 $\pm$ 0.0707} & \textbf{0.4250 $\pm$ 0.0354} & \textbf{0.2125 $\pm$ 0.0177} \\"
+        in latex
+    )
     assert r"sdcib & handwritten & - & 2 & last & \underline{0.6000 $\pm$ 0.1414} &" in latex
     assert r"\begin{tabular}{lllrlccc}" in latex and r"\bottomrule" in latex
     assert f"% not finished: {tmp_path / '4'}: failed: non-finite loss at epoch 3" in latex
@@ -213,7 +232,9 @@ def test_reference_columns_and_differences(tmp_path, capsys):
     assert "| 0.464 | -0.0640 |" in md and "Table 2: AmKM |" in md
     assert "Paper columns: Lou et al." in md and "MAXIMUM over 10 runs" in md and "Δ = obtained − paper" in md
     rows = _csv_rows(to_csv(_table(tmp_path, reference="sdcib_icml2025")))
-    by_dataset = {(r["dataset"], r["model"], r["overrides"]): r for r in csv.DictReader(io.StringIO(to_csv(_table(tmp_path, reference="auto"))))}
+    by_dataset = {
+        (r["dataset"], r["model"], r["overrides"]): r for r in csv.DictReader(io.StringIO(to_csv(_table(tmp_path, reference="auto"))))
+    }
     caltech = by_dataset[("caltech2v", "sdcib", "")]
     assert (caltech["acc_paper"], caltech["acc_diff"], caltech["nmi_paper"], caltech["nmi_diff"]) == ("0.675", "-0.025", "0.592", "-0.042")
     assert (caltech["paper_reference"], caltech["paper_table"], caltech["paper_method"]) == ("sdcib_icml2025", "2", "SDCIB")
@@ -256,8 +277,23 @@ def test_kmeans_rules_by_config():
     assert reference.paper_row(FakeGroup("km", {}, dataset="handwritten")) is None
 
 
-TABLE2_METHODS = ["KM", "Ncuts", "AmKM", "AmNcuts", "CoregMVSC", "RMKMC", "SwMC", "ONMSC", "SiMVC", "CoMVC",
-                  "MFLVC", "DealMVC", "ICMVC", "DIVICE", "SDCIB"]
+TABLE2_METHODS = [
+    "KM",
+    "Ncuts",
+    "AmKM",
+    "AmNcuts",
+    "CoregMVSC",
+    "RMKMC",
+    "SwMC",
+    "ONMSC",
+    "SiMVC",
+    "CoMVC",
+    "MFLVC",
+    "DealMVC",
+    "ICMVC",
+    "DIVICE",
+    "SDCIB",
+]
 DATASETS = ["Caltech-2V", "Event", "IAPR", "ESP"]
 
 
@@ -279,8 +315,16 @@ def test_reference_file_has_every_table2_entry():
     assert set(table2) == {("2", d, m, metric) for d in DATASETS for m in TABLE2_METHODS for metric in ("ACC", "NMI")}
     assert all(0 <= v <= 100 for table in values.values() for v in table.values())
     # the paper's own checks: "Ours vs best compared" (Table 2, last row)
-    improvements = {("Caltech-2V", "ACC"): 3.4, ("Caltech-2V", "NMI"): 5.6, ("Event", "ACC"): 7.4, ("Event", "NMI"): 0.9,
-                    ("IAPR", "ACC"): 5.6, ("IAPR", "NMI"): 5.6, ("ESP", "ACC"): 9.3, ("ESP", "NMI"): 7.8}
+    improvements = {
+        ("Caltech-2V", "ACC"): 3.4,
+        ("Caltech-2V", "NMI"): 5.6,
+        ("Event", "ACC"): 7.4,
+        ("Event", "NMI"): 0.9,
+        ("IAPR", "ACC"): 5.6,
+        ("IAPR", "NMI"): 5.6,
+        ("ESP", "ACC"): 9.3,
+        ("ESP", "NMI"): 7.8,
+    }
     for (dataset, metric), gain in improvements.items():
         best_other = max(table2[("2", dataset, m, metric)] for m in TABLE2_METHODS if m != "SDCIB")
         assert table2[("2", dataset, "SDCIB", metric)] - best_other == pytest.approx(gain)
@@ -349,8 +393,7 @@ def test_figures_written(tmp_path, capsys):
     # curves, confusion matrix or representation for those (each said so)
     for i, (alpha, beta) in enumerate([(0.1, 1.0), (0.1, 10.0), (0.2, 1.0), (0.2, 10.0)]):
         config = _config(SDCIB_CONFIG, model__alpha=alpha, model__beta=beta)
-        _run(runs, f"ab{i}", 0, 0.3 + i / 10, dataset="event", config=config,
-             overrides=(f"model.alpha={alpha}", f"model.beta={beta}"))
+        _run(runs, f"ab{i}", 0, 0.3 + i / 10, dataset="event", config=config, overrides=(f"model.alpha={alpha}", f"model.beta={beta}"))
     out = tmp_path / "out"
     assert main([str(runs), "--out", str(out)]) == 0
     err = capsys.readouterr().err
@@ -358,11 +401,14 @@ def test_figures_written(tmp_path, capsys):
         assert (out / name).stat().st_size > 0
     # alpha 0.1, beta 1 given on the command line is still the paper's setting (read from the config)
     assert "| sdcib | event | model.alpha=0.1 model.beta=1.0 | 1 | 0 | last | 0.3000 | 0.565 | -0.2650 |" in (out / "table.md").read_text()
-    for name in ("curves_handwritten_sdcib.png", "confusion_handwritten_sdcib.png", "tsne_handwritten_sdcib.png",
-                 "alpha_beta_sdcib.png"):
+    for name in ("curves_handwritten_sdcib.png", "confusion_handwritten_sdcib.png", "tsne_handwritten_sdcib.png", "alpha_beta_sdcib.png"):
         assert _is_png(out / name), name
     assert sorted(p.name for p in out.glob("*.png")) == [
-        "alpha_beta_sdcib.png", "confusion_handwritten_sdcib.png", "curves_handwritten_sdcib.png", "tsne_handwritten_sdcib.png"]
+        "alpha_beta_sdcib.png",
+        "confusion_handwritten_sdcib.png",
+        "curves_handwritten_sdcib.png",
+        "tsne_handwritten_sdcib.png",
+    ]
     assert "t-SNE: sdcib on event (model.alpha=0.1 model.beta=1.0): the run(s) saved no representation (embedding.npz" in err
     assert "curves: sdcib on event (model.alpha=0.2 model.beta=10.0): no metrics.csv" in err
     assert "confusion: sdcib on event (model.alpha=0.2 model.beta=10.0): no predictions.npz" in err

@@ -1,4 +1,5 @@
 """report on damaged run folders (issue 31.4) and runs counted once per config and seed (issue 30.4)."""
+
 from __future__ import annotations
 
 import json

@@ -3,6 +3,7 @@ and the table fixes: amkm = kmeans as one row, n = 1 without "± 0", purity show
 
 Run folders are written by hand (results.json, .hydra/config.yaml), no training.
 """
+
 from __future__ import annotations
 
 import csv
@@ -29,12 +30,19 @@ def _run(root, name, model, dataset, seed, acc, config=None, overrides=(), uses_
     metrics = {"acc": acc, "nmi": acc / 2, "ari": acc / 4}
     if purity is not None:
         metrics["purity"] = purity
-    (run / "results.json").write_text(json.dumps({
-        "status": "finished", "model": model, "seed": seed, "dataset": {"name": dataset},
-        "overrides": [f"seed={seed}", f"model={model}", f"dataset={dataset}", *overrides],
-        "selection": {"rule": "best_acc" if uses_labels else "last", "epoch": 1, "uses_labels": uses_labels},
-        "metrics": metrics,
-    }))
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "status": "finished",
+                "model": model,
+                "seed": seed,
+                "dataset": {"name": dataset},
+                "overrides": [f"seed={seed}", f"model={model}", f"dataset={dataset}", *overrides],
+                "selection": {"rule": "best_acc" if uses_labels else "last", "epoch": 1, "uses_labels": uses_labels},
+                "metrics": metrics,
+            }
+        )
+    )
 
 
 def _pivot(tmp_path, reference="none", metrics=("acc", "nmi", "ari")):
@@ -132,6 +140,7 @@ def test_table_shows_purity_and_one_run_without_spread(tmp_path):
 
 # --------------------------------------------------------------------------- reference numbers
 
+
 @pytest.fixture
 def shared_papers():
     """../shared/papers (or CLUSTERBENCH_SHARED_PAPERS); the test skips where it is absent."""
@@ -141,8 +150,13 @@ def shared_papers():
     return folder
 
 
-PAPERS = {"htcn": "htcn.txt", "pici": "pici.txt", "mfavbs_cc": "mfavbs_cc.txt", "dcsm_applsci2023": "dcsm_applsci2023.txt",
-          "sdcib_icml2025": "sdcib_icml2025.txt"}
+PAPERS = {
+    "htcn": "htcn.txt",
+    "pici": "pici.txt",
+    "mfavbs_cc": "mfavbs_cc.txt",
+    "dcsm_applsci2023": "dcsm_applsci2023.txt",
+    "sdcib_icml2025": "sdcib_icml2025.txt",
+}
 
 
 def test_every_reference_loads_and_maps_runs():
@@ -189,12 +203,19 @@ def test_runs_without_labels_show_their_label_free_scores(tmp_path, capsys):
         run = tmp_path / f"u{seed}"
         (run / ".hydra").mkdir(parents=True)
         (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed, **KMEANS}))
-        (run / "results.json").write_text(json.dumps({
-            "status": "finished", "model": "kmeans", "seed": seed, "dataset": {"name": "mine", "has_labels": False},
-            "overrides": [f"seed={seed}", "model=kmeans", "dataset=features"],
-            "selection": {"rule": "last", "epoch": 0, "uses_labels": False},
-            "metrics": {"silhouette": sil, "calinski_harabasz": ch, "nonempty_clusters": 3},
-        }))
+        (run / "results.json").write_text(
+            json.dumps(
+                {
+                    "status": "finished",
+                    "model": "kmeans",
+                    "seed": seed,
+                    "dataset": {"name": "mine", "has_labels": False},
+                    "overrides": [f"seed={seed}", "model=kmeans", "dataset=features"],
+                    "selection": {"rule": "last", "epoch": 0, "uses_labels": False},
+                    "metrics": {"silhouette": sil, "calinski_harabasz": ch, "nonempty_clusters": 3},
+                }
+            )
+        )
     assert main([str(tmp_path), "--reference", "none"]) == 0
     printed = capsys.readouterr().out
     header = next(line for line in printed.splitlines() if line.startswith("| model"))

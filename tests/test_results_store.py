@@ -1,6 +1,7 @@
 """The results store (clusterbench/report/store.py, scripts/update_results.py): the merge rule,
 the round trip store -> table == report's pivot for the same runs, seeding from pasted tables,
 and the generated page / README block. Run folders are written by hand, no training."""
+
 from __future__ import annotations
 
 import json
@@ -42,12 +43,19 @@ def _run(root: Path, name: str, model: str, dataset: str, seed: int, acc: float,
     run = root / name
     (run / ".hydra").mkdir(parents=True)
     (run / ".hydra" / "config.yaml").write_text(yaml.safe_dump({"seed": seed, **(config or {})}))
-    (run / "results.json").write_text(json.dumps({
-        "status": "finished", "model": model, "seed": seed, "dataset": {"name": dataset},
-        "overrides": [*COMMON, f"model={model}", f"dataset={dataset}", *overrides, f"seed={seed}"],
-        "selection": {"rule": "best_acc" if uses_labels else "last", "epoch": 1, "uses_labels": uses_labels},
-        "metrics": {"acc": acc, "nmi": acc / 2, "ari": acc / 4},
-    }))
+    (run / "results.json").write_text(
+        json.dumps(
+            {
+                "status": "finished",
+                "model": model,
+                "seed": seed,
+                "dataset": {"name": dataset},
+                "overrides": [*COMMON, f"model={model}", f"dataset={dataset}", *overrides, f"seed={seed}"],
+                "selection": {"rule": "best_acc" if uses_labels else "last", "epoch": 1, "uses_labels": uses_labels},
+                "metrics": {"acc": acc, "nmi": acc / 2, "ari": acc / 4},
+            }
+        )
+    )
 
 
 def _bench(root: Path) -> Path:
@@ -71,14 +79,22 @@ def _entry(method: str, dataset: str, mean: float, source: str = "old", metric: 
 
 
 def test_merge_replaces_the_cells_of_the_refresh_and_keeps_the_others():
-    stored = [_entry("cc", "digits", 0.5), _entry("cc", "digits", 0.2, metric="nmi"), _entry("cc", "mnist", 0.9),
-              _entry("htcn", "digits", 0.6)]
+    stored = [
+        _entry("cc", "digits", 0.5),
+        _entry("cc", "digits", 0.2, metric="nmi"),
+        _entry("cc", "mnist", 0.9),
+        _entry("htcn", "digits", 0.6),
+    ]
     new = [_entry("cc", "digits", 0.7, source="new"), _entry("vtcc", "digits", 0.8, source="new")]
     merged = merge(stored, new)
     by_cell = {(e.method, e.dataset, e.metric): (e.mean, e.source) for e in merged}
     # every stored line of a refreshed cell goes, also its metrics the refresh lacks (the nmi line)
-    assert by_cell == {("cc", "digits", "acc"): (0.7, "new"), ("vtcc", "digits", "acc"): (0.8, "new"),
-                       ("cc", "mnist", "acc"): (0.9, "old"), ("htcn", "digits", "acc"): (0.6, "old")}
+    assert by_cell == {
+        ("cc", "digits", "acc"): (0.7, "new"),
+        ("vtcc", "digits", "acc"): (0.8, "new"),
+        ("cc", "mnist", "acc"): (0.9, "old"),
+        ("htcn", "digits", "acc"): (0.6, "old"),
+    }
 
 
 def test_round_trip_store_renders_reports_pivot(tmp_path):
@@ -94,7 +110,7 @@ def test_round_trip_store_renders_reports_pivot(tmp_path):
         expected = pivot_to_markdown(build_pivot(groups, [], metrics=metrics))
         assert pivot_to_markdown(pivot_from_entries(loaded, metrics)) == expected
     rendered = pivot_to_markdown(pivot_from_entries(loaded))
-    assert "| kmeans | **0.420 ± 0.020 (3)** | 0.620 ± 0.010 (3) |" in rendered   # floor best on coil20
+    assert "| kmeans | **0.420 ± 0.020 (3)** | 0.620 ± 0.010 (3) |" in rendered  # floor best on coil20
     assert "0.370 ± 0.028 (2) ↓" in rendered and "0.800 (1) †" in rendered
     assert "| cc trainer.max_epochs=200 |" in rendered  # the suite's common overrides are not in labels
     cc = next(e for e in loaded if e.method == "cc" and e.metric == "acc")
@@ -110,8 +126,10 @@ def test_a_cell_run_into_its_own_folder_keeps_its_row_label(tmp_path):
 
 
 def test_round_trip_with_paper_rows(tmp_path):
-    sdcib = {"model": {"_target_": "clusterbench.methods.sdcib.SDCIB", "variant": "paper"},
-             "trainer": {"max_epochs": 40, "selection": "last_batch_loss"}}
+    sdcib = {
+        "model": {"_target_": "clusterbench.methods.sdcib.SDCIB", "variant": "paper"},
+        "trainer": {"max_epochs": 40, "selection": "last_batch_loss"},
+    }
     for seed in range(2):
         _run(tmp_path / "b", f"k{seed}", "amkm", "event", seed, 0.30 + seed / 100, KMEANS)
         _run(tmp_path / "b", f"s{seed}", "sdcib", "event", seed, 0.40 + seed / 100, sdcib)
@@ -148,10 +166,12 @@ def test_bad_store_line_is_one_error_naming_file_and_line(tmp_path):
 
 
 def test_readme_block_and_markers():
-    entries = [Entry("kmeans", "floor", "digits", "acc", 0.62, 0.01, 3, "0 1 2"),
-               Entry("cc", "method", "digits", "acc", 0.73, 0.028, 2, "0 1"),
-               Entry("cc", "method", "digits", "nmi", 0.365, 0.014, 2, "0 1"),
-               Entry("km", "classic", "digits", "acc", 0.80, None, 1, "0", label_selected=True)]
+    entries = [
+        Entry("kmeans", "floor", "digits", "acc", 0.62, 0.01, 3, "0 1 2"),
+        Entry("cc", "method", "digits", "acc", 0.73, 0.028, 2, "0 1"),
+        Entry("cc", "method", "digits", "nmi", 0.365, 0.014, 2, "0 1"),
+        Entry("km", "classic", "digits", "acc", 0.80, None, 1, "0", label_selected=True),
+    ]
     table = readme_table({"cpu": entries})
     assert table.splitlines()[2] == "| digits | cc (cpu) | 0.730 ± 0.028 (2) | 0.365 ± 0.014 (2) | 0.620 ± 0.010 (3) |"
     text = f"a\n{README_BEGIN}\nold\n{README_END}\nb\n"

@@ -2,6 +2,7 @@
 their config, a finished or busy run folder never overwritten, resume that applies only safe
 overrides and records them, failures as one line, values checked against the data, the DDP
 contract, file modes, checkpoint modes, learning-rate schedule and gradient clipping."""
+
 from __future__ import annotations
 
 import errno
@@ -36,7 +37,9 @@ def _single_run(cfg, run_dir, meta):
 
 def _train(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.run([sys.executable, "-m", "clusterbench.train", *args], capture_output=True, text=True, cwd=cwd, timeout=600, env=env)
+    return subprocess.run(
+        [sys.executable, "-m", "clusterbench.train", *args], capture_output=True, text=True, cwd=cwd, timeout=600, env=env
+    )
 
 
 def _results(folder):
@@ -94,9 +97,15 @@ def test_a_killed_run_folder_is_refused_for_a_fresh_run(tiny_config, tmp_path):
 
 def test_a_folder_in_use_is_refused_and_a_killed_holder_leaves_no_stuck_lock(tiny_config, tmp_path):
     holder = subprocess.Popen(
-        [sys.executable, "-c", "import sys, time; from clusterbench.engine.sweep import lock_run_folder as l; "
-         f"l({str(tmp_path)!r}); print('locked', flush=True); time.sleep(60)"],
-        cwd=ROOT, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from clusterbench.engine.sweep import lock_run_folder as l; "
+            f"l({str(tmp_path)!r}); print('locked', flush=True); time.sleep(60)",
+        ],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "locked"
@@ -198,9 +207,17 @@ def test_cli_resume_makes_no_stray_folder_and_points_at_the_resumed_one(tmp_path
 def test_vectorised_sweep_with_a_failing_member_records_it_and_summarises(tmp_path):
     sweep = tmp_path / "sweep"
     result = _train(
-        "-m", "+launcher=vectorized", "backbone.hidden_dims=[8]", "model.critic_hidden_dims=[4]", "trainer.max_epochs=1",
-        "trainer.progress=false", "hardware=cpu", "trainer.batch_size=1000", "trainer.save_embedding=false",
-        "model.alpha=0.1,abc", f"hydra.sweep.dir={sweep}",
+        "-m",
+        "+launcher=vectorized",
+        "backbone.hidden_dims=[8]",
+        "model.critic_hidden_dims=[4]",
+        "trainer.max_epochs=1",
+        "trainer.progress=false",
+        "hardware=cpu",
+        "trainer.batch_size=1000",
+        "trainer.save_embedding=false",
+        "model.alpha=0.1,abc",
+        f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 1, result.stderr  # the summary's status: one job failed
     assert "Traceback" not in result.stderr
@@ -326,7 +343,9 @@ def test_disk_full_is_one_line(tiny_config, tmp_path, monkeypatch, capsys):
 @pytest.mark.parametrize("model, refused", [("mflvc", True), ("htcn", False), ("dcsm", False), ("cc", False), ("sdcib", False)])
 def test_ddp_refuses_methods_whose_losses_are_per_process(model, refused):
     image = model in ("cc", "htcn", "dcsm")
-    cfg = compose_config([f"model={model}", "hardware=ddp"] + (["dataset=digits", f"augment={ 'cc' if model == 'cc' else model}"] if image else []))
+    cfg = compose_config(
+        [f"model={model}", "hardware=ddp"] + (["dataset=digits", f"augment={'cc' if model == 'cc' else model}"] if image else [])
+    )
     if refused:
         with pytest.raises(ConfigError, match="each process's share of the batch"):
             check_config(cfg)
@@ -388,7 +407,10 @@ def test_a_finished_run_keeps_the_checkpoint_it_was_asked_to(tiny_config, tmp_pa
 
 def test_summary_line_flags_label_selected_choices():
     results = {
-        "model": "km", "dataset": {"name": "handwritten"}, "seed": 0, "epochs": 0,
+        "model": "km",
+        "dataset": {"name": "handwritten"},
+        "seed": 0,
+        "epochs": 0,
         "metrics": {"acc": 0.5, "nmi": 0.5, "ari": 0.5},
         "selection": {"rule": "last", "epoch": 0, "uses_labels": True, "candidate": {"chosen": "view_1", "uses_labels": True}},
     }
@@ -409,8 +431,17 @@ def test_cosine_schedule_with_linear_warmup_values():
 
 
 def test_schedule_is_applied_per_step_and_resumed_exactly(tiny_config, tmp_path):
-    sched = ("trainer.max_epochs=3", "trainer.batch_size=500", "trainer.save_embedding=false", "trainer.checkpoint_every=1", "trainer.checkpoint_when_done=full",
-             "trainer.scheduler.name=cosine", "trainer.scheduler.warmup_epochs=1", "trainer.scheduler.min_lr_ratio=0.1", "trainer.grad_clip=1.0")
+    sched = (
+        "trainer.max_epochs=3",
+        "trainer.batch_size=500",
+        "trainer.save_embedding=false",
+        "trainer.checkpoint_every=1",
+        "trainer.checkpoint_when_done=full",
+        "trainer.scheduler.name=cosine",
+        "trainer.scheduler.warmup_epochs=1",
+        "trainer.scheduler.min_lr_ratio=0.1",
+        "trainer.grad_clip=1.0",
+    )
     full = run(tiny_config(*sched), tmp_path / "full")
     state = load_checkpoint(tmp_path / "full" / "checkpoints" / "last.pt")
     steps = 3 * 4  # 2000 samples / 500
@@ -448,6 +479,3 @@ def test_grad_clip_reaches_the_optimiser(tiny_config, tmp_path):
     wb = load_checkpoint(tmp_path / "b" / "checkpoints" / "last.pt")["method"]
     assert plain["status"] == clipped["status"] == "finished"
     assert any(not torch.equal(wa[k], wb[k]) for k in wa)
-
-
-

@@ -1,5 +1,6 @@
 """SDCIB specifics: the objective's combination of named terms (Eq. 5), ablation switches,
 Algorithm 1's critic step, and the aligned vote (Eq. 2)."""
+
 from __future__ import annotations
 
 import math
@@ -107,6 +108,7 @@ def test_vote_takes_the_majority():
     # modalities 0 and 1 agree on [0,1,2,3,0,1]; modality 2 puts sample 5 in cluster 2
     y01 = torch.tensor([0, 1, 2, 3, 0, 1])
     y2 = torch.tensor([0, 1, 2, 3, 0, 2])
+
     def soft(y):
         return 0.7 * eye[y] + 0.075  # rows sum to 1
 
@@ -192,6 +194,7 @@ def test_official_without_the_alignment_quirk_aligns_to_the_previous_and_sums_pr
     # modality 1 relabels 0<->1; modality 2 follows modality 1's labels but puts sample 7 elsewhere
     y1 = torch.tensor([1, 0, 2, 3, 1, 0, 2, 3])
     y2 = torch.tensor([1, 0, 2, 3, 1, 0, 2, 0])
+
     def p(y, w):
         return w * eye[y] + (1 - w) / 4
 

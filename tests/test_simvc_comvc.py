@@ -1,5 +1,6 @@
 """SiMVC and CoMVC (Trosten et al., CVPR 2021): DDC's loss terms and the cross-view contrastive
 loss against hand-computed values, the adaptive weight, bad input, and 2-epoch runs."""
+
 from __future__ import annotations
 
 import math

@@ -1,6 +1,7 @@
 """Resumable sweeps: a re-run skips finished jobs (same config hash), resumes killed ones from
 their checkpoint and reruns failed ones; a failing job never stops the others; the sweep ends
 with a summary of failures. Also one GPU per job (lock files) and the launchers' configs."""
+
 from __future__ import annotations
 
 import json
@@ -22,8 +23,14 @@ from clusterbench.train import run
 KMEANS = ["model=kmeans", "model.n_init=1", "trainer.progress=false", "hardware=cpu"]
 # three SDCIB jobs, the third one a config error (batch size 0)
 SWEEP = [
-    "backbone.hidden_dims=[8]", "model.critic_hidden_dims=[4]", "trainer.max_epochs=2", "trainer.checkpoint_every=1",
-    "trainer.progress=false", "trainer.save_embedding=false", "hardware=cpu", "trainer.batch_size=500,1000,0",
+    "backbone.hidden_dims=[8]",
+    "model.critic_hidden_dims=[4]",
+    "trainer.max_epochs=2",
+    "trainer.checkpoint_every=1",
+    "trainer.progress=false",
+    "trainer.save_embedding=false",
+    "hardware=cpu",
+    "trainer.batch_size=500,1000,0",
     "trainer.checkpoint_when_done=full",  # finished jobs keep previous.pt: a test rolls one back to its epoch-1 checkpoint
 ]
 
@@ -55,9 +62,11 @@ def test_job_state_skips_finished_resumes_killed_and_reruns_failed(tmp_path):
 
 
 def test_summary_lists_failed_and_unfinished_jobs_and_exits_1(tmp_path, capsys):
-    for name, results in (("0_a", {"status": "finished", "metrics": {"acc": 0.5, "nmi": 0.4, "ari": 0.3}}),
-                          ("1_a", {"status": "failed", "error": "trainer.batch_size=0: expected a positive integer"}),
-                          ("2_a", None)):
+    for name, results in (
+        ("0_a", {"status": "finished", "metrics": {"acc": 0.5, "nmi": 0.4, "ari": 0.3}}),
+        ("1_a", {"status": "failed", "error": "trainer.batch_size=0: expected a positive integer"}),
+        ("2_a", None),
+    ):
         (tmp_path / name / ".hydra").mkdir(parents=True)
         OmegaConf.save(OmegaConf.create(["seed=1", f"job={name}"]), tmp_path / name / ".hydra" / "overrides.yaml")
         if results is not None:
@@ -79,9 +88,15 @@ def test_a_failed_job_that_later_finished_under_new_defaults_is_superseded_not_a
     """The same command-line job (same overrides) failed in one folder and finished in another
     (a newer clusterbench changed a default, so the config hash and the folder differ): the
     sweep holds its answer and exits 0; a failure of another job still exits 1."""
-    for name, overrides, results in (("old", ["seed=2"], {"status": "failed", "error": "unknown key"}),
-                                     ("new", ["seed=2", "trainer.checkpoint_when_done=weights"], {"status": "finished", "metrics": {"acc": 0.9, "nmi": 0.8, "ari": 0.7}}),
-                                     ("other", ["seed=3"], None)):
+    for name, overrides, results in (
+        ("old", ["seed=2"], {"status": "failed", "error": "unknown key"}),
+        (
+            "new",
+            ["seed=2", "trainer.checkpoint_when_done=weights"],
+            {"status": "finished", "metrics": {"acc": 0.9, "nmi": 0.8, "ari": 0.7}},
+        ),
+        ("other", ["seed=3"], None),
+    ):
         (tmp_path / name / ".hydra").mkdir(parents=True)
         OmegaConf.save(OmegaConf.create(overrides), tmp_path / name / ".hydra" / "overrides.yaml")
         if results is not None:
@@ -110,10 +125,19 @@ def test_a_job_another_process_is_running_is_listed_as_running_not_a_failure(tmp
         if results is not None:
             (tmp_path / name / "results.json").write_text(json.dumps(results))
     holder = subprocess.Popen(  # the other multirun: holds seed8's run-folder lock as training does
-        [sys.executable, "-c", "import sys; from pathlib import Path; from clusterbench.engine.sweep import lock_run_folder; "
-         "[lock_run_folder(Path(a)) for a in sys.argv[1:]]; print('locked', flush=True); sys.stdin.read()",
-         str(tmp_path / "seed8"), str(tmp_path / "seed7")],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from clusterbench.engine.sweep import lock_run_folder; "
+            "[lock_run_folder(Path(a)) for a in sys.argv[1:]]; print('locked', flush=True); sys.stdin.read()",
+            str(tmp_path / "seed8"),
+            str(tmp_path / "seed7"),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         summary = summarize(tmp_path)
@@ -236,8 +260,16 @@ def test_optuna_sweep_of_sdcib_alpha_beta(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     sweep = tmp_path / "sweep"
     result = _train(
-        "-m", "+sweep=sdcib_optuna", "hydra.sweeper.n_trials=2", "backbone.hidden_dims=[8]", "model.critic_hidden_dims=[4]",
-        "trainer.max_epochs=1", "trainer.batch_size=1000", "trainer.progress=false", "hardware=cpu", f"hydra.sweep.dir={sweep}",
+        "-m",
+        "+sweep=sdcib_optuna",
+        "hydra.sweeper.n_trials=2",
+        "backbone.hidden_dims=[8]",
+        "model.critic_hidden_dims=[4]",
+        "trainer.max_epochs=1",
+        "trainer.batch_size=1000",
+        "trainer.progress=false",
+        "hardware=cpu",
+        f"hydra.sweep.dir={sweep}",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Best parameters" in result.stdout + result.stderr
@@ -249,9 +281,18 @@ def test_vectorised_sweep_rerun_skips_finished_members(tmp_path, monkeypatch, ca
 
     sweep = tmp_path / "sweep"
     argv = [
-        "train", "-m", "+launcher=vectorized", "model.alpha=0.1,0.2", "backbone.hidden_dims=[8]", "model.critic_hidden_dims=[4]",
-        "trainer.max_epochs=1", "trainer.batch_size=1000", "trainer.progress=false", "trainer.save_embedding=false",
-        "hardware=cpu", f"hydra.sweep.dir={sweep}",
+        "train",
+        "-m",
+        "+launcher=vectorized",
+        "model.alpha=0.1,0.2",
+        "backbone.hidden_dims=[8]",
+        "model.critic_hidden_dims=[4]",
+        "trainer.max_epochs=1",
+        "trainer.batch_size=1000",
+        "trainer.progress=false",
+        "trainer.save_embedding=false",
+        "hardware=cpu",
+        f"hydra.sweep.dir={sweep}",
     ]
     monkeypatch.setattr(sys, "argv", argv)
     train.main()

@@ -2,6 +2,7 @@
 on the run's last line, FLOPs counted without changing the step, the in-process matmul peak,
 profile.json (trainer.profile=true, not in the config hash), a resumed run's own epochs, and
 report's --throughput columns."""
+
 from __future__ import annotations
 
 import contextlib
@@ -138,8 +139,18 @@ def test_profile_times_the_augmentation_of_image_batches_and_a_counted_cnn_step_
     images = np.random.default_rng(0).integers(0, 255, size=(64, 12, 12), dtype=np.uint8)
 
     def fit(profile: bool):
-        return cluster(images, method="cc", n_clusters=2, hardware="cpu", paths__log_dir=str(tmp_path), trainer__max_epochs=2,
-                       trainer__batch_size=32, trainer__profile=profile, trainer__progress=False, backbone="small_cnn")
+        return cluster(
+            images,
+            method="cc",
+            n_clusters=2,
+            hardware="cpu",
+            paths__log_dir=str(tmp_path),
+            trainer__max_epochs=2,
+            trainer__batch_size=32,
+            trainer__profile=profile,
+            trainer__progress=False,
+            backbone="small_cnn",
+        )
 
     result = fit(profile=True)
     profile = json.loads((result.run_dir / "profile.json").read_text())

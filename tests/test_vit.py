@@ -1,5 +1,6 @@
 """ViT parts (clusterbench/nn/vit.py): random masking keeps exactly the requested ratio per
 sample, the PISD loss covers only masked patches, sin-cos positions, stems, sizes, MAE shapes."""
+
 from __future__ import annotations
 
 import math

@@ -1,6 +1,7 @@
 """VTCC and MFAVBs-CC: token fusion mixes the two views and the released "batch" fusion does not,
 single-view evaluation equals fusing a view with itself, the CLIP anchor cache (loading, the
 one-line offline error, the embedding script with open_clip faked), 2-epoch runs."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,15 @@ from clusterbench.train import run
 INFO = DataInfo(dims=(256,), n_clusters=3, n_samples=6, image_shape=(1, 16, 16))
 NET = dict(embed_dim=32, num_heads=4, depth=4, patch_size=4)
 # the tiny network for 2-epoch runs on digits (8 x 8 upsampled to 16 px, 16 patches)
-TINY = ["dataset=digits", "augment.size=16", "model.patch_size=4", "model.embed_dim=32", "model.num_heads=4", "model.depth=2",
-        "trainer.batch_size=900"]  # 1 step per epoch
+TINY = [
+    "dataset=digits",
+    "augment.size=16",
+    "model.patch_size=4",
+    "model.embed_dim=32",
+    "model.num_heads=4",
+    "model.depth=2",
+    "trainer.batch_size=900",
+]  # 1 step per epoch
 
 
 def _mfavbs(**kw) -> MFAVBsCC:

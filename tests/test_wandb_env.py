@@ -1,5 +1,6 @@
 """logger=wandb follows wandb's environment (WANDB_MODE, WANDB_DISABLED) and says how to upload an
 offline run; tested with a stand-in wandb module (the real one may not be installed)."""
+
 from __future__ import annotations
 
 import sys

@@ -18,6 +18,7 @@ Random draws happen on the generator's device (a CPU generator is the usual case
 per-sample numbers are then moved to the images' device: no host syncs, no data-dependent
 shapes, so a step stays capturable. docs/augmentation.md lists the ops, ranges and pipelines.
 """
+
 from __future__ import annotations
 
 import math

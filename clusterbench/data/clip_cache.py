@@ -6,6 +6,7 @@ order). The key is computed from the images themselves, not from ImageData.check
 a method sees the images (on_fit_start) but not the dataset object; the file also records the
 dataset's own checksum and name. The features are in sample order, (N, 512) float32.
 """
+
 from __future__ import annotations
 
 import hashlib

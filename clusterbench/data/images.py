@@ -135,10 +135,7 @@ class ImageData(Dataset):
         if self.labels is not None:
             self.labels = torch.as_tensor(self.labels, dtype=torch.int64).reshape(-1)
         if self.labels is not None and self.labels.shape[0] != self.images.shape[0]:
-            raise DataError(
-                f"dataset '{self.name}': {self.images.shape[0]} images but "
-                f"{self.labels.shape[0]} labels"
-            )
+            raise DataError(f"dataset '{self.name}': {self.images.shape[0]} images but {self.labels.shape[0]} labels")
         if self.images.shape[0] == 0:
             raise DataError(f"dataset '{self.name}': no images")
         self.n_samples = int(self.images.shape[0])
@@ -153,9 +150,7 @@ class ImageData(Dataset):
             self.n_clusters = _check_n_clusters(self.n_clusters, self.name)
         self.checksum = str(self.checksum)
         self.source = str(self.source)
-        self.class_names = [str(c) for c in self.class_names] or [
-            str(i) for i in range(self.n_classes or 0)
-        ]
+        self.class_names = [str(c) for c in self.class_names] or [str(i) for i in range(self.n_classes or 0)]
         if self.unlabeled is not None:
             u = torch.as_tensor(self.unlabeled)
             if u.dtype != torch.uint8 or u.ndim != 4 or tuple(u.shape[1:]) != tuple(self.images.shape[1:]):
@@ -265,9 +260,7 @@ def _path(path: Any, name: str) -> Path:
 def _require_file(p: Path, name: str, expected: str, source: str | None) -> None:
     if not p.is_file():
         what = "not a file" if p.exists() else "file not found"
-        raise DataError(
-            f"dataset '{name}': {what}: {p} (expected {expected}; {_where(source)}set paths.data_dir)"
-        )
+        raise DataError(f"dataset '{name}': {what}: {p} (expected {expected}; {_where(source)}set paths.data_dir)")
 
 
 def _float_to_uint8(x: np.ndarray, name: str, label: str, p: Path) -> np.ndarray:
@@ -281,10 +274,7 @@ def _float_to_uint8(x: np.ndarray, name: str, label: str, p: Path) -> np.ndarray
         raise DataError(f"dataset '{name}': {label} in {p} contains NaN/inf values")
     lo, hi = float(x.min()), float(x.max())
     if lo < -1e-6 or hi > 255 + 1e-6:
-        raise DataError(
-            f"dataset '{name}': {label} in {p} has values in [{lo:g}, {hi:g}]; "
-            "expected [0, 1] or [0, 255]"
-        )
+        raise DataError(f"dataset '{name}': {label} in {p} has values in [{lo:g}, {hi:g}]; expected [0, 1] or [0, 255]")
     scale = 255.0 if hi <= 1.0 + 1e-6 else 1.0
     return np.clip(np.rint(x * scale), 0, 255).astype(np.uint8)
 
@@ -311,10 +301,7 @@ def read_idx(path: str | os.PathLike, data: bytes | None = None) -> np.ndarray:
         except (OSError, EOFError) as e:
             raise DataError(f"cannot decompress IDX file {p} ({_one_line(e)})") from None
     if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
-        raise DataError(
-            f"{p} is not an IDX file (magic {data[:4].hex() or 'empty'}; expected 0000 + type "
-            "code 08/09/0b/0c/0d/0e + ndim)"
-        )
+        raise DataError(f"{p} is not an IDX file (magic {data[:4].hex() or 'empty'}; expected 0000 + type code 08/09/0b/0c/0d/0e + ndim)")
     dtype = _IDX_DTYPES[data[2]]
     ndim = data[3]
     header = 4 + 4 * ndim
@@ -323,10 +310,7 @@ def read_idx(path: str | os.PathLike, data: bytes | None = None) -> np.ndarray:
     shape = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != expected:
-        raise DataError(
-            f"IDX file {p} holds {len(data) - header} data bytes; shape {shape} of "
-            f"{dtype.name} needs {expected}"
-        )
+        raise DataError(f"IDX file {p} holds {len(data) - header} data bytes; shape {shape} of {dtype.name} needs {expected}")
     arr = np.frombuffer(data, dtype=dtype, offset=header).reshape(shape)
     return arr.astype(dtype.newbyteorder("="), copy=True)
 
@@ -357,9 +341,7 @@ def _torchvision_download(
             cls(str(root), download=True, **kwargs)
     except Exception as e:  # noqa: BLE001 - network or mirror failures
         by_hand = f"; or put the files there by hand, from {source}" if source else ""
-        raise DataError(
-            f"dataset '{name}': torchvision could not download {variant} into {root} ({_one_line(e)}){by_hand}"
-        ) from None
+        raise DataError(f"dataset '{name}': torchvision could not download {variant} into {root} ({_one_line(e)}){by_hand}") from None
     return True
 
 
@@ -381,9 +363,7 @@ def load_mnist(
     name = str(name)
     split = _check_split(split, name)
     if variant not in _MNIST_VARIANTS:
-        raise DataError(
-            f"dataset '{name}': unknown variant {variant!r} (choose from {', '.join(_MNIST_VARIANTS)})"
-        )
+        raise DataError(f"dataset '{name}': unknown variant {variant!r} (choose from {', '.join(_MNIST_VARIANTS)})")
     if n_clusters is not None:
         _check_n_clusters(n_clusters, name)
     folder_name, default_source = _MNIST_VARIANTS[variant]
@@ -418,14 +398,9 @@ def load_mnist(
         x, y = arrays
         fx, fy = (_find_raw(folder, s) for s in MNIST_FILES[sp])
         if x.ndim != 3 or x.dtype != np.uint8:
-            raise DataError(
-                f"dataset '{name}': {fx} holds {x.dtype} of shape {x.shape}; expected uint8 (n, h, w)"
-            )
+            raise DataError(f"dataset '{name}': {fx} holds {x.dtype} of shape {x.shape}; expected uint8 (n, h, w)")
         if y.ndim != 1 or y.shape[0] != x.shape[0]:
-            raise DataError(
-                f"dataset '{name}': {fy} holds labels of shape {y.shape}; expected ({x.shape[0]},) "
-                f"to match {fx}"
-            )
+            raise DataError(f"dataset '{name}': {fy} holds labels of shape {y.shape}; expected ({x.shape[0]},) to match {fx}")
         images.append(x)
         labels.append(y)
     if len({x.shape[1:] for x in images}) > 1:
@@ -481,14 +456,10 @@ def load_usps(
                 x = x.reshape(x.shape[0], d)
             if x.ndim != 2 or x.shape[1] != d:
                 raise DataError(
-                    f"dataset '{name}': {sp}/data in {p} has shape {x.shape}; expected (n, {d}) "
-                    f"rows of {image_size}x{image_size} pixels"
+                    f"dataset '{name}': {sp}/data in {p} has shape {x.shape}; expected (n, {d}) rows of {image_size}x{image_size} pixels"
                 )
             if y.shape[0] != x.shape[0]:
-                raise DataError(
-                    f"dataset '{name}': {sp}/target in {p} has {y.shape[0]} labels but "
-                    f"{sp}/data has {x.shape[0]} rows"
-                )
+                raise DataError(f"dataset '{name}': {sp}/target in {p} has {y.shape[0]} labels but {sp}/data has {x.shape[0]} rows")
             images.append(_float_to_uint8(x, name, f"{sp}/data", p))
             labels.append(y)
     x = np.concatenate(images).reshape(-1, 1, image_size, image_size)
@@ -542,18 +513,14 @@ def load_mat_images(
     x = np.asarray(mat[image_key])
     if x.dtype == object or x.ndim != 2 or x.shape[1] != c * h * w:
         raise DataError(
-            f"dataset '{name}': {image_key!r} in {p} has shape {x.shape} ({x.dtype}); "
-            f"expected (n, {c * h * w}) rows of {c}x{h}x{w} images"
+            f"dataset '{name}': {image_key!r} in {p} has shape {x.shape} ({x.dtype}); expected (n, {c * h * w}) rows of {c}x{h}x{w} images"
         )
     y = np.asarray(mat[label_key])
     if y.dtype == object or y.ndim > 2 or (y.ndim == 2 and 1 not in y.shape):
         raise DataError(f"dataset '{name}': labels {label_key!r} in {p} have shape {y.shape}; expected (n, 1)")
     y = y.reshape(-1)
     if y.shape[0] != x.shape[0]:
-        raise DataError(
-            f"dataset '{name}': {label_key!r} in {p} has {y.shape[0]} labels but {image_key!r} "
-            f"has {x.shape[0]} rows"
-        )
+        raise DataError(f"dataset '{name}': {label_key!r} in {p} has {y.shape[0]} labels but {image_key!r} has {x.shape[0]} rows")
     x8 = _float_to_uint8(x, name, repr(image_key), p)
     if order == "F":  # MATLAB: H x W x C, column-major -> rows read as (C, W, H)
         x8 = x8.reshape(-1, c, w, h).transpose(0, 1, 3, 2)
@@ -607,12 +574,10 @@ def _folder_files(p: Path, name: str, recursive: bool) -> tuple[list[tuple[Path,
     """The image files of ``p`` with their class index, and the class names (None: a flat folder
     of unlabelled images). Class folders win when there are any; a folder without sub-folders
     is read flat."""
+
     def images_in(folder: Path, deep: bool) -> list[Path]:
         found = folder.rglob("*") if deep else folder.iterdir()
-        return sorted(
-            f for f in found
-            if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith(".")
-        )
+        return sorted(f for f in found if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS and not f.name.startswith("."))
 
     classes = sorted(d.name for d in p.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not classes:
@@ -687,8 +652,7 @@ def load_image_folder(  # noqa: C901 - argument checks in turn, each its own one
     if not p.is_dir():
         what = "not a folder" if p.exists() else "folder not found"
         raise DataError(
-            f"dataset '{name}': {what}: {p} (expected {p}/<class>/<image files> or {p}/<image files>; "
-            f"{_where(source)}set paths.data_dir)"
+            f"dataset '{name}': {what}: {p} (expected {p}/<class>/<image files> or {p}/<image files>; {_where(source)}set paths.data_dir)"
         )
     files, classes = _folder_files(p, name, recursive)
     if n_classes is not None and len(classes or []) != int(n_classes):
@@ -778,10 +742,7 @@ def _missing_error(name: str, folder: Path, missing: Sequence[str], archive: str
         what = f"missing in {folder}: {', '.join(missing)} ("
     else:
         what = f"folder not found: {folder} (expected {', '.join(missing)} in it; "
-    return DataError(
-        f"dataset '{name}': {what}unpack {archive} into {root}; {_where(source)}"
-        "or set download: true; set paths.data_dir)"
-    )
+    return DataError(f"dataset '{name}': {what}unpack {archive} into {root}; {_where(source)}or set download: true; set paths.data_dir)")
 
 
 def _fetch(
@@ -883,9 +844,7 @@ def _read_pickle(p: Path, name: str, keys: Sequence[str], h: Any) -> dict[str, A
     d = {_text(k): v for k, v in obj.items()}
     for key in keys:
         if key not in d:
-            raise DataError(
-                f"dataset '{name}': key {key!r} not found in {p} (keys present: {', '.join(d) or '(none)'})"
-            )
+            raise DataError(f"dataset '{name}': key {key!r} not found in {p} (keys present: {', '.join(d) or '(none)'})")
     return d
 
 
@@ -920,8 +879,15 @@ def load_cifar(
     splits = ("train", "test") if split == "all" else (split,)
     batches = [f for sp in splits for f in spec[sp]]
     _fetch(
-        name, spec["torchvision"], root_p, folder, [*batches, spec["meta"]], spec["archive"], source,
-        download, ({"train": True}, {"train": False}),
+        name,
+        spec["torchvision"],
+        root_p,
+        folder,
+        [*batches, spec["meta"]],
+        spec["archive"],
+        source,
+        download,
+        ({"train": True}, {"train": False}),
     )
     h = hashlib.sha256()
     images, labels = [], []
@@ -932,13 +898,11 @@ def load_cifar(
         y = np.asarray(d[spec["labels"]]).reshape(-1)
         if x.dtype != np.uint8 or x.ndim != 2 or x.shape[1] != 3 * 32 * 32:
             raise DataError(
-                f"dataset '{name}': 'data' in {p} holds {x.dtype} of shape {x.shape}; "
-                "expected uint8 (n, 3072) rows of 3x32x32 images"
+                f"dataset '{name}': 'data' in {p} holds {x.dtype} of shape {x.shape}; expected uint8 (n, 3072) rows of 3x32x32 images"
             )
         if y.shape[0] != x.shape[0] or y.dtype.kind not in "iu":
             raise DataError(
-                f"dataset '{name}': {spec['labels']!r} in {p} holds {y.shape[0]} {y.dtype} values; "
-                f"expected {x.shape[0]} integer labels"
+                f"dataset '{name}': {spec['labels']!r} in {p} holds {y.shape[0]} {y.dtype} values; expected {x.shape[0]} integer labels"
             )
         images.append(x.reshape(-1, 3, 32, 32))  # rows are (C, H, W) already
         labels.append(y)
@@ -947,8 +911,7 @@ def load_cifar(
     y = np.concatenate(labels).astype(np.int64)
     if y.min() < 0 or y.max() >= len(names):
         raise DataError(
-            f"dataset '{name}': {spec['labels']!r} in {folder} has values in [{y.min()}, {y.max()}] "
-            f"but {meta_p} names {len(names)} classes"
+            f"dataset '{name}': {spec['labels']!r} in {folder} has values in [{y.min()}, {y.max()}] but {meta_p} names {len(names)} classes"
         )
     return _labelled(name, np.concatenate(images), y, n_clusters, h.hexdigest(), str(folder), split, names=names)
 
@@ -979,8 +942,7 @@ def _read_stl_images(p: Path, name: str, h: Any) -> np.ndarray:
         size = p.stat().st_size
         if size == 0 or size % _STL10_BYTES:
             raise DataError(
-                f"dataset '{name}': {p} holds {size} bytes; expected a positive multiple of "
-                f"{_STL10_BYTES} (uint8 3x96x96 images)"
+                f"dataset '{name}': {p} holds {size} bytes; expected a positive multiple of {_STL10_BYTES} (uint8 3x96x96 images)"
             )
         n = size // _STL10_BYTES
         out = np.empty((n, *_STL10_SHAPE), dtype=np.uint8)
@@ -992,7 +954,7 @@ def _read_stl_images(p: Path, name: str, h: Any) -> np.ndarray:
                     raise DataError(f"dataset '{name}': {p} ended early (changed while being read?)")
                 h.update(data)
                 # bytes per image read as (C, W, H): swap the last two axes for (C, H, W)
-                out[start:start + m] = np.frombuffer(data, np.uint8).reshape(m, 3, 96, 96).transpose(0, 1, 3, 2)
+                out[start : start + m] = np.frombuffer(data, np.uint8).reshape(m, 3, 96, 96).transpose(0, 1, 3, 2)
     except OSError as e:
         raise DataError(f"dataset '{name}': cannot read {p} ({_one_line(e)})") from None
     return out
@@ -1049,6 +1011,13 @@ def load_stl10(
         if len(names) != 10:
             raise DataError(f"dataset '{name}': {names_p} names {len(names)} classes; expected 10, one per line")
     return _labelled(
-        name, np.concatenate(images), np.concatenate(labels), n_clusters, h.hexdigest(), str(folder), split,
-        names=names, unlabeled=u,
+        name,
+        np.concatenate(images),
+        np.concatenate(labels),
+        n_clusters,
+        h.hexdigest(),
+        str(folder),
+        split,
+        names=names,
+        unlabeled=u,
     )

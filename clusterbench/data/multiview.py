@@ -104,12 +104,8 @@ class MultiViewData(Dataset):
         self._n = int(n)
         self._n_classes = None if self.labels is None else int(torch.unique(self.labels).numel())
         if n_clusters is None and self.labels is None:
-            raise ConfigError(
-                f"dataset '{self.name}': the data have no labels, so set dataset.n_clusters (the number of clusters to find)"
-            )
-        self.n_clusters = self.n_classes if n_clusters is None else _check_n_clusters(
-            n_clusters, self.name
-        )
+            raise ConfigError(f"dataset '{self.name}': the data have no labels, so set dataset.n_clusters (the number of clusters to find)")
+        self.n_clusters = self.n_classes if n_clusters is None else _check_n_clusters(n_clusters, self.name)
         self.class_names = None if class_names is None else [str(c) for c in class_names]
         self.checksum = str(checksum)
         self.source = str(source)
@@ -155,9 +151,7 @@ class MultiViewData(Dataset):
 
 def _check_n_clusters(n_clusters: Any, name: str) -> int:
     if isinstance(n_clusters, bool) or not isinstance(n_clusters, (int, np.integer)) or n_clusters < 1:
-        raise ConfigError(
-            f"dataset '{name}': n_clusters must be a positive integer or null, got {n_clusters!r}"
-        )
+        raise ConfigError(f"dataset '{name}': n_clusters must be a positive integer or null, got {n_clusters!r}")
     return int(n_clusters)
 
 
@@ -174,9 +168,7 @@ def preprocess_view(x: Any, how: str = "none") -> np.ndarray:
         ``"l2"``        each sample (row) scaled to unit L2 norm; all-zero rows stay zero.
     """
     if not isinstance(how, str) or how not in PREPROCESS_OPTIONS:
-        raise DataError(
-            f"unknown preprocess option {how!r} (choose from {', '.join(PREPROCESS_OPTIONS)})"
-        )
+        raise DataError(f"unknown preprocess option {how!r} (choose from {', '.join(PREPROCESS_OPTIONS)})")
     if isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
     x = np.asarray(x, dtype=np.float64)
@@ -209,10 +201,7 @@ def _check_loader_options(name: str, preprocess: Any, orientation: str, n_cluste
     per-view preprocessing."""
     prep = _preprocess_list(preprocess, name)
     if orientation not in ORIENTATIONS:
-        raise DataError(
-            f"dataset '{name}': unknown orientation {orientation!r} "
-            f"(choose from {', '.join(ORIENTATIONS)})"
-        )
+        raise DataError(f"dataset '{name}': unknown orientation {orientation!r} (choose from {', '.join(ORIENTATIONS)})")
     if n_clusters is not None:
         _check_n_clusters(n_clusters, name)
     return prep
@@ -231,15 +220,11 @@ def _preprocess_list(preprocess: Any, name: str) -> list[str] | str:
     try:
         items = list(preprocess)  # list, tuple, omegaconf ListConfig
     except TypeError:
-        raise DataError(
-            f"dataset '{name}': preprocess must be a string or a list of strings, "
-            f"got {preprocess!r}"
-        ) from None
+        raise DataError(f"dataset '{name}': preprocess must be a string or a list of strings, got {preprocess!r}") from None
     for i, how in enumerate(items):
         if not isinstance(how, str) or how not in PREPROCESS_OPTIONS:
             raise DataError(
-                f"dataset '{name}': unknown preprocess option {how!r} at preprocess[{i}] "
-                f"(choose from {', '.join(PREPROCESS_OPTIONS)})"
+                f"dataset '{name}': unknown preprocess option {how!r} at preprocess[{i}] (choose from {', '.join(PREPROCESS_OPTIONS)})"
             )
     return items
 
@@ -293,10 +278,7 @@ class _Source:
 
     def missing(self, key: str, what: str) -> DataError:
         present = ", ".join(self.keys()) or "(none)"
-        return DataError(
-            f"dataset '{self.name}': {what} key {key!r} not found in {self.path} "
-            f"(keys present: {present})"
-        )
+        return DataError(f"dataset '{self.name}': {what} key {key!r} not found in {self.path} (keys present: {present})")
 
     def close(self) -> None:
         pass
@@ -311,9 +293,7 @@ class _NpzSource(_Source):
             self._z = np.load(path, allow_pickle=False)
             self._keys = list(self._z.files)
         except Exception as e:  # noqa: BLE001 - any parse failure is a corrupt file
-            raise DataError(
-                f"dataset '{name}': cannot read {path} as a .npz file ({_one_line(e)})"
-            ) from None
+            raise DataError(f"dataset '{name}': cannot read {path} as a .npz file ({_one_line(e)})") from None
 
     def keys(self) -> list[str]:
         return self._keys
@@ -324,9 +304,7 @@ class _NpzSource(_Source):
         try:
             return self._z[key]
         except Exception as e:  # noqa: BLE001
-            raise DataError(
-                f"dataset '{self.name}': cannot read key {key!r} from {self.path} ({_one_line(e)})"
-            ) from None
+            raise DataError(f"dataset '{self.name}': cannot read key {key!r} from {self.path} ({_one_line(e)})") from None
 
     def close(self) -> None:
         self._z.close()
@@ -373,10 +351,7 @@ class _MatV73Source(_Source):
         try:
             self._f = h5py.File(path, "r")
         except Exception as e:  # noqa: BLE001
-            raise DataError(
-                f"dataset '{name}': cannot read {path} as a MATLAB v7.3 (HDF5) file "
-                f"({_one_line(e)})"
-            ) from None
+            raise DataError(f"dataset '{name}': cannot read {path} as a MATLAB v7.3 (HDF5) file ({_one_line(e)})") from None
 
     def keys(self) -> list[str]:
         return [k for k in self._f.keys() if not k.startswith("#")]
@@ -394,9 +369,7 @@ class _MatV73Source(_Source):
                 ir = obj["ir"][()].astype(np.int64) if "ir" in obj else np.zeros(0, np.int64)
                 data = obj["data"][()] if "data" in obj else np.zeros(0)
                 if data.dtype.names:  # complex sparse
-                    raise DataError(
-                        f"dataset '{self.name}': {label} in {self.path} is a complex sparse matrix"
-                    )
+                    raise DataError(f"dataset '{self.name}': {label} in {self.path} is a complex sparse matrix")
                 return sp.csc_matrix((data, ir, jc), shape=(n_rows, len(jc) - 1))
             raise DataError(
                 f"dataset '{self.name}': {label} in {self.path} is a MATLAB "
@@ -408,10 +381,7 @@ class _MatV73Source(_Source):
             return np.zeros(tuple(int(d) for d in dims[::-1]) if dims.size else (0, 0))
         matlab_class = _attr_str(attrs.get("MATLAB_class", b""))
         if matlab_class in ("char", "struct", "function_handle") or matlab_class.startswith("string"):
-            raise DataError(
-                f"dataset '{self.name}': {label} in {self.path} is a MATLAB {matlab_class}, "
-                "not a numeric array"
-            )
+            raise DataError(f"dataset '{self.name}': {label} in {self.path} is a MATLAB {matlab_class}, not a numeric array")
         value = obj[()]
         if h5py.check_dtype(ref=obj.dtype) is not None:
             return value  # object references (a cell); handled by cell()
@@ -441,9 +411,7 @@ class _MatV73Source(_Source):
         # h5py's C-order flattening of the stored (transposed) array is MATLAB's linear order.
         for j, ref in enumerate(np.asarray(refs).ravel()):
             if not ref:
-                raise DataError(
-                    f"dataset '{self.name}': {key}{{{j + 1}}} in {self.path} is a null reference"
-                )
+                raise DataError(f"dataset '{self.name}': {key}{{{j + 1}}} in {self.path} is a null reference")
             out.append(self._read(self._f[ref], f"{key}{{{j + 1}}}"))
         return out
 
@@ -492,9 +460,7 @@ def _open(name: str, path: Path) -> _Source:
     except NotImplementedError:  # scipy's answer to a v7.3 file whose header it recognises
         return _MatV73Source(name, path)
     except Exception as e:  # noqa: BLE001 - any parse failure is a corrupt file
-        raise DataError(
-            f"dataset '{name}': cannot read {path} as a MATLAB .mat file ({_one_line(e)})"
-        ) from None
+        raise DataError(f"dataset '{name}': cannot read {path} as a MATLAB .mat file ({_one_line(e)})") from None
     return _MatV5Source(name, path, mat)
 
 
@@ -519,10 +485,7 @@ def _to_dense_2d(value: Any, name: str, label: str, path: Path, samples_first_nd
         value = value[:, None]
     elif value.ndim > 2:
         if not samples_first_nd:
-            raise DataError(
-                f"dataset '{name}': view {label} in {path} has {value.ndim} axes "
-                f"(shape {value.shape}); expected a 2-D matrix"
-            )
+            raise DataError(f"dataset '{name}': view {label} in {path} has {value.ndim} axes (shape {value.shape}); expected a 2-D matrix")
         value = value.reshape(value.shape[0], -1)
     if value.size == 0:
         raise DataError(f"dataset '{name}': view {label} in {path} is empty (shape {value.shape})")
@@ -536,32 +499,23 @@ def _labels_vector(value: Any, name: str, key: str, path: Path) -> np.ndarray:
         value = value.toarray()
     y = np.asarray(value)
     if y.dtype == object or y.dtype.kind == "c" or y.dtype.names:
-        raise DataError(
-            f"dataset '{name}': labels {key!r} in {path} are not numeric ({_describe(y)})"
-        )
+        raise DataError(f"dataset '{name}': labels {key!r} in {path} are not numeric ({_describe(y)})")
     if y.ndim == 2 and 1 in y.shape:
         y = y.reshape(-1)
     elif y.ndim == 0:
         y = y.reshape(1)
     if y.ndim != 1:
-        raise DataError(
-            f"dataset '{name}': labels {key!r} in {path} have shape {y.shape}; "
-            "expected a vector (n,), (n, 1) or (1, n)"
-        )
+        raise DataError(f"dataset '{name}': labels {key!r} in {path} have shape {y.shape}; expected a vector (n,), (n, 1) or (1, n)")
     if y.size == 0:
         raise DataError(f"dataset '{name}': labels {key!r} in {path} are empty")
     if y.dtype.kind == "f":
         bad = int((~np.isfinite(y)).sum())
         if bad:
-            raise DataError(
-                f"dataset '{name}': labels {key!r} in {path} contain {bad} NaN/inf values"
-            )
+            raise DataError(f"dataset '{name}': labels {key!r} in {path} contain {bad} NaN/inf values")
     return y
 
 
-def _orient(
-    x: np.ndarray, orientation: str, n_labels: int, name: str, label: str, path: Path
-) -> np.ndarray:
+def _orient(x: np.ndarray, orientation: str, n_labels: int, name: str, label: str, path: Path) -> np.ndarray:
     if orientation == "samples_first":
         return x
     if orientation == "features_first":
@@ -634,9 +588,7 @@ def load_multiview(
 
     src = _open(name, p)
     try:
-        raw_views, view_names, y, label_used = _read_views_and_labels(
-            src, name, p, view_keys, cell_key, label_key
-        )
+        raw_views, view_names, y, label_used = _read_views_and_labels(src, name, p, view_keys, cell_key, label_key)
     finally:
         src.close()
     raw_views, view_names = select_views(name, p, raw_views, view_names, views)
@@ -644,15 +596,11 @@ def load_multiview(
     n_labels = int(y.shape[0])
     views = []
     for x, vname in zip(raw_views, view_names):
-        views.append(_orient(x, "samples_first" if src.kind == "npz" else orientation,
-                             n_labels, name, vname, p))
+        views.append(_orient(x, "samples_first" if src.kind == "npz" else orientation, n_labels, name, vname, p))
     counts = [int(v.shape[0]) for v in views]
     if len(set(counts)) > 1:
         detail = ", ".join(f"{vn}={c}" for vn, c in zip(view_names, counts))
-        raise DataError(
-            f"dataset '{name}': views in {p} have different sample counts ({detail}); "
-            "check orientation"
-        )
+        raise DataError(f"dataset '{name}': views in {p} have different sample counts ({detail}); check orientation")
     if counts[0] != n_labels:
         raise DataError(
             f"dataset '{name}': label count mismatch in {p}: {label_used!r} has {n_labels} labels "
@@ -662,17 +610,12 @@ def load_multiview(
         if v.dtype.kind == "f":
             bad = int((~np.isfinite(v)).sum())
             if bad:
-                raise DataError(
-                    f"dataset '{name}': view {vname} in {p} contains {bad} NaN/inf values"
-                )
+                raise DataError(f"dataset '{name}': view {vname} in {p} contains {bad} NaN/inf values")
 
     if isinstance(prep, str):
         prep = [prep] * len(views)
     elif len(prep) != len(views):
-        raise DataError(
-            f"dataset '{name}': preprocess has {len(prep)} entries but {p} has "
-            f"{len(views)} views"
-        )
+        raise DataError(f"dataset '{name}': preprocess has {len(prep)} entries but {p} has {len(views)} views")
     out_views = [torch.from_numpy(preprocess_view(v, how)) for v, how in zip(views, prep)]
 
     _, inverse = np.unique(y, return_inverse=True)
@@ -688,8 +631,7 @@ def load_multiview(
     )
 
 
-def select_views(name: str, path: Path, raw_views: list, view_names: list[str],
-                 views: Sequence[int] | None) -> tuple[list, list[str]]:
+def select_views(name: str, path: Path, raw_views: list, view_names: list[str], views: Sequence[int] | None) -> tuple[list, list[str]]:
     """Keep the views at the 0-based indices ``views`` (``dataset.views``), in that order."""
     if views is None:
         return raw_views, view_names
@@ -699,8 +641,7 @@ def select_views(name: str, path: Path, raw_views: list, view_names: list[str],
     bad = [i for i in chosen if not 0 <= i < len(raw_views)]
     if not chosen or bad or len(set(chosen)) != len(chosen):
         why = "is empty" if not chosen else (f"has {bad} outside 0..{len(raw_views) - 1}" if bad else "repeats a view")
-        raise DataError(f"dataset '{name}': dataset.views={chosen} {why}; {path} has {len(raw_views)} views "
-                        f"({', '.join(view_names)})")
+        raise DataError(f"dataset '{name}': dataset.views={chosen} {why}; {path} has {len(raw_views)} views ({', '.join(view_names)})")
     return [raw_views[i] for i in chosen], [view_names[i] for i in chosen]
 
 
@@ -719,9 +660,7 @@ def _read_views_and_labels(
                 try:
                     n_views = int(np.asarray(src.get("n_views")).reshape(-1)[0])
                 except (ValueError, TypeError, IndexError):
-                    raise DataError(
-                        f"dataset '{name}': key 'n_views' in {p} is not an integer"
-                    ) from None
+                    raise DataError(f"dataset '{name}': key 'n_views' in {p} is not an integer") from None
             else:
                 n_views = sum(1 for k in keys if k.startswith("view_") and k[5:].isdigit())
                 if n_views == 0:
@@ -733,23 +672,16 @@ def _read_views_and_labels(
             names = [str(s) for s in src.get("view_names")]
         used = label_key if label_key in keys else "labels"
         if used not in keys:
-            raise DataError(
-                f"dataset '{name}': labels key {label_key!r} (or 'labels') not found in {p} "
-                f"(keys present: {', '.join(keys)})"
-            )
+            raise DataError(f"dataset '{name}': labels key {label_key!r} (or 'labels') not found in {p} (keys present: {', '.join(keys)})")
         y = _labels_vector(src.get(used), name, used, p)
         views = [_to_dense_2d(x, name, vn, p, samples_first_nd=True) for x, vn in zip(raw, names)]
         return views, names, y, used
 
     if view_keys is not None and cell_key is not None:
-        raise DataError(
-            f"dataset '{name}': set only one of cell_key ({cell_key!r}) and view_keys "
-            f"({view_keys}) for {p}"
-        )
+        raise DataError(f"dataset '{name}': set only one of cell_key ({cell_key!r}) and view_keys ({view_keys}) for {p}")
     if view_keys is None and cell_key is None:
         raise DataError(
-            f"dataset '{name}': set cell_key or view_keys to say where the views are in {p} "
-            f"(keys present: {', '.join(src.keys())})"
+            f"dataset '{name}': set cell_key or view_keys to say where the views are in {p} (keys present: {', '.join(src.keys())})"
         )
     if cell_key is not None:
         raw = src.cell(str(cell_key))

@@ -25,6 +25,7 @@ or names) are mapped to ``0..C-1`` in sorted order and kept as the class names.
 ``features_first`` (``(d, n)``, transposed on load) or ``auto`` (the axis whose length is the
 number of labels, or, without labels, the axis every view shares).
 """
+
 from __future__ import annotations
 
 import csv
@@ -113,16 +114,30 @@ def load_features(  # noqa: C901 - argument checks in turn, each its own one-lin
     return feature_data(name, views, view_names, y, prep, n_clusters, checksum, str(p.resolve()))
 
 
-def feature_data(name: str, views: Sequence[np.ndarray], view_names: Sequence[str], y: np.ndarray | None, preprocess: list[str],
-                 n_clusters: int | None, checksum: str, source: str) -> MultiViewData:
+def feature_data(
+    name: str,
+    views: Sequence[np.ndarray],
+    view_names: Sequence[str],
+    y: np.ndarray | None,
+    preprocess: list[str],
+    n_clusters: int | None,
+    checksum: str,
+    source: str,
+) -> MultiViewData:
     """Checked (n, d) views (and labels of any values) as a MultiViewData: each view preprocessed,
     the labels mapped to 0..C-1 in sorted order with their values kept as class names. What a
     file read by load_features and an array held in memory (clusterbench.Clusterer) become."""
     out = [torch.from_numpy(preprocess_view(v, how)) for v, how in zip(views, preprocess)]
     labels, class_names = _class_indices(y)
     return MultiViewData(
-        name=name, views=out, labels=labels, n_clusters=n_clusters, checksum=checksum, source=source,
-        view_names=list(view_names), class_names=class_names,
+        name=name,
+        views=out,
+        labels=labels,
+        n_clusters=n_clusters,
+        checksum=checksum,
+        source=source,
+        view_names=list(view_names),
+        class_names=class_names,
     )
 
 
@@ -330,7 +345,9 @@ def _label_file(labels: str, name: str) -> np.ndarray:
     return y
 
 
-def _orient_all(views: Sequence[np.ndarray], names: Sequence[str], orientation: str, n_labels: int | None, name: str, p: Path) -> list[np.ndarray]:
+def _orient_all(
+    views: Sequence[np.ndarray], names: Sequence[str], orientation: str, n_labels: int | None, name: str, p: Path
+) -> list[np.ndarray]:
     if orientation == "samples_first":
         return list(views)
     if orientation == "features_first":
@@ -372,8 +389,10 @@ def as_uint8_images(x: Any, name: str = "images") -> np.ndarray:
             x = x.transpose(0, 3, 1, 2)
         lo, hi = float(x.min()), float(x.max())
         if x.dtype.kind == "f" and not (np.isfinite(lo) and np.isfinite(hi) and lo >= 0.0):
-            raise DataError(f"dataset '{name}': float images must be finite and non-negative (got {lo:g}..{hi:g}); "
-                            "pass them in [0, 1], 0..max, or as uint8 0..255")
+            raise DataError(
+                f"dataset '{name}': float images must be finite and non-negative (got {lo:g}..{hi:g}); "
+                "pass them in [0, 1], 0..max, or as uint8 0..255"
+            )
         if x.dtype.kind != "f" and not (lo >= 0 and hi <= 255):
             raise DataError(f"dataset '{name}': integer images must lie in 0..255 (got {lo:g}..{hi:g})")
         if x.dtype.kind == "f":
@@ -434,8 +453,13 @@ def image_data(name: str, x: Any, y: np.ndarray | None, n_clusters: int | None, 
 
     labels, class_names = _class_indices(y)
     return ImageData(
-        name=name, images=torch.from_numpy(as_uint8_images(x, name)), labels=labels, n_clusters=n_clusters,
-        checksum=checksum, source=source, class_names=class_names or [],
+        name=name,
+        images=torch.from_numpy(as_uint8_images(x, name)),
+        labels=labels,
+        n_clusters=n_clusters,
+        checksum=checksum,
+        source=source,
+        class_names=class_names or [],
     )
 
 

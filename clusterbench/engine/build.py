@@ -1,4 +1,5 @@
 """Objects the engine builds from config: the method, its optimisers and their schedules."""
+
 from __future__ import annotations
 
 import math
@@ -65,7 +66,9 @@ def lr_factor(step: int, warmup_steps: int, total_steps: int, min_lr_ratio: floa
     return min_lr_ratio + (1.0 - min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def build_schedulers(optimizers: dict[str, torch.optim.Optimizer], trainer_cfg: DictConfig, steps_per_epoch: int, max_epochs: int) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
+def build_schedulers(
+    optimizers: dict[str, torch.optim.Optimizer], trainer_cfg: DictConfig, steps_per_epoch: int, max_epochs: int
+) -> dict[str, torch.optim.lr_scheduler.LRScheduler]:
     """One per-step learning-rate schedule per optimiser (`trainer.scheduler`), stepped after
     every step of the main group; none for `name: none`. Their states go into the checkpoint."""
     spec = trainer_cfg.get("scheduler") or {}

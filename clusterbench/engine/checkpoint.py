@@ -1,5 +1,6 @@
 """Atomic checkpoint and JSON writes, and RNG state capture for bit-exact resume (the resume
 rules themselves: engine/resume.py)."""
+
 from __future__ import annotations
 
 import errno

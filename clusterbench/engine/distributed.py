@@ -17,6 +17,7 @@ mean the average of W local means is the global mean: both equal the one-process
 (tests/test_ddp.py checks this to 1e-5 for CC and SDCIB, tests/test_ddp_methods.py for HTCN, DCSM,
 PICI, VTCC and MFAVBs-CC).
 """
+
 from __future__ import annotations
 
 import os

@@ -16,6 +16,7 @@ Each member folder gets its own metrics.csv, results.json, predictions.npz and a
 checkpoint (its slice of the stacked state), so report cannot tell the two kinds of sweep
 apart, and `resume=<member folder>` continues any member as a plain run.
 """
+
 from __future__ import annotations
 
 import ctypes

@@ -1,4 +1,5 @@
 """Device and precision from the `hardware` config group."""
+
 from __future__ import annotations
 
 import contextlib
@@ -69,8 +70,7 @@ class Hardware:
             if not dist.is_initialized():
                 if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
                     raise ConfigError(
-                        "hardware=ddp: start the run with torchrun, e.g. "
-                        "torchrun --nproc_per_node=2 -m clusterbench.train hardware=ddp ..."
+                        "hardware=ddp: start the run with torchrun, e.g. torchrun --nproc_per_node=2 -m clusterbench.train hardware=ddp ..."
                     )
                 init_from_env(self.backend)
         if self.num_threads:

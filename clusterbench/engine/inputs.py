@@ -11,6 +11,7 @@ and CIFAR-10's 60000 x 3 x 32 x 32 is 184 MB) and hand out one batch at a time b
 Augmentation draws its per-sample parameters from the run's generator, so a resumed run
 continues the same random stream.
 """
+
 from __future__ import annotations
 
 import torch
@@ -86,7 +87,6 @@ def build_inputs(data, augment: MultiViewAugment | None, device: torch.device, c
     images = getattr(data, "images", None)
     if images is None or images.dim() != 4:
         raise ConfigError(
-            f"augment= makes views of images, but dataset '{data.name}' has feature views; "
-            "use augment=none with it (or an image dataset)"
+            f"augment= makes views of images, but dataset '{data.name}' has feature views; use augment=none with it (or an image dataset)"
         )
     return ImageInputs(images, augment, device, channels_last, getattr(data, "unlabeled", None))

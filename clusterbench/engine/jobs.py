@@ -9,6 +9,7 @@ vectorised sweep, and what happens to each when it fails.
 - `prepare_job` / `train_vectorised_group`: a vectorised sweep's per-job and per-group steps
   (+launcher=vectorized, engine/ensemble.py).
 """
+
 from __future__ import annotations
 
 import os

@@ -9,6 +9,7 @@ launcher's worker processes are reused (joblib/loky does reuse them). The job th
 hash stay the same whichever GPU a job gets): a device index rather than CUDA_VISIBLE_DEVICES,
 which cannot re-point a reused worker whose CUDA is already initialised.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -38,9 +39,7 @@ def acquire_gpu(gpus: list[int], job_num: int, lock_dir: Path) -> int:
             continue
         _held[str(path)] = fd
         return gpu
-    raise ConfigError(
-        f"launcher_gpus={list(gpus)}: all {n} GPUs are held by other jobs of this sweep; set hydra.launcher.n_jobs <= {n}"
-    )
+    raise ConfigError(f"launcher_gpus={list(gpus)}: all {n} GPUs are held by other jobs of this sweep; set hydra.launcher.n_jobs <= {n}")
 
 
 def release_gpus() -> None:

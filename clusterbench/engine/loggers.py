@@ -1,4 +1,5 @@
 """Per-epoch metric sinks. Every logger keeps <run>/metrics.csv; others add a remote sink."""
+
 from __future__ import annotations
 
 import csv

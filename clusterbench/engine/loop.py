@@ -6,6 +6,7 @@ from a checkpoint), train_epoch, evaluate, checkpoint (per epoch, as configured)
 (results.json). A vectorised sweep fits G members at once; what is per member (folders,
 evaluations, checkpoint slices) lives in engine/ensemble.py.
 """
+
 from __future__ import annotations
 
 import functools
@@ -63,7 +64,9 @@ RANK_SEED_OFFSET = 7_919_993
 class _StepContext:
     """Passed to `training_step`: lets a method take extra optimiser steps (critics)."""
 
-    def __init__(self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device, grad_clip: float | None = None, members: int = 1) -> None:
+    def __init__(
+        self, optimizers: dict[str, torch.optim.Optimizer], device: torch.device, grad_clip: float | None = None, members: int = 1
+    ) -> None:
         self.optimizers = optimizers
         self.device = device
         self.grad_clip = grad_clip
@@ -159,7 +162,9 @@ def choose_candidate(rule: str | int, metrics: dict[str, dict[str, Any]], scores
     return max(names, key=lambda name: scores[name]), False
 
 
-def evaluate_candidates(method, outputs: torch.Tensor, labels: np.ndarray | None, n_clusters: int, sample=None) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
+def evaluate_candidates(
+    method, outputs: torch.Tensor, labels: np.ndarray | None, n_clusters: int, sample=None
+) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
     """Metrics and hard labels of the partition `method.assign` makes of `outputs` (one
     member's predictions for all samples); for a method with several candidate partitions,
     those of the one kept by `method.candidate_selection`, and a record of all. Without labels
@@ -312,7 +317,9 @@ class FitRun:
         self.step_fn = hardware.maybe_compile(method.training_step)
         self.labels = data.labels.cpu().numpy() if data.labels is not None else None
         # without labels: the rows (and features) the label-free scores are computed on
-        self.score_sample = None if self.labels is not None else score_sample([data.images] if getattr(data, "images", None) is not None else data.views)
+        self.score_sample = (
+            None if self.labels is not None else score_sample([data.images] if getattr(data, "images", None) is not None else data.views)
+        )
         self.optimizers = build_optimizers(method, trainer)
         self.max_epochs = int(trainer.max_epochs) if method.trainable else 0
         # a G-member fit evaluates G models per row: its evaluation batches hold eval_batch_size
@@ -331,7 +338,9 @@ class FitRun:
         if int(trainer.batch_size) > n and method.trainable and self.main_process:
             self.warn_whole_data_batch(int(trainer.batch_size), n)
         if self.batch_size % self.world:  # trainer.batch_size above n: the batch is the whole data set
-            raise ConfigError(f"hardware=ddp on {self.world} processes: the global batch ({self.batch_size} samples) must divide by {self.world}")
+            raise ConfigError(
+                f"hardware=ddp on {self.world} processes: the global batch ({self.batch_size} samples) must divide by {self.world}"
+            )
         self.local = self.batch_size // self.world  # DDP: this rank's share of each global batch
         self.n_batches = n // self.batch_size if trainer.drop_last else math.ceil(n / self.batch_size)
         self.repeats = int(trainer.repeats_per_batch)
@@ -349,7 +358,9 @@ class FitRun:
         the same seed."""
         member = self.members[0]
         if not self.method.trainable:
-            say(f"resume={self.cfg.resume}: {member.meta.get('model') or 'the method'} is fitted in one step, nothing to continue; fitting it again (same seed)")
+            say(
+                f"resume={self.cfg.resume}: {member.meta.get('model') or 'the method'} is fitted in one step, nothing to continue; fitting it again (same seed)"
+            )
             return
         state = checkpoint_to_continue(member.run_dir / CHECKPOINT, self.cfg.resume, self.data.checksum, self.max_epochs)
         self.method.load_state_dict(state["method"])
@@ -432,7 +443,9 @@ class FitRun:
             if not member.active:
                 continue
             metrics, pred, candidates = evaluate_candidates(self.method, member_out, self.labels, self.n_clusters, self.score_sample)
-            member.evaluations.append({"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics})
+            member.evaluations.append(
+                {"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics}
+            )
             if candidates is not None:
                 member.evaluations[-1]["candidates"] = candidates
             if self.main_process and select(member.evaluations, self.trainer.selection) is member.evaluations[-1]:
@@ -471,7 +484,13 @@ class FitRun:
             member = self.members[g]
             if not member.active:
                 continue
-            state = {"epoch": epoch, "kind": mode, "method": method_slice, "config": OmegaConf.to_container(member.cfg, resolve=True), "config_sha256": member.config_sha256}
+            state = {
+                "epoch": epoch,
+                "kind": mode,
+                "method": method_slice,
+                "config": OmegaConf.to_container(member.cfg, resolve=True),
+                "config_sha256": member.config_sha256,
+            }
             if mode == "full":
                 state.update(shared, optimizers=optimizer_slice, evaluations=member.evaluations)
                 if self.optimizers_restarted:
@@ -492,7 +511,9 @@ class FitRun:
             if not member.active:
                 outcomes.append(member.error)
                 continue
-            results = finished_results(member.cfg, member.meta, member.evaluations, self.data, self.hardware, self.max_epochs, wall, member.config_sha256)
+            results = finished_results(
+                member.cfg, member.meta, member.evaluations, self.data, self.hardware, self.max_epochs, wall, member.config_sha256
+            )
             results["throughput"] = throughput
             if self.optimizers_restarted:  # results.json tells how the run was trained
                 results["optimizers_restarted_at"] = self.optimizers_restarted
@@ -558,7 +579,10 @@ class FitRun:
             if cause is None:
                 raise
             # nothing more can be written (not even a failed results.json): one line, exit 1
-            folder = next((m.run_dir for m in self.members if cause.filename and str(cause.filename).startswith(str(m.run_dir))), self.members[0].run_dir)
+            folder = next(
+                (m.run_dir for m in self.members if cause.filename and str(cause.filename).startswith(str(m.run_dir))),
+                self.members[0].run_dir,
+            )
             raise DiskWriteError(disk_write_message(cause, folder)) from None
         finally:
             for member in self.members:
@@ -654,9 +678,7 @@ class FitRun:
             if member.active and member.latest_pred is not None:
                 epoch, pred = member.latest_pred
                 features = features.cpu().numpy().astype(np.float16)  # for t-SNE: half precision is plenty
-                write_file(
-                    member.run_dir / "embedding.npz", lambda f: np.savez_compressed(f, features=features, y_pred=pred, epoch=epoch)
-                )
+                write_file(member.run_dir / "embedding.npz", lambda f: np.savez_compressed(f, features=features, y_pred=pred, epoch=epoch))
 
 
 def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -676,4 +698,3 @@ def fit_members(cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[s
     outcomes = FitRun(cfgs, [Path(d) for d in run_dirs], metas).fit()
     release_memory()  # the next job of this process finds the fit's memory free
     return outcomes
-

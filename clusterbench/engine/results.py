@@ -4,6 +4,7 @@
 the command line (a config error or a bug in a sweep job), so every failed results.json has the
 same fields and a sweep summary, report and a re-run of the sweep read them alike.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -57,8 +58,13 @@ def collapse_verdict(metrics: dict[str, Any], n_clusters: int) -> dict[str, Any]
         reasons.append(f"one cluster holds {largest:.0%} of the samples (above {threshold:.0%})")
     if not reasons:
         return None
-    return {"nonempty_clusters": int(used), "n_clusters": int(n_clusters), "largest_cluster_share": float(largest),
-            "share_threshold": threshold, "message": "collapsed: " + ", ".join(reasons)}
+    return {
+        "nonempty_clusters": int(used),
+        "n_clusters": int(n_clusters),
+        "largest_cluster_share": float(largest),
+        "share_threshold": threshold,
+        "message": "collapsed: " + ", ".join(reasons),
+    }
 
 
 def dataset_record(data, meta: dict[str, Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@
 7. **One-step methods** (k-means) have no epochs to continue: they are fitted again, same seed
    (engine/loop.py's FitRun.restore).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,8 +38,14 @@ from clusterbench.errors import ConfigError
 
 # what `resume=<folder> key=value` may change: more epochs, and settings that do not change what
 # is computed; anything else is refused in one line (the run continues with its own config)
-SAFE_ON_RESUME = ("trainer.max_epochs", "trainer.progress", "trainer.eval_batch_size", "trainer.checkpoint_every",
-                  "trainer.checkpoint_when_done", "hardware.num_threads")
+SAFE_ON_RESUME = (
+    "trainer.max_epochs",
+    "trainer.progress",
+    "trainer.eval_batch_size",
+    "trainer.checkpoint_every",
+    "trainer.checkpoint_when_done",
+    "hardware.num_threads",
+)
 
 
 # --- 1-3: the config a resume continues with -----------------------------------------------------

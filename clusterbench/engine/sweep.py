@@ -8,6 +8,7 @@ re-run does with a job's folder (skip, resume, train afresh) is engine/resume.py
   atomically) listing the failed, unfinished and running ones, and exit status 1 when any
   failed or is unfinished.
 """
+
 from __future__ import annotations
 
 import fcntl
@@ -118,7 +119,9 @@ def lock_run_folder(run_dir: Path) -> None:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise RunFolderError(f"run folder {run_dir} is in use by another run (it holds {path}); wait for it or choose another folder") from None
+            raise RunFolderError(
+                f"run folder {run_dir} is in use by another run (it holds {path}); wait for it or choose another folder"
+            ) from None
         if _is_current(fd, path):
             break
         # its holder released the folder (and removed the file) between our open and our lock:
@@ -337,6 +340,7 @@ def summarize(sweep_dir: Path) -> dict[str, Any]:
             else:
                 job["error"] = results.get("error")
         jobs.append(job)
+
     # a failed or unfinished folder whose overrides (the same command-line job) later finished in
     # another folder, under a config whose defaults had changed (a new clusterbench version), is
     # superseded: the sweep holds that job's answer, and the old folder is kept, not counted as bad

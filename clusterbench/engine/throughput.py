@@ -20,6 +20,7 @@ fraction understates such methods. Under DDP the FLOPs are rank 0's (its share o
 against one device's peak) and the samples the global batch's; a vectorised group's FLOPs and
 times are those of all its members together.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -230,10 +231,18 @@ class RunClock:
         train_s, eval_s = self.inclusive.get("train", 0.0), self.inclusive.get("evaluation", 0.0)
         block: dict[str, Any] = {
             "scope": SCOPE,
-            "train": {"epochs": self.train_epochs, "samples": self.train_samples, "seconds": round(train_s, 4),
-                      "samples_per_s": _rate(self.train_samples, train_s)},
-            "evaluation": {"passes": self.eval_passes, "samples": self.eval_samples, "seconds": round(eval_s, 4),
-                           "samples_per_s": _rate(self.eval_samples, eval_s)},
+            "train": {
+                "epochs": self.train_epochs,
+                "samples": self.train_samples,
+                "seconds": round(train_s, 4),
+                "samples_per_s": _rate(self.train_samples, train_s),
+            },
+            "evaluation": {
+                "passes": self.eval_passes,
+                "samples": self.eval_samples,
+                "seconds": round(eval_s, 4),
+                "samples_per_s": _rate(self.eval_samples, eval_s),
+            },
             "timing": "wall clock of whole epochs and evaluations, which end in a host sync; none added to the step",
         }
         if not self.train_epochs:
@@ -242,12 +251,18 @@ class RunClock:
             return block
         if not self.count_flops or not self.flops:
             block["flops"] = None
-            block["flops_not_counted"] = self.flops_problem or ("FLOP counting off" if not self.count_flops else "no counted ops in the step")
+            block["flops_not_counted"] = self.flops_problem or (
+                "FLOP counting off" if not self.count_flops else "no counted ops in the step"
+            )
             return block
         achieved = self.flops / train_s if train_s > 0 else None
         peak = matmul_peak(self.device, _probe_dtype(self.device, self.precision))
-        block["flops"] = {"total": self.flops, "per_sample": round(self.flops / max(self.train_samples, 1)),
-                          "per_s": achieved, "counted": FLOPS_COUNTED}
+        block["flops"] = {
+            "total": self.flops,
+            "per_sample": round(self.flops / max(self.train_samples, 1)),
+            "per_s": achieved,
+            "counted": FLOPS_COUNTED,
+        }
         block["peak"] = peak
         block["fraction_of_peak"] = achieved / peak["flops_per_s"] if achieved and peak.get("flops_per_s") else None
         return block
@@ -255,15 +270,17 @@ class RunClock:
     def profile_record(self) -> dict[str, Any]:
         """profile.json: each phase's exclusive seconds, share of the fit's wall time and calls."""
         total = time.perf_counter() - self.started
-        phases = {name: {"seconds": round(seconds, 4), "fraction": round(seconds / total, 4) if total else None,
-                         "calls": self.calls[name]} for name, seconds in sorted(self.exclusive.items(), key=lambda kv: -kv[1])}
+        phases = {
+            name: {"seconds": round(seconds, 4), "fraction": round(seconds / total, 4) if total else None, "calls": self.calls[name]}
+            for name, seconds in sorted(self.exclusive.items(), key=lambda kv: -kv[1])
+        }
         untimed = total - sum(self.exclusive.values())
         return {
             "total_s": round(total, 4),
             "phases": phases,
             "untimed": {"seconds": round(untimed, 4), "fraction": round(untimed / total, 4) if total else None},
             "how": "wall clock, exclusive (a phase's nested phases taken out); 'train' is the epoch's own loop work "
-                   "(shuffling, loss sums, the epoch's host sync); on CUDA synchronised at every phase boundary",
+            "(shuffling, loss sums, the epoch's host sync); on CUDA synchronised at every phase boundary",
         }
 
 
@@ -317,9 +334,13 @@ def _measure_peak(device: torch.device, dtype: torch.dtype, threads: int) -> dic
         seconds = timed()
         best, spent, runs = min(best, seconds), spent + seconds, runs + 1
     flops = 2 * n**3 * per_call
-    return {"flops_per_s": flops / best, "device": str(device), "dtype": str(dtype).replace("torch.", ""),
-            "threads": threads if not cuda else None,
-            "how": f"best of {runs} timings of {per_call} {n}x{n} matmul(s), measured in this process"}
+    return {
+        "flops_per_s": flops / best,
+        "device": str(device),
+        "dtype": str(dtype).replace("torch.", ""),
+        "threads": threads if not cuda else None,
+        "how": f"best of {runs} timings of {per_call} {n}x{n} matmul(s), measured in this process",
+    }
 
 
 def throughput_text(block: dict[str, Any] | None) -> str:

@@ -3,6 +3,7 @@
 Reference: X. Deng et al., "Heterogeneous Tri-stream Clustering Network" (HTCN), Eq. 1-2;
 J.-B. Grill et al., "Bootstrap Your Own Latent", NeurIPS 2020.
 """
+
 from __future__ import annotations
 
 import torch

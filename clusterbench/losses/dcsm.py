@@ -415,9 +415,7 @@ def local_mi_jsd(scores: Tensor, pos_mask: Tensor, neg_mask: Optional[Tensor] = 
     if not isinstance(scores, Tensor) or not scores.is_floating_point():
         raise ValueError("scores must be a floating-point tensor")
     if scores.dim() < 2 or scores.shape[0] != scores.shape[1] or scores.shape[0] == 0:
-        raise ValueError(
-            f"scores must be N x N or N x N x ... (one score per pair and location), got shape {tuple(scores.shape)}"
-        )
+        raise ValueError(f"scores must be N x N or N x N x ... (one score per pair and location), got shape {tuple(scores.shape)}")
     n = scores.shape[0]
     _check_pair_matrix(pos_mask, n, "pos_mask")
     if pos_mask.dtype != torch.bool:

@@ -17,6 +17,7 @@ hidden representation:
 
 Pure functions; float32 (float64 stays float64) with autocast off.
 """
+
 from __future__ import annotations
 
 import torch

@@ -12,6 +12,7 @@ not only the same sample in another view.
 - ``graph_consistency_loss``: mean squared difference of two graphs (the global graph against
   the local ones).
 """
+
 from __future__ import annotations
 
 import torch

@@ -7,6 +7,7 @@ written from the method's description and checked term by term against the relea
 (XLearning-SCU/2024-AAAI-DIVIDE, model.py); the section names, not equation numbers, are the
 reference (docs/icmvc_divide.md).
 """
+
 from __future__ import annotations
 
 from typing import Literal

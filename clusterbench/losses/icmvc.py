@@ -7,6 +7,7 @@ The paper's text is not in this checkout; the term is written from the method's 
 checked against the released code (liunian-Jay/ICMVC, models/ICMCH.py, utils/util.py target_l2);
 docs/icmvc_divide.md.
 """
+
 from __future__ import annotations
 
 import sys

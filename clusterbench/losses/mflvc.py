@@ -8,6 +8,7 @@ Feature Learning for Contrastive Multi-view Clustering"). Pure functions; DealMV
 - Eq. 13-14 (L_P): cross-entropy of each view's assignments against its matched k-means
   pseudo-labels (the matching, Eq. 12, is losses/pici.py's ``match_pseudo_labels``).
 """
+
 from __future__ import annotations
 
 import math
@@ -39,8 +40,9 @@ def feature_contrastive_loss(hs: Sequence[Tensor], temperature: float = 0.5) -> 
     return sum(nt_xent(hs[m], hs[n], temperature) for m, n in combinations(range(len(hs)), 2))
 
 
-def label_contrastive_loss(qs: Sequence[Tensor], temperature: float = 1.0, entropy_per_pair: bool = False,
-                           log_k_offset: bool = False) -> Tensor:
+def label_contrastive_loss(
+    qs: Sequence[Tensor], temperature: float = 1.0, entropy_per_pair: bool = False, log_k_offset: bool = False
+) -> Tensor:
     """Eq. 8: L_Q = 1/2 sum_m sum_{n != m} l^(mn) + sum_m sum_j s_j^m log s_j^m, l^(mn) (Eq. 7)
     the NT-Xent of the K assignment columns of view m against those of view n (tau_L), s^m the
     view's mean assignment (cluster sizes): each view's entropy H(s^m) enters once.

@@ -9,6 +9,7 @@ cluster losses (losses/contrastive.py, Eq. 3-11 of PICI).
 - `cli_loss`: cross-entropy between the matched one-hot pseudo-labels and log C^k of both views
   (Eq. 16), or the released code's form (softmax applied to the probabilities again).
 """
+
 from __future__ import annotations
 
 import torch

@@ -33,6 +33,7 @@ The engine calls:
   label-free) or the name of a label-free score that the method gives per candidate in
   `candidate_scores()` (higher is better).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -70,8 +71,9 @@ class DataInfo:
     @classmethod
     def of(cls, data, image_shape: tuple[int, int, int] | None = None) -> "DataInfo":
         """What a method needs to know of a loaded dataset (`data.dims`, `n_clusters`, `n_samples`)."""
-        return cls(dims=tuple(int(d) for d in data.dims), n_clusters=int(data.n_clusters),
-                   n_samples=int(data.n_samples), image_shape=image_shape)
+        return cls(
+            dims=tuple(int(d) for d in data.dims), n_clusters=int(data.n_clusters), n_samples=int(data.n_samples), image_shape=image_shape
+        )
 
 
 class StepContext(Protocol):
@@ -184,13 +186,9 @@ class StageSchedule:
     def __init__(self, names: tuple[str, ...], stage_epochs, max_epochs: int | None) -> None:
         epochs = [int(e) for e in (stage_epochs or [])]
         if len(epochs) != len(names) or min(epochs) < 0:
-            raise ConfigError(
-                f"model.stage_epochs={epochs}: expected {len(names)} epoch counts ({', '.join(names)}), each >= 0"
-            )
+            raise ConfigError(f"model.stage_epochs={epochs}: expected {len(names)} epoch counts ({', '.join(names)}), each >= 0")
         if max_epochs is not None and sum(epochs) != int(max_epochs):
-            raise ConfigError(
-                f"model.stage_epochs={epochs} sums to {sum(epochs)} but trainer.max_epochs={max_epochs}: they must agree"
-            )
+            raise ConfigError(f"model.stage_epochs={epochs} sums to {sum(epochs)} but trainer.max_epochs={max_epochs}: they must agree")
         self.names = tuple(names)
         self.epochs = epochs
         self.ends = [sum(epochs[: i + 1]) for i in range(len(epochs))]

@@ -6,6 +6,7 @@ The loss is the instance NT-Xent (tau_I = 0.5, Eq. 2-3) plus the cluster-column 
 the cluster-size entropy of each view (tau_C = 1.0, Eq. 5-6); the clusters are the argmax of
 g_C on the unaugmented image. docs/cc_htcn.md maps the paper to this file.
 """
+
 from __future__ import annotations
 
 import math

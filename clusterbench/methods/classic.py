@@ -18,6 +18,7 @@ The partition is transductive: `predict(views, index)` returns what the fit assi
 samples `index`, so k-means gives scikit-learn's `labels_` exactly and spectral clustering,
 which has no out-of-sample rule, works at all.
 """
+
 from __future__ import annotations
 
 from typing import Literal

@@ -10,6 +10,7 @@ samples the clustering module puts in another cluster); w_min = min_v of the fus
 (detached), the adaptive weight that lets the model discard an uninformative view. No projection
 head (the paper's default; `projector_widths` adds one).
 """
+
 from __future__ import annotations
 
 import torch
@@ -57,8 +58,14 @@ class CoMVC(SiMVC):
     name = "comvc"
     objective_type = CoMVCObjective
 
-    def __init__(self, data_info: DataInfo, backbone=None, loss: CoMVCObjective | None = None,
-                 projector_widths: list[int] | None = None, **simvc_options) -> None:
+    def __init__(
+        self,
+        data_info: DataInfo,
+        backbone=None,
+        loss: CoMVCObjective | None = None,
+        projector_widths: list[int] | None = None,
+        **simvc_options,
+    ) -> None:
         super().__init__(data_info, backbone, loss, **simvc_options)
         width = self.encoders.out_dim
         self.projector = feature_mlp(width, projector_widths, key="model.projector_widths") if projector_widths else nn.Identity()

@@ -18,6 +18,7 @@ of clusters) starts as the top-k eigenvectors of L_v; then, for `n_iter` rounds:
   block by block. Clusters: k-means on the row-normalised concatenation [U_1, ..., U_m] (the
   paper leaves the choice open; the authors' code reports view 1's U_1).
 """
+
 from __future__ import annotations
 
 from typing import Literal

@@ -26,6 +26,7 @@ transformed one (configs/augment/dcsm.yaml).  Per step (docs/dcsm.md lists the c
 `predict`: the label features of the unaugmented image (argmax = cluster); `embed`: the IR
 features.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -183,7 +184,9 @@ class DCSMObjective:
         if pair_mask not in ("none", "confidence"):
             raise ConfigError(f"loss.pair_mask={pair_mask!r}: expected none or confidence")
         if not 0 <= pair_mask_lower <= pair_mask_upper <= 1:
-            raise ConfigError(f"loss.pair_mask_lower={pair_mask_lower}, loss.pair_mask_upper={pair_mask_upper}: expected 0 <= lower <= upper <= 1")
+            raise ConfigError(
+                f"loss.pair_mask_lower={pair_mask_lower}, loss.pair_mask_upper={pair_mask_upper}: expected 0 <= lower <= upper <= 1"
+            )
         if pair_mask_step < 0 or warmup_epochs < 0:
             raise ConfigError(f"loss.pair_mask_step={pair_mask_step}, loss.warmup_epochs={warmup_epochs}: must be >= 0")
         self.pair_mask = pair_mask
@@ -272,7 +275,9 @@ class DCSM(ClusteringMethod):
         if map_after_pool is not None:
             pools = [i for i, m in enumerate(features) if "Pool" in type(m).__name__]
             if not isinstance(map_after_pool, int) or isinstance(map_after_pool, bool) or not 1 <= map_after_pool <= len(pools):
-                raise ConfigError(f"model.map_after_pool={map_after_pool!r}: expected null or 1..{len(pools)} (the backbone's pooling layers)")
+                raise ConfigError(
+                    f"model.map_after_pool={map_after_pool!r}: expected null or 1..{len(pools)} (the backbone's pooling layers)"
+                )
             self.map_cut = pools[map_after_pool - 1] + 1
         convs = [m for m in features[: self.map_cut].modules() if isinstance(m, nn.Conv2d)]
         self.map_dim = convs[-1].out_channels

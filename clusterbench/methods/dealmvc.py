@@ -22,6 +22,7 @@ networks are never trained and the fusion weights are detached and multiplied ba
 itself, the consistency term reads the first V local graphs (the first one for two views), and
 the tune stage is MFLVC's official one.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,10 +65,10 @@ class Variant:
     full_batch_tune: bool
     entropy_per_pair: bool
     log_k_offset: bool
-    train_fusion: bool          # the fusion networks learn with the main loss (gradients through w)
-    compound_weights: bool      # w_b = r_b * w_{b-1} within an epoch (released), else w_b = r_b
+    train_fusion: bool  # the fusion networks learn with the main loss (gradients through w)
+    compound_weights: bool  # w_b = r_b * w_{b-1} within an epoch (released), else w_b = r_b
     cross_view_attention: bool  # the V view tokens attend to each other (else each only to itself)
-    consistency_pairs: str      # "all": every local graph; "first": the released code's first V (first 1 for V = 2)
+    consistency_pairs: str  # "all": every local graph; "first": the released code's first V (first 1 for V = 2)
 
 
 def _extend(base, **kw) -> Variant:
@@ -75,9 +76,12 @@ def _extend(base, **kw) -> Variant:
 
 
 VARIANTS = {
-    "paper": _extend(MFLVC_VARIANTS["paper"], train_fusion=True, compound_weights=False, cross_view_attention=True, consistency_pairs="all"),
-    "official": _extend(MFLVC_VARIANTS["official"], train_fusion=False, compound_weights=True, cross_view_attention=False,
-                        consistency_pairs="first"),
+    "paper": _extend(
+        MFLVC_VARIANTS["paper"], train_fusion=True, compound_weights=False, cross_view_attention=True, consistency_pairs="all"
+    ),
+    "official": _extend(
+        MFLVC_VARIANTS["official"], train_fusion=False, compound_weights=True, cross_view_attention=False, consistency_pairs="first"
+    ),
 }
 
 
@@ -102,7 +106,7 @@ class ViewAttention(nn.Module):
         n_views = tokens.shape[0]
         shape = (1, n_views, self.heads, self.head_dim) if self.cross_view else (n_views, 1, self.heads, self.head_dim)
         q, k, v = (proj(tokens).view(shape).transpose(1, 2) for proj in (self.q, self.k, self.v))  # (S, h, L, d)
-        weights = self.dropout(torch.softmax(q @ k.transpose(-1, -2) * self.head_dim ** -0.5, dim=-1))
+        weights = self.dropout(torch.softmax(q @ k.transpose(-1, -2) * self.head_dim**-0.5, dim=-1))
         x = (weights @ v).transpose(1, 2).reshape(n_views, -1)
         return self.out(x).squeeze(-1)
 
@@ -129,8 +133,9 @@ class DealMVC(MFLVC):
         attention_dropout: float = 0.5,
         ffn_size: int = 32,
     ) -> None:
-        super().__init__(data_info, backbone, loss, encoder_widths, high_feature_dim, high_hidden_dims, stage_epochs, max_epochs,
-                         kmeans_n_init, variant)
+        super().__init__(
+            data_info, backbone, loss, encoder_widths, high_feature_dim, high_hidden_dims, stage_epochs, max_epochs, kmeans_n_init, variant
+        )
         if int(high_feature_dim) != int(list(encoder_widths)[-1]):
             raise ConfigError(
                 f"model.high_feature_dim={high_feature_dim}: DealMVC's cluster head reads both Z and the fused H, so it must equal "
@@ -178,4 +183,3 @@ class DealMVC(MFLVC):
         compared = local_graphs if v.consistency_pairs == "all" else local_graphs[: 1 if self.n_views == 2 else self.n_views]
         consistency = sum(graph_consistency_loss(global_graph, g) for g in compared)
         return {"local": local, "global": global_term, "consistency": consistency}
-

@@ -21,6 +21,7 @@ open or that differ (docs/icmvc_divide.md lists them): the loss as the mean over
 matrix (1/N of the per-anchor mean), the same batches in every epoch (its sampler's epoch is
 never advanced), k-means with scikit-learn's default n_init and random_state 0.
 """
+
 from __future__ import annotations
 
 import copy
@@ -136,9 +137,7 @@ class DIVIDE(ClusteringMethod):
         for p in self.target.parameters():
             p.requires_grad_(False)
         d, hidden = widths[-1], int(widths[-1] * predictor_ratio)
-        self.predictors = nn.ModuleList(
-            nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d)) for _ in data_info.dims
-        )
+        self.predictors = nn.ModuleList(nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), nn.Linear(hidden, d)) for _ in data_info.dims)
         self.register_buffer("kmeans_seed", torch.zeros((), dtype=torch.long))
         self._all_views: list[torch.Tensor] | None = None
         # official: the run's one batch order (not saved: a resumed run draws a new one)

@@ -17,6 +17,7 @@ Eq. 5 and 11 as printed: (a, b) and (c, b), both summed.
 Only theta is optimised (Eq. 13); the clusters are the target's cluster predictor on the
 unaugmented image. docs/cc_htcn.md maps the paper to this file and lists the open points.
 """
+
 from __future__ import annotations
 
 import copy

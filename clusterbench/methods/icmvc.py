@@ -25,6 +25,7 @@ and np.argpartition then picks neighbours among the zeros), rows of A + I scaled
 (sklearn.preprocessing.normalize) instead of D^-1/2 (A + I) D^-1/2, the cluster loss with CC's
 released "+ log K" form, and prediction with BatchNorm batch statistics over all samples.
 """
+
 from __future__ import annotations
 
 import math
@@ -93,14 +94,16 @@ def knn_edges(x: np.ndarray, k: int, how: Literal["distance", "heat_float32"]) -
     sim = np.exp(-0.5 * pairwise_distances(x.astype(np.float32)) ** 2)
     rows, cols = [], []
     for i in range(n):
-        nb = np.argpartition(sim[i], -(k + 1))[-(k + 1):]
+        nb = np.argpartition(sim[i], -(k + 1))[-(k + 1) :]
         nb = nb[nb != i]
         rows.append(np.full(len(nb), i))
         cols.append(nb)
     return np.concatenate(rows), np.concatenate(cols)
 
 
-def normalized_adjacency(rows: np.ndarray, cols: np.ndarray, n: int, how: Literal["symmetric", "row_l2"]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def normalized_adjacency(
+    rows: np.ndarray, cols: np.ndarray, n: int, how: Literal["symmetric", "row_l2"]
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The propagation matrix of a kNN graph, made symmetric (an edge either way) with self
     loops, A_hat = A + I, as (row, col, value) arrays:
 
@@ -158,8 +161,12 @@ class AttentionFusion(nn.Module):
         super().__init__()
         wide = n_views * width
         self.mlp = nn.Sequential(
-            nn.Linear(wide, wide), nn.BatchNorm1d(wide), nn.ReLU(),
-            nn.Linear(wide, wide), nn.BatchNorm1d(wide), nn.ReLU(),
+            nn.Linear(wide, wide),
+            nn.BatchNorm1d(wide),
+            nn.ReLU(),
+            nn.Linear(wide, wide),
+            nn.BatchNorm1d(wide),
+            nn.ReLU(),
             nn.Linear(wide, n_views),
         )
         self.tau = tau

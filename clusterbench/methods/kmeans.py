@@ -3,6 +3,7 @@ views, on one view, or on each view with one view's partition kept: the floor ev
 SDCIB Table 2 calls the per-view variant KM and the concatenated one AmKM (configs/model/km.yaml,
 amkm.yaml); `model=kmeans` is the concatenated one with `view` to pick a single view.
 """
+
 from __future__ import annotations
 
 import numpy as np

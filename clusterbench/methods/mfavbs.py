@@ -25,6 +25,7 @@ Evaluation sees one unaugmented view: it runs every block on that view alone. Fo
 this equals fusing the view with a copy of itself (attention over two identical copies of
 every key gives the same weights per value), so no second view has to be invented.
 """
+
 from __future__ import annotations
 
 import torch
@@ -75,8 +76,20 @@ class MFAVBsCC(VTCC):
             raise ConfigError("model.representation=anchor needs the CLIP anchor token (model.clip=cached), or use representation=cls")
         self.extra_tokens = 1 if clip == "cached" else 0
         super().__init__(
-            data_info, backbone, loss, vit_size, embed_dim, num_heads, depth, patch_size, mlp_ratio, stem, feature_dim, head_hidden_dim,
-            head, init,
+            data_info,
+            backbone,
+            loss,
+            vit_size,
+            embed_dim,
+            num_heads,
+            depth,
+            patch_size,
+            mlp_ratio,
+            stem,
+            feature_dim,
+            head_hidden_dim,
+            head,
+            init,
         )
         pairs = len(self.vit.blocks) // 2
         fused_pairs = pairs if fused_pairs is None else int(fused_pairs)

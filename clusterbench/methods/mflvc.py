@@ -20,6 +20,7 @@ min-max scaled H^m, L_P on the probabilities given to CrossEntropyLoss (softmax 
 full-batch step per tune epoch, each view's entropy in L_Q once per pair, and the loss value
 with CC's log K constants. Nothing here reads the labels.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -48,11 +49,12 @@ class MFLVCObjective:
     stage_terms = STAGE_TERMS
     label = "MFLVC "
 
-    def __init__(self, weights: dict[str, float] | None = None, feature_temperature: float = 0.5,
-                 label_temperature: float = 1.0) -> None:
+    def __init__(self, weights: dict[str, float] | None = None, feature_temperature: float = 0.5, label_temperature: float = 1.0) -> None:
         self.weights = term_weights(weights, self.terms, self.label)
         if feature_temperature <= 0 or label_temperature <= 0:
-            raise ConfigError(f"loss.feature_temperature={feature_temperature}, loss.label_temperature={label_temperature}: must be positive")
+            raise ConfigError(
+                f"loss.feature_temperature={feature_temperature}, loss.label_temperature={label_temperature}: must be positive"
+            )
         self.feature_temperature = float(feature_temperature)
         self.label_temperature = float(label_temperature)
 
@@ -65,11 +67,11 @@ class MFLVCObjective:
 
 @dataclass(frozen=True)
 class Variant:
-    kmeans_features: str        # "normalized": H^m as the contrastive loss sees it; "minmax": min-max scaled per feature
-    softmax_twice: bool         # L_P on CrossEntropyLoss(probabilities)
-    full_batch_tune: bool       # one optimiser step per tune epoch on all samples
-    entropy_per_pair: bool      # each view's entropy once per pair it is in (M - 1 times)
-    log_k_offset: bool          # L_Q's value with CC's + log K per view and pair
+    kmeans_features: str  # "normalized": H^m as the contrastive loss sees it; "minmax": min-max scaled per feature
+    softmax_twice: bool  # L_P on CrossEntropyLoss(probabilities)
+    full_batch_tune: bool  # one optimiser step per tune epoch on all samples
+    entropy_per_pair: bool  # each view's entropy once per pair it is in (M - 1 times)
+    log_k_offset: bool  # L_Q's value with CC's + log K per view and pair
 
 
 VARIANTS = {
@@ -118,8 +120,9 @@ class MFLVC(ClusteringMethod):
         self.decoders = ViewDecoders(data_info.dims, widths, key="model.encoder_widths")
         feature_dim = widths[-1]
         # W_H and W_Q are shared by the views (Sec. 3.2-3.3)
-        self.feature_head = feature_mlp(feature_dim, [*map(int, high_hidden_dims), int(high_feature_dim)], final_activation=False,
-                                        key="model.high_hidden_dims")
+        self.feature_head = feature_mlp(
+            feature_dim, [*map(int, high_hidden_dims), int(high_feature_dim)], final_activation=False, key="model.high_hidden_dims"
+        )
         self.label_head = nn.Sequential(nn.Linear(feature_dim, data_info.n_clusters), nn.Softmax(dim=1))
         self.stage = STAGES[0]
         # k-means pseudo-labels per view (computed once, at the tune stage's start) and their

@@ -17,6 +17,7 @@ heuristic, the normalised affinity D^-1/2 W D^-1/2 (and its Laplacian I - D^-1/2
 eigenvectors of a symmetric matrix, and k-means on the row-normalised spectral embedding
 (Ng, Jordan & Weiss 2002).
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -11,6 +11,7 @@ N x N matrix (N = 11k: about 1 GB and a much slower eigensolver), with `gamma: n
 feature set to 1 / median squared distance (median heuristic, on at most 1000 samples drawn
 with the run's seed) instead of scikit-learn's fixed gamma = 1.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -51,7 +52,9 @@ class SpectralClustering(ClassicClustering):
     ) -> None:
         super().__init__(data_info, view, per_view, view_selection)
         if not 1 <= n_neighbors < data_info.n_samples:
-            raise ConfigError(f"model.n_neighbors={n_neighbors}: expected 1..{data_info.n_samples - 1} (the dataset has {data_info.n_samples} samples)")
+            raise ConfigError(
+                f"model.n_neighbors={n_neighbors}: expected 1..{data_info.n_samples - 1} (the dataset has {data_info.n_samples} samples)"
+            )
         if gamma is not None and not gamma > 0:
             raise ConfigError(f"model.gamma={gamma}: expected a positive number or null (median heuristic)")
         if eigen_solver == "amg" and importlib.util.find_spec("pyamg") is None:

@@ -26,6 +26,7 @@ Each block has a closed form (or a small QP) and never increases the objective; 
            b_p = sum_o tr(Lo_p L)
 Clusters: k-means on the row-normalised H.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -114,7 +115,9 @@ def combine(laplacians: list[list[np.ndarray]], gamma: np.ndarray) -> list[np.nd
     return [sum(g * lap for g, lap in zip(gamma, order)) for order in laplacians]
 
 
-def onmsc_objective(h: np.ndarray, v: np.ndarray, lam_diag: np.ndarray, combined: list[np.ndarray], gamma: np.ndarray, lam: float, corr: np.ndarray) -> float:
+def onmsc_objective(
+    h: np.ndarray, v: np.ndarray, lam_diag: np.ndarray, combined: list[np.ndarray], gamma: np.ndarray, lam: float, corr: np.ndarray
+) -> float:
     optimal = np.eye(len(v)) - (v * lam_diag) @ v.T
     value = float(np.trace(h.T @ optimal @ h))
     value += sum(float(np.sum((optimal - c) ** 2)) for c in combined)
@@ -128,7 +131,9 @@ def update_eigenvalues(v: np.ndarray, h: np.ndarray, summed: np.ndarray) -> np.n
     return np.clip((2.0 * (ORDERS - quad) + pull) / (2.0 * ORDERS), 0.0, 1.0)
 
 
-def update_weights(laplacians, v: np.ndarray, lam_diag: np.ndarray, gram: np.ndarray, corr: np.ndarray, lam: float, gamma: np.ndarray, simplex: bool = True) -> np.ndarray:
+def update_weights(
+    laplacians, v: np.ndarray, lam_diag: np.ndarray, gram: np.ndarray, corr: np.ndarray, lam: float, gamma: np.ndarray, simplex: bool = True
+) -> np.ndarray:
     optimal = np.eye(len(v)) - (v * lam_diag) @ v.T
     b = np.array([sum(float(np.sum(order[p] * optimal)) for order in laplacians) for p in range(len(gamma))])
     return simplex_qp(gram + lam * corr, b, gamma) if simplex else affine_qp(gram + lam * corr, b)
@@ -155,7 +160,9 @@ class OptimalNeighbourhoodSpectral(MultiViewClassic):
         check_positive("neighbor_rate", neighbor_rate)
         tau = round(neighbor_rate * data_info.n_samples / data_info.n_clusters)
         if not 1 <= tau < data_info.n_samples:
-            raise ConfigError(f"model.neighbor_rate={neighbor_rate!r}: gives {tau} neighbours per sample, expected 1..{data_info.n_samples - 1}")
+            raise ConfigError(
+                f"model.neighbor_rate={neighbor_rate!r}: gives {tau} neighbours per sample, expected 1..{data_info.n_samples - 1}"
+            )
         if sigma is not None:
             check_positive("sigma", sigma)
         check_count("max_iter", max_iter)

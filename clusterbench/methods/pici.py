@@ -23,6 +23,7 @@ patch normalised by its own mean and variance (the released MAE; the paper: pixe
 released views are an augmentation setting; +experiment=pici_official sets all of these.) Nothing here reads the labels: the boosting result is the last
 epoch's, whatever trainer.selection the run uses.
 """
+
 from __future__ import annotations
 
 import numpy as np

@@ -15,6 +15,7 @@ solved by re-weighting, per iteration (Algorithm 1 of the paper):
 starting from a random G, D_v = I and alpha_v = 1/M. We run `n_init` random starts (each with its
 own draw from the run's seed) and keep the one with the lowest objective (label-free).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -93,7 +94,9 @@ class RobustMultiViewKMeans(MultiViewClassic):
         self.n_init = n_init
         self.tol = float(tol)
 
-    def fit_once(self, views: list[np.ndarray], rng: np.random.RandomState, start: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray, int]:
+    def fit_once(
+        self, views: list[np.ndarray], rng: np.random.RandomState, start: np.ndarray | None = None
+    ) -> tuple[float, np.ndarray, np.ndarray, int]:
         """One start: from `start` (labels) or a random indicator with every cluster used (a
         random permutation of 0..K-1 repeated)."""
         n, k, m = len(views[0]), self.n_clusters, len(views)

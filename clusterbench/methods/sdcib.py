@@ -23,6 +23,7 @@ Every parameter and buffer (alpha and beta included) carries a leading member di
 `members=G` trains G grid members of one seed at once (engine/ensemble.py); a plain run is
 G = 1. Every loss term is returned per member, shape (G,).
 """
+
 from __future__ import annotations
 
 import math
@@ -218,7 +219,9 @@ class SDCIB(ClusteringMethod):
         # member-major, so member g owns rows g*M .. (g+1)*M - 1
         critic_hidden = self.variant.critic_hidden or (lambda width: list(critic_hidden_dims))
         self.critics = nn.ModuleList(
-            BatchedMLP(members * self.n_views, widths[l] + self.n_clusters, critic_hidden(widths[l]), 1, batch_norm=self.variant.critic_batch_norm)
+            BatchedMLP(
+                members * self.n_views, widths[l] + self.n_clusters, critic_hidden(widths[l]), 1, batch_norm=self.variant.critic_batch_norm
+            )
             for l in self.layer_ids
         )
         self._first_batch = False
@@ -284,14 +287,18 @@ class SDCIB(ClusteringMethod):
         # with gradients; the compression term stays a per-rank mean. Identity in one process.
         hidden, probs = [gather(h, dim=-2) for h in hidden], gather(probs, dim=-2)
         # the paper's IB terms read the forward's samples: no second stack and gather of them
-        relevance_inputs = hidden if variant.ib_sample is _forward_sample else [gather(torch.stack(samples, dim=1), dim=-2) for samples in ib_samples]
+        relevance_inputs = (
+            hidden if variant.ib_sample is _forward_sample else [gather(torch.stack(samples, dim=1), dim=-2) for samples in ib_samples]
+        )
         g, m, n, k = probs.shape
         zero = probs.new_zeros(g, dtype=torch.float32)
         if w["relevance"] != 0.0:
             self._critic_steps(hidden, probs, ctx)
         self._first_batch = False
         off_diagonal = 1 - torch.eye(m, device=probs.device)
-        compression = sum(variant.compression(out[l], samples[v]) for l, samples in zip(self.layer_ids, ib_samples) for v, out in enumerate(layers))
+        compression = sum(
+            variant.compression(out[l], samples[v]) for l, samples in zip(self.layer_ids, ib_samples) for v, out in enumerate(layers)
+        )
         relevance = zero
         if w["relevance"] != 0.0:
             relevance = self._relevance(relevance_inputs, probs, detach=False, order=variant.critic_order_loss)

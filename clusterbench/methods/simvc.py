@@ -11,6 +11,7 @@ The released code (DanielTrosten/mvc) is the paper here: same network, loss, opt
 1e-3, gradient norm clipped at 5) and batch 100; docs/simvc_comvc.md lists the protocol
 differences (its per-run model selection and its best-of-20-runs rule).
 """
+
 from __future__ import annotations
 
 import torch

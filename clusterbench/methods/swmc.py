@@ -19,6 +19,7 @@ components) and halved (F kept) while it has more, until exactly c. Then w_v = 1
 and again, until sum_v ||S - A_v||_F stops changing (the authors' code nests the loops the same
 way). The clusters are the connected components of S; no k-means.
 """
+
 from __future__ import annotations
 
 from typing import Literal
@@ -118,7 +119,9 @@ class SelfWeightedMultiviewClustering(MultiViewClassic):
     ) -> None:
         super().__init__(data_info)
         if not 1 <= n_neighbors < data_info.n_samples - 1:
-            raise ConfigError(f"model.n_neighbors={n_neighbors}: expected 1..{data_info.n_samples - 2} (the dataset has {data_info.n_samples} samples)")
+            raise ConfigError(
+                f"model.n_neighbors={n_neighbors}: expected 1..{data_info.n_samples - 2} (the dataset has {data_info.n_samples} samples)"
+            )
         check_positive("lam", lam)
         check_count("max_iter", max_iter)
         check_count("inner_iter", inner_iter)
@@ -130,7 +133,9 @@ class SelfWeightedMultiviewClustering(MultiViewClassic):
         self.inner_iter = inner_iter
         self.tol = float(tol)
 
-    def rank_constrained_graph(self, graphs: list[np.ndarray], weights: np.ndarray, start: np.ndarray, support: np.ndarray | None) -> tuple[np.ndarray, float]:
+    def rank_constrained_graph(
+        self, graphs: list[np.ndarray], weights: np.ndarray, start: np.ndarray, support: np.ndarray | None
+    ) -> tuple[np.ndarray, float]:
         """S for fixed weights: the CLR problem (Nie et al., AAAI 2016) on the weighted graphs,
         lambda from `lam`, doubled while L_S has fewer than c (near) zero eigenvalues, halved
         (and F kept) while it has more, until it has exactly c or `inner_iter` updates."""
@@ -178,7 +183,9 @@ class SelfWeightedMultiviewClustering(MultiViewClassic):
         }
         return labels
 
-    def fallback(self, labels: np.ndarray, count: int, graphs: list[np.ndarray], weights: np.ndarray, found: np.ndarray | None) -> np.ndarray:
+    def fallback(
+        self, labels: np.ndarray, count: int, graphs: list[np.ndarray], weights: np.ndarray, found: np.ndarray | None
+    ) -> np.ndarray:
         """The iteration ended without exactly c components (the paper has no rule for it)."""
         c = self.n_clusters
         say(f"warning: model=swmc ended with {count} connected components instead of {c} (see docs/classic_multiview.md)", error=True)

@@ -15,6 +15,7 @@ sqrt(6 / (d + d))) and [CLS] with std 1e-6 (default `init: mae`: xavier on the j
 matrix, [CLS] std 0.02). The released views are `augment=vtcc_official`.
 docs/vit_methods.md maps the papers to this file.
 """
+
 from __future__ import annotations
 
 import torch
@@ -35,8 +36,12 @@ def official_head(in_dim: int, out_dim: int) -> nn.Sequential:
     """The released VTCC / MFAVBs-CC projector: Linear(d, 4d)-BN-ReLU-Linear(4d, 4d)-BN-ReLU-Linear."""
     mid = 4 * in_dim
     return nn.Sequential(
-        nn.Linear(in_dim, mid), nn.BatchNorm1d(mid), nn.ReLU(inplace=True),
-        nn.Linear(mid, mid), nn.BatchNorm1d(mid), nn.ReLU(inplace=True),
+        nn.Linear(in_dim, mid),
+        nn.BatchNorm1d(mid),
+        nn.ReLU(inplace=True),
+        nn.Linear(mid, mid),
+        nn.BatchNorm1d(mid),
+        nn.ReLU(inplace=True),
         nn.Linear(mid, out_dim),
     )
 
@@ -132,4 +137,3 @@ class VTCC(ClusteringMethod):
 
     def embed(self, views: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
         return nn.functional.normalize(self.instance_head(self.encode(views[0], index)), dim=1)
-

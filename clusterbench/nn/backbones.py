@@ -16,6 +16,7 @@ pooling) and has an ``out_dim`` attribute; the method builds it with
 downloaded on first use, so they need internet or a file already in torch's hub cache. The
 clustering papers train from scratch: the default is None (random init).
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -192,9 +193,7 @@ class VGG(nn.Module):
     ``width=16`` is a VGG a quarter as wide (1/16 of the FLOPs) for 28-96 px images on a CPU,
     with ``out_dim = 8 * width``. Pretrained weights need ``width=64``."""
 
-    def __init__(
-        self, depth: int = 16, batch_norm: bool = True, in_channels: int = 3, weights: str | None = None, width: int = 64
-    ) -> None:
+    def __init__(self, depth: int = 16, batch_norm: bool = True, in_channels: int = 3, weights: str | None = None, width: int = 64) -> None:
         super().__init__()
         if depth not in _VGGS or isinstance(depth, bool):
             raise ConfigError(f"backbone.depth={depth!r}: expected one of 11, 13, 16, 19")
@@ -202,9 +201,13 @@ class VGG(nn.Module):
         if not isinstance(width, int) or isinstance(width, bool) or width < 1:
             raise ConfigError(f"backbone.width={width!r}: expected a positive integer (torchvision's VGG: 64)")
         if weights is not None and in_channels != 3:
-            raise ConfigError(f"backbone.weights={weights!r} needs 3 input channels (got in_channels={in_channels}): the pretrained first conv is RGB")
+            raise ConfigError(
+                f"backbone.weights={weights!r} needs 3 input channels (got in_channels={in_channels}): the pretrained first conv is RGB"
+            )
         if weights is not None and width != 64:
-            raise ConfigError(f"backbone.weights={weights!r} needs backbone.width=64 (got {width}): the pretrained layers have torchvision's widths")
+            raise ConfigError(
+                f"backbone.weights={weights!r} needs backbone.width=64 (got {width}): the pretrained layers have torchvision's widths"
+            )
         name = f"vgg{depth}" + ("_bn" if batch_norm else "")
         # torchvision's own layer list for vgg{depth}(_bn), without building its 120M-parameter
         # classifier; initialised as torchvision's VGG does (BatchNorm keeps its 1/0 default)

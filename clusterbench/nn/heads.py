@@ -1,4 +1,5 @@
 """Small heads shared by the image methods (CC, HTCN, PICI, VTCC, DCSM)."""
+
 from __future__ import annotations
 
 from torch import nn

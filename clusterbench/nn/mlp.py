@@ -6,6 +6,7 @@ plain run has G = 1, a vectorised sweep stacks G grid members and trains them wi
 matmul per layer (engine/ensemble.py). Inputs are ``N x D`` (shared by every member) or
 ``G x N x D``; outputs are ``G x N x D_out``.
 """
+
 from __future__ import annotations
 
 import math

@@ -7,6 +7,7 @@ differ in the widths, in BatchNorm, in whether the last layer has an activation,
 (whether) the views are fused. Those are the arguments here, so a method file holds only what
 is its own.
 """
+
 from __future__ import annotations
 
 from typing import Literal, Sequence
@@ -93,9 +94,7 @@ class ViewDecoders(nn.Module):
         super().__init__()
         widths = list(encoder_widths)
         hidden = widths[-2::-1]
-        self.nets = nn.ModuleList(
-            feature_mlp(widths[-1], [*hidden, int(d)], final_activation=False, **mlp_options) for d in dims
-        )
+        self.nets = nn.ModuleList(feature_mlp(widths[-1], [*hidden, int(d)], final_activation=False, **mlp_options) for d in dims)
 
     def forward(self, latents: Sequence[torch.Tensor]) -> list[torch.Tensor]:
         return [net(z) for net, z in zip(self.nets, latents)]
@@ -110,8 +109,9 @@ class ViewFusion(nn.Module):
     concat:         [z_1, ..., z_V] (width V times the input width)
     """
 
-    def __init__(self, n_views: int, width: int, method: Literal["mean", "weighted_mean", "concat"] = "weighted_mean",
-                 key: str = "model.fusion") -> None:
+    def __init__(
+        self, n_views: int, width: int, method: Literal["mean", "weighted_mean", "concat"] = "weighted_mean", key: str = "model.fusion"
+    ) -> None:
         super().__init__()
         if method not in ("mean", "weighted_mean", "concat"):
             raise ConfigError(f"{key}={method!r}: expected mean, weighted_mean or concat")

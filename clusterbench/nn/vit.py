@@ -12,6 +12,7 @@
 - `random_masking`, `MAEEncoder`, `MAEDecoder`, `patchify`: MAE's masked auto-encoder (PICI).
 - `VIT_SIZES`: ViT-Tiny / Small / Base widths and heads.
 """
+
 from __future__ import annotations
 
 import math

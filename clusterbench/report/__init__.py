@@ -40,6 +40,7 @@ the files they read from each run folder:
 
 See docs/report.md.
 """
+
 from clusterbench.report.cli import main
 from clusterbench.report.reference import Reference, available_references, load_reference
 from clusterbench.report.runs import Group, Run, Unfinished, find_runs, summarize

@@ -1,4 +1,5 @@
 """`python -m clusterbench.report`: see clusterbench/report/__init__.py."""
+
 import sys
 
 from clusterbench.report.cli import main

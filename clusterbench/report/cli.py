@@ -1,4 +1,5 @@
 """Command line of `python -m clusterbench.report` (the module docstring of clusterbench.report says what it does)."""
+
 from __future__ import annotations
 
 import argparse
@@ -88,23 +89,43 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Files each figure reads and how to add a paper: docs/report.md.",
     )
     parser.add_argument("folders", nargs="+", type=Path, help="run or multirun folders")
-    parser.add_argument("--aggregate", choices=("mean", "max"), default="mean",
-                        help="over the runs of a row: mean ± std, or max (chooses with the labels; flagged)")
+    parser.add_argument(
+        "--aggregate",
+        choices=("mean", "max"),
+        default="mean",
+        help="over the runs of a row: mean ± std, or max (chooses with the labels; flagged)",
+    )
     parser.add_argument("--format", choices=tuple(FORMATTERS), default="md", help="what is printed (default md)")
     parser.add_argument("--out", type=Path, help="write table.md, table.csv, table.tex and the figures here")
     parser.add_argument("--figures", type=Path, help="write the figures here (default with --out: the --out folder)")
-    parser.add_argument("--plots", default=",".join(FIGURE_KINDS), type=_figure_kinds,
-                        help=f"which figures, comma-separated (default all: {','.join(FIGURE_KINDS)})")
-    parser.add_argument("--pivot", action="store_true",
-                        help="methods as rows, datasets as columns (one block per metric), the k-means floor first, "
-                             "paper rows; with --out: pivot.md/.csv/.tex and one grouped bar chart per metric")
-    parser.add_argument("--metric", type=_metrics, default=PIVOT_DEFAULT_METRICS,
-                        help=f"with --pivot: metrics to show, comma-separated or `all` ({', '.join(METRICS)}; default acc,nmi,ari)")
-    parser.add_argument("--throughput", action="store_true",
-                        help="add each row's training samples/s and %% of the matmul peak (results.json throughput; not with --pivot)")
-    parser.add_argument("--reference", default="auto",
-                        help="paper numbers: auto (every bundled reference that maps a row), none, a name "
-                             "(e.g. sdcib_icml2025) or a .yaml path")
+    parser.add_argument(
+        "--plots",
+        default=",".join(FIGURE_KINDS),
+        type=_figure_kinds,
+        help=f"which figures, comma-separated (default all: {','.join(FIGURE_KINDS)})",
+    )
+    parser.add_argument(
+        "--pivot",
+        action="store_true",
+        help="methods as rows, datasets as columns (one block per metric), the k-means floor first, "
+        "paper rows; with --out: pivot.md/.csv/.tex and one grouped bar chart per metric",
+    )
+    parser.add_argument(
+        "--metric",
+        type=_metrics,
+        default=PIVOT_DEFAULT_METRICS,
+        help=f"with --pivot: metrics to show, comma-separated or `all` ({', '.join(METRICS)}; default acc,nmi,ari)",
+    )
+    parser.add_argument(
+        "--throughput",
+        action="store_true",
+        help="add each row's training samples/s and %% of the matmul peak (results.json throughput; not with --pivot)",
+    )
+    parser.add_argument(
+        "--reference",
+        default="auto",
+        help="paper numbers: auto (every bundled reference that maps a row), none, a name (e.g. sdcib_icml2025) or a .yaml path",
+    )
     return parser
 
 

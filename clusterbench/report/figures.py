@@ -13,6 +13,7 @@ and PDF, named `<kind>_<dataset>_<model>[_<overrides>]` with the overrides spell
   first run that has one, at most MAX_TSNE_POINTS points; each cluster drawn in the colour of
   the class the Hungarian matching gives it, with legends.
 """
+
 from __future__ import annotations
 
 import csv
@@ -109,7 +110,9 @@ def _alpha_beta(run: Run) -> tuple[float, float] | None:
 def alpha_beta_figures(groups: list[Group], out_dir: Path, aggregate: str, report: FigureReport) -> None:
     """One figure per (model, overrides other than alpha/beta) whose runs cover >= 2 (alpha, beta) pairs."""
     # (model, rest of overrides) -> dataset -> (alpha, beta) -> runs
-    grid: dict[tuple[str, str], dict[str, dict[tuple[float, float], list[Run]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
+    grid: dict[tuple[str, str], dict[str, dict[tuple[float, float], list[Run]]]] = defaultdict(
+        lambda: defaultdict(lambda: defaultdict(list))
+    )
     for group in groups:
         for run in group.runs:
             pair = _alpha_beta(run)
@@ -142,8 +145,7 @@ def alpha_beta_figures(groups: list[Group], out_dir: Path, aggregate: str, repor
                         xs.append(i * (len(betas) + 1) + j)
                         heights.append(max(values) if aggregate == "max" else float(np.mean(values)))
                         errors.append(0.0 if aggregate == "max" or len(values) < 2 else float(np.std(values, ddof=1)))
-                    ax.bar(xs, heights, yerr=errors if any(errors) else None, color=colours[j], width=0.9,
-                           label=f"β={beta:g}", capsize=2)
+                    ax.bar(xs, heights, yerr=errors if any(errors) else None, color=colours[j], width=0.9, label=f"β={beta:g}", capsize=2)
                 ax.set_xticks([i * (len(betas) + 1) + (len(betas) - 1) / 2 for i in range(len(alphas))])
                 ax.set_xticklabels([f"α={a:g}" for a in alphas])
                 ax.set_ylim(0, 1)
@@ -190,8 +192,9 @@ def _mean_band(series: list[dict[int, float]]) -> tuple[np.ndarray, np.ndarray, 
     return epochs, mean, np.nan_to_num(std)
 
 
-def _plot_columns(ax, tables: list[dict[str, dict[int, float]]], names: list[str], styles: dict[str, str] | None = None,
-                  legend: bool = True) -> None:
+def _plot_columns(
+    ax, tables: list[dict[str, dict[int, float]]], names: list[str], styles: dict[str, str] | None = None, legend: bool = True
+) -> None:
     for k, name in enumerate(names):
         series = [t[name] for t in tables if name in t]
         epochs, mean, std = _mean_band(series)
@@ -233,7 +236,7 @@ def curve_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
         ax.set_title(title, fontsize=9)
         if len(names) == 1:
             ax.set_ylabel(names[0], fontsize=8)
-    for ax in axes[len(panels):]:
+    for ax in axes[len(panels) :]:
         ax.set_visible(False)
     band = "mean ± std over" if len(tables) > 1 else "one run of"
     figure.suptitle(f"{_describe(group)}: {band} {len(tables)} seed(s)", fontsize=9)
@@ -299,8 +302,7 @@ def confusion_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
         for i in range(total.shape[0]):
             for j in range(total.shape[1]):
                 if total[i, j]:
-                    ax.text(j, i, str(total[i, j]), ha="center", va="center", fontsize=7,
-                            color="white" if shares[i, j] > 0.5 else "black")
+                    ax.text(j, i, str(total[i, j]), ha="center", va="center", fontsize=7, color="white" if shares[i, j] > 0.5 else "black")
     labels = _class_labels(classes, names)
     ax.set_xticks(range(total.shape[1]))
     ax.set_xticklabels(labels + (["unmatched"] if total.shape[1] > n_classes else []), rotation=90, fontsize=7)
@@ -331,9 +333,7 @@ def _embedding_run(group: Group) -> Run | None:
 def tsne_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
     run = _embedding_run(group)
     if run is None:
-        report.notes.append(
-            f"t-SNE: {_describe(group)}: the run(s) saved no representation ({EMBEDDING_FILE} with `features`)"
-        )
+        report.notes.append(f"t-SNE: {_describe(group)}: the run(s) saved no representation ({EMBEDDING_FILE} with `features`)")
         return
     with np.load(run.path / EMBEDDING_FILE) as data:
         if "features" not in data:
@@ -380,8 +380,9 @@ def tsne_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
         palette = matplotlib.colormaps[cmap]
         for c in np.unique(colour_index):
             mask = colour_index == c
-            ax.scatter(points[mask, 0], points[mask, 1], color=palette(int(c) % palette.N), s=4, linewidths=0,
-                       label=legend.get(int(c), str(c)))
+            ax.scatter(
+                points[mask, 0], points[mask, 1], color=palette(int(c) % palette.N), s=4, linewidths=0, label=legend.get(int(c), str(c))
+            )
         ax.set_title(title, fontsize=8)
         if len(np.unique(colour_index)) <= MAX_LEGEND_ENTRIES:
             _legend_outside(ax, markerscale=3)
@@ -392,7 +393,9 @@ def tsne_figure(group: Group, out_dir: Path, report: FigureReport) -> None:
     _save(figure, out_dir / f"tsne_{group_slug(group)}", report)
 
 
-def tsne_colours(clusters: np.ndarray | None, classes: np.ndarray | None, names: list[str] | None = None) -> list[tuple[str, np.ndarray, dict[int, str]]]:
+def tsne_colours(
+    clusters: np.ndarray | None, classes: np.ndarray | None, names: list[str] | None = None
+) -> list[tuple[str, np.ndarray, dict[int, str]]]:
     """(title, colour index per sample, legend text per colour index) for each t-SNE panel.
 
     With true classes, class c has colour c, and each cluster takes the colour of the class the
@@ -415,7 +418,8 @@ def tsne_colours(clusters: np.ndarray | None, classes: np.ndarray | None, names:
                     colour_of[int(value)] = extra
                     extra += 1
                 legend[colour_of[int(value)]] = (
-                    f"cluster {value} → {class_legend[colour_of[int(value)]]}" if colour_of[int(value)] < len(class_values)
+                    f"cluster {value} → {class_legend[colour_of[int(value)]]}"
+                    if colour_of[int(value)] < len(class_values)
                     else f"cluster {value} (unmatched)"
                 )
             colour = np.array([colour_of[int(v)] for v in clusters])
@@ -476,8 +480,15 @@ def pivot_bar_figures(pivot, out_dir: Path) -> list[Path]:
                 hatched.append(bool(row.label_selected.get(dataset)))
             if not xs:
                 continue
-            bars = ax.bar(xs, heights, width=width * 0.95, yerr=errors if any(errors) else None, capsize=2,
-                          color=f"C{i % 10}", label=row.label + (" (floor)" if row.kind == "floor" else ""))
+            bars = ax.bar(
+                xs,
+                heights,
+                width=width * 0.95,
+                yerr=errors if any(errors) else None,
+                capsize=2,
+                color=f"C{i % 10}",
+                label=row.label + (" (floor)" if row.kind == "floor" else ""),
+            )
             for bar, hatch in zip(bars, hatched):
                 if hatch:
                     bar.set_hatch("//")

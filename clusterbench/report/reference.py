@@ -1,4 +1,5 @@
 """Papers' reported numbers (clusterbench/reference/<name>.yaml + .csv) and which runs they match."""
+
 from __future__ import annotations
 
 import csv
@@ -102,9 +103,7 @@ def _same_value(actual: Any, expected: Any) -> bool:
     """Config equality as a person means it: 1 == 1.0, lists element by element, no bool/int mix."""
     if isinstance(expected, (list, tuple)):
         return (
-            isinstance(actual, (list, tuple))
-            and len(actual) == len(expected)
-            and all(_same_value(a, e) for a, e in zip(actual, expected))
+            isinstance(actual, (list, tuple)) and len(actual) == len(expected) and all(_same_value(a, e) for a, e in zip(actual, expected))
         )
     if isinstance(expected, bool) or isinstance(actual, bool):
         return actual is expected

@@ -1,4 +1,5 @@
 """Reading run folders: which runs finished, and grouping them into table rows."""
+
 from __future__ import annotations
 
 import json
@@ -293,4 +294,3 @@ def summarize(run_folders: list[Path]) -> tuple[dict[tuple[str, str, str], Group
     # superseded folders last: what is left to do comes first
     unfinished.sort(key=lambda item: item.reason.startswith("superseded:"))
     return _merge_aliases(groups), unfinished
-

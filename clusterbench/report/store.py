@@ -9,6 +9,7 @@ refresh replace the stored lines of those cells; every other stored line stays. 
 report's own Pivot from the lines and prints it with tables.pivot_to_markdown, so bold / ↓ / †
 mean what they mean in `report --pivot`. scripts/update_results.py is the command.
 """
+
 from __future__ import annotations
 
 import csv
@@ -34,8 +35,23 @@ from clusterbench.report.tables import (
     build_pivot,
 )
 
-FIELDS = ("method", "kind", "dataset", "metric", "mean", "std", "n", "seeds", "label_selected",
-          "paper", "paper_reference", "paper_table", "paper_method", "source", "date")
+FIELDS = (
+    "method",
+    "kind",
+    "dataset",
+    "metric",
+    "mean",
+    "std",
+    "n",
+    "seeds",
+    "label_selected",
+    "paper",
+    "paper_reference",
+    "paper_table",
+    "paper_method",
+    "source",
+    "date",
+)
 STORED_METRICS = ("acc", "nmi", "ari")
 KIND_ORDER = {"floor": 0, "classic": 1, "method": 2}
 
@@ -85,9 +101,25 @@ def write_store(path: Path, entries: list[Entry]) -> None:
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(FIELDS)
     for e in ordered:
-        writer.writerow([e.method, e.kind, e.dataset, e.metric, _number(e.mean), _number(e.std), e.n, e.seeds,
-                         "true" if e.label_selected else "false", _number(e.paper), e.paper_reference,
-                         e.paper_table, e.paper_method, e.source, e.date])
+        writer.writerow(
+            [
+                e.method,
+                e.kind,
+                e.dataset,
+                e.metric,
+                _number(e.mean),
+                _number(e.std),
+                e.n,
+                e.seeds,
+                "true" if e.label_selected else "false",
+                _number(e.paper),
+                e.paper_reference,
+                e.paper_table,
+                e.paper_method,
+                e.source,
+                e.date,
+            ]
+        )
     atomic_write_bytes(Path(path), lambda handle: handle.write(buffer.getvalue().encode()))
 
 
@@ -123,13 +155,25 @@ def read_store(path: Path) -> list[Entry]:
             raise StoreError(f"{where}: kind {row['kind']!r} is not one of {', '.join(KIND_ORDER)}")
         if not row["n"].isdigit():
             raise StoreError(f"{where}: n {row['n']!r} is not a count")
-        entries.append(Entry(
-            method=row["method"], kind=row["kind"], dataset=row["dataset"], metric=row["metric"],
-            mean=_float(row["mean"], f"{where}: mean"), std=_float(row["std"], f"{where}: std", optional=True),
-            n=int(row["n"]), seeds=row["seeds"], label_selected=row["label_selected"] == "true",
-            paper=_float(row["paper"], f"{where}: paper", optional=True), paper_reference=row["paper_reference"],
-            paper_table=row["paper_table"], paper_method=row["paper_method"], source=row["source"], date=row["date"],
-        ))
+        entries.append(
+            Entry(
+                method=row["method"],
+                kind=row["kind"],
+                dataset=row["dataset"],
+                metric=row["metric"],
+                mean=_float(row["mean"], f"{where}: mean"),
+                std=_float(row["std"], f"{where}: std", optional=True),
+                n=int(row["n"]),
+                seeds=row["seeds"],
+                label_selected=row["label_selected"] == "true",
+                paper=_float(row["paper"], f"{where}: paper", optional=True),
+                paper_reference=row["paper_reference"],
+                paper_table=row["paper_table"],
+                paper_method=row["paper_method"],
+                source=row["source"],
+                date=row["date"],
+            )
+        )
     return entries
 
 
@@ -184,8 +228,9 @@ def _date_of(group: Group) -> str:
     return time.strftime("%Y-%m-%d", time.localtime(max(stamps))) if stamps else ""
 
 
-def entries_from_runs(folders: list[Path], common: list[str] = (), references: list[Reference] | None = None,
-                      metrics: tuple[str, ...] = STORED_METRICS) -> tuple[list[Entry], list]:
+def entries_from_runs(
+    folders: list[Path], common: list[str] = (), references: list[Reference] | None = None, metrics: tuple[str, ...] = STORED_METRICS
+) -> tuple[list[Entry], list]:
     """The pivot of the finished runs under `folders` as store lines, and what did not finish
     (runs.Unfinished). `common`: the suite's overrides for every cell, left out of the labels."""
     groups, unfinished = summarize(find_runs(list(folders)))
@@ -204,15 +249,25 @@ def entries_from_runs(folders: list[Path], common: list[str] = (), references: l
                 if cell is None:
                     continue
                 value = paper.values.get(metric) if paper else None
-                entries.append(Entry(
-                    method=row.label, kind=row.kind, dataset=dataset, metric=metric, mean=cell.value, std=cell.std,
-                    n=cell.n, seeds=" ".join(str(run.seed) for run in group.sorted_runs()),
-                    label_selected=bool(row.label_selected.get(dataset)), paper=value,
-                    paper_reference=paper.reference.name if paper and value is not None else "",
-                    paper_table=paper.table if paper and value is not None else "",
-                    paper_method=paper.method if paper and value is not None else "",
-                    source=_source_of(group, list(folders)), date=_date_of(group),
-                ))
+                entries.append(
+                    Entry(
+                        method=row.label,
+                        kind=row.kind,
+                        dataset=dataset,
+                        metric=metric,
+                        mean=cell.value,
+                        std=cell.std,
+                        n=cell.n,
+                        seeds=" ".join(str(run.seed) for run in group.sorted_runs()),
+                        label_selected=bool(row.label_selected.get(dataset)),
+                        paper=value,
+                        paper_reference=paper.reference.name if paper and value is not None else "",
+                        paper_table=paper.table if paper and value is not None else "",
+                        paper_method=paper.method if paper and value is not None else "",
+                        source=_source_of(group, list(folders)),
+                        date=_date_of(group),
+                    )
+                )
     return entries, unfinished
 
 
@@ -249,9 +304,11 @@ def _mark(rows: list[PivotRow], datasets: list[str], metrics: list[str]) -> None
     floor = next((row for row in rows if row.kind == "floor"), None)
     for dataset in datasets:
         for metric in metrics:
-            candidates = [(round(row.cells[dataset][metric].value, PIVOT_DECIMALS), row) for row in rows
-                          if row.kind != "paper" and row.cells.get(dataset, {}).get(metric) is not None
-                          and not row.label_selected.get(dataset)]
+            candidates = [
+                (round(row.cells[dataset][metric].value, PIVOT_DECIMALS), row)
+                for row in rows
+                if row.kind != "paper" and row.cells.get(dataset, {}).get(metric) is not None and not row.label_selected.get(dataset)
+            ]
             if len(candidates) >= 2:
                 best = max(value for value, _ in candidates)
                 for value, row in candidates:
@@ -336,7 +393,7 @@ def parse_pivot_markdown(text: str) -> list[MarkdownBlock]:
             continue
         datasets = [c.strip() for c in lines[j].strip().strip("|").split("|")][1:]
         rows = []
-        for row_line in lines[j + 2:]:
+        for row_line in lines[j + 2 :]:
             if not row_line.startswith("|"):
                 break
             cells = [c.strip().replace("\\|", "|") for c in row_line.strip().strip("|").split(" | ")]
@@ -358,8 +415,10 @@ def _find_paper(dataset: str, values: dict[str, float], model_names: str) -> tup
         paper_dataset = reference.datasets.get(dataset)
         rows = {(t, m) for (t, d, m, _) in reference.values if d == paper_dataset}
         for table, method in sorted(rows):
-            if all(abs(reference.values.get((table, paper_dataset, method, metric), (math.inf,))[0] - value) < 5e-4
-                   for metric, value in values.items()):
+            if all(
+                abs(reference.values.get((table, paper_dataset, method, metric), (math.inf,))[0] - value) < 5e-4
+                for metric, value in values.items()
+            ):
                 covers = any(rule.table == table and rule.method == method and models & set(rule.models) for rule in reference.rules)
                 found.append((not covers, name, table, method))
     return min(found)[1:] if found else ("", "", "")
@@ -384,9 +443,17 @@ def entries_from_markdown(blocks: list[MarkdownBlock], source: str, date: str) -
                     papers.setdefault((above, dataset), {})[block.metric] = float(match["value"])
                 else:
                     measured[(label, dataset, block.metric)] = Entry(
-                        method=label, kind=row_kind(label), dataset=dataset, metric=block.metric,
-                        mean=float(match["mean"]), std=float(match["std"]) if match["std"] else None,
-                        n=int(match["n"]), label_selected="†" in match["marks"], source=source, date=date)
+                        method=label,
+                        kind=row_kind(label),
+                        dataset=dataset,
+                        metric=block.metric,
+                        mean=float(match["mean"]),
+                        std=float(match["std"]) if match["std"] else None,
+                        n=int(match["n"]),
+                        label_selected="†" in match["marks"],
+                        source=source,
+                        date=date,
+                    )
             if not paper_row:
                 above = label
     entries = []
@@ -394,8 +461,7 @@ def entries_from_markdown(blocks: list[MarkdownBlock], source: str, date: str) -
         values = papers.get((label, dataset))
         if values and metric in values:
             reference, table, method = _find_paper(dataset, values, split_label(label)[0])
-            entry = dataclasses.replace(entry, paper=values[metric], paper_reference=reference, paper_table=table,
-                                        paper_method=method)
+            entry = dataclasses.replace(entry, paper=values[metric], paper_reference=reference, paper_table=table, paper_method=method)
         entries.append(entry)
     return entries
 
@@ -479,8 +545,7 @@ def readme_table(suites: dict[str, list[Entry]]) -> str:
         methods = ", ".join(f"{e.method} ({s})" for s, e in best[dataset])
         floor = floors.get((suite, dataset))
         other = nmi.get((suite, top.method, dataset))
-        lines.append(f"| {dataset} | {methods} | {_shown(top)} | {_shown(other) if other else '-'} | "
-                     f"{_shown(floor) if floor else '-'} |")
+        lines.append(f"| {dataset} | {methods} | {_shown(top)} | {_shown(other) if other else '-'} | {_shown(floor) if floor else '-'} |")
     return "\n".join(lines)
 
 

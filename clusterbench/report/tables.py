@@ -1,4 +1,5 @@
 """The results table: aggregation over seeds, best / second-best marks, paper columns; md, CSV, LaTeX."""
+
 from __future__ import annotations
 
 import csv
@@ -14,7 +15,14 @@ from clusterbench.report.reference import PaperRow, Reference, paper_row_for
 # lists a run whose value of one of them is not a number as damaged)
 from clusterbench.report.runs import METRICS, Group, Unfinished
 
-TITLES = {"acc": "ACC", "nmi": "NMI", "ari": "ARI", "purity": "Purity", "silhouette": "Silhouette", "calinski_harabasz": "Calinski-Harabasz"}
+TITLES = {
+    "acc": "ACC",
+    "nmi": "NMI",
+    "ari": "ARI",
+    "purity": "Purity",
+    "silhouette": "Silhouette",
+    "calinski_harabasz": "Calinski-Harabasz",
+}
 ALWAYS_SHOWN = ("acc", "nmi", "ari")
 DECIMALS = 4  # shown precision; ranks are taken on the shown values so that equal-looking cells tie
 
@@ -57,9 +65,7 @@ class Row:
 
     @property
     def selection(self) -> str:
-        return ", ".join(
-            sorted({run.selection_rule + (" (label-selected)" if run.uses_labels else "") for run in self.group.runs})
-        )
+        return ", ".join(sorted({run.selection_rule + (" (label-selected)" if run.uses_labels else "") for run in self.group.runs}))
 
 
 @dataclass
@@ -95,8 +101,9 @@ class Table:
         if self.throughput:
             notes.append(THROUGHPUT_NOTE)
         if self.aggregate == "mean":
-            notes.append("Cells: mean ± sample standard deviation over the n runs (seeds) of the row; "
-                         "a row of one run shows its value alone.")
+            notes.append(
+                "Cells: mean ± sample standard deviation over the n runs (seeds) of the row; a row of one run shows its value alone."
+            )
         else:
             notes.append("Cells: the maximum over the n runs of the row, each metric taken separately.")
         if any(cell and cell.rank for row in self.rows for cell in row.cells.values()):
@@ -113,8 +120,10 @@ class Table:
             if row.group.aliases:
                 notes.append(f"{row.group.label}: the same configuration under {len(row.group.names)} names, one row.")
             if row.group.duplicates:
-                notes.append(f"{row.group.label}, {row.group.dataset}: {len(row.group.duplicates)} run(s) with the same "
-                             "configuration and seed as a counted run, not counted again.")
+                notes.append(
+                    f"{row.group.label}, {row.group.dataset}: {len(row.group.duplicates)} run(s) with the same "
+                    "configuration and seed as a counted run, not counted again."
+                )
             for metric, cell in row.cells.items():
                 if cell is not None and cell.paper_note:
                     notes.append(f"* {row.paper.label}, {row.group.dataset} {TITLES[metric]}: {cell.paper_note}")
@@ -280,8 +289,16 @@ def to_csv(table: Table) -> str:
     writer.writerow(header)
     for row in table.rows:
         group = row.group
-        line = [group.label, group.dataset, group.overrides, len(group.runs), row.seeds, row.selection,
-                "true" if row.label_selected else "false", table.aggregate]
+        line = [
+            group.label,
+            group.dataset,
+            group.overrides,
+            len(group.runs),
+            row.seeds,
+            row.selection,
+            "true" if row.label_selected else "false",
+            table.aggregate,
+        ]
         for metric in table.metrics:
             cell = row.cells[metric]
             line += [_csv_number(cell and cell.value), _csv_number(cell and cell.std), (cell and cell.rank) or ""]
@@ -298,9 +315,20 @@ def to_csv(table: Table) -> str:
 # --------------------------------------------------------------------------- LaTeX
 
 _LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-    "†": r"$^\dagger$", "±": r"$\pm$", "Δ": r"$\Delta$", "−": r"$-$",
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+    "†": r"$^\dagger$",
+    "±": r"$\pm$",
+    "Δ": r"$\Delta$",
+    "−": r"$-$",
 }
 
 
@@ -341,8 +369,13 @@ def to_latex(table: Table) -> str:
     lines += [rf"\begin{{tabular}}{{{align}}}", r"\toprule", " & ".join(header) + r" \\", r"\midrule"]
     for row in table.rows:
         group = row.group
-        cells = [latex_escape(group.label), latex_escape(group.dataset), latex_escape(group.overrides or "-"),
-                 str(len(group.runs)), latex_escape(row.selection)]
+        cells = [
+            latex_escape(group.label),
+            latex_escape(group.dataset),
+            latex_escape(group.overrides or "-"),
+            str(len(group.runs)),
+            latex_escape(row.selection),
+        ]
         for metric in table.metrics:
             cell = row.cells[metric]
             cells.append(_latex_cell(cell, row.label_selected))
@@ -488,8 +521,7 @@ def build_pivot(  # noqa: C901 - one pass that places runs, paper rows and marks
                 for metric in metrics:
                     if metric in paper.values:
                         ours = cells.get(metric)
-                        paper_row.cells[dataset][metric] = Cell(paper.values[metric], None, 0,
-                                                                paper_note=paper.notes.get(metric, ""))
+                        paper_row.cells[dataset][metric] = Cell(paper.values[metric], None, 0, paper_note=paper.notes.get(metric, ""))
                         if ours is not None:
                             paper_row.differences[(dataset, metric)] = ours.value - paper.values[metric]
                     paper_row.label_selected[dataset] = False
@@ -516,8 +548,7 @@ def build_pivot(  # noqa: C901 - one pass that places runs, paper rows and marks
             candidates = [
                 (round(row.cells[dataset][metric].value, PIVOT_DECIMALS), row)
                 for row in rows
-                if row.kind != "paper" and row.cells.get(dataset, {}).get(metric) is not None
-                and not (row.groups[dataset].uses_labels)
+                if row.kind != "paper" and row.cells.get(dataset, {}).get(metric) is not None and not (row.groups[dataset].uses_labels)
             ]
             if len(candidates) >= 2:
                 best = max(value for value, _ in candidates)
@@ -561,8 +592,7 @@ def pivot_to_markdown(pivot: Pivot) -> str:
     """One table per metric (a block), methods as rows, datasets as columns."""
     lines: list[str] = []
     for metric in pivot.metrics:
-        lines += [f"**{TITLES[metric]}**", "", "| method | " + " | ".join(pivot.datasets) + " |",
-                  "|---|" + "---|" * len(pivot.datasets)]
+        lines += [f"**{TITLES[metric]}**", "", "| method | " + " | ".join(pivot.datasets) + " |", "|---|" + "---|" * len(pivot.datasets)]
         for row in pivot.rows:
             label = f"*{row.label}*" if row.kind == "paper" else row.label
             cells = [_pivot_text(row, dataset, metric) for dataset in pivot.datasets]
@@ -579,8 +609,24 @@ def pivot_to_csv(pivot: Pivot) -> str:
     best is 1 for the best label-free value of the column; diff = obtained - paper on paper lines."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["metric", "method", "kind", "dataset", "value", "std", "n", "label_selected", "best",
-                     "below_floor", "paper_reference", "paper_table", "paper_method", "diff"])
+    writer.writerow(
+        [
+            "metric",
+            "method",
+            "kind",
+            "dataset",
+            "value",
+            "std",
+            "n",
+            "label_selected",
+            "best",
+            "below_floor",
+            "paper_reference",
+            "paper_table",
+            "paper_method",
+            "diff",
+        ]
+    )
     for metric in pivot.metrics:
         for row in pivot.rows:
             for dataset in pivot.datasets:
@@ -588,24 +634,36 @@ def pivot_to_csv(pivot: Pivot) -> str:
                 if cell is None:
                     continue
                 paper = row.papers.get(dataset)
-                writer.writerow([
-                    metric, row.label, row.kind, dataset, _csv_number(cell.value), _csv_number(cell.std),
-                    cell.n if row.kind != "paper" else "",
-                    "true" if row.label_selected.get(dataset) else "false",
-                    1 if cell.rank == 1 else "",
-                    "true" if row.below_floor.get((dataset, metric)) else "false" if row.kind != "paper" else "",
-                    paper.reference.name if paper else "", paper.table if paper else "", paper.method if paper else "",
-                    _csv_number(row.differences.get((dataset, metric))),
-                ])
+                writer.writerow(
+                    [
+                        metric,
+                        row.label,
+                        row.kind,
+                        dataset,
+                        _csv_number(cell.value),
+                        _csv_number(cell.std),
+                        cell.n if row.kind != "paper" else "",
+                        "true" if row.label_selected.get(dataset) else "false",
+                        1 if cell.rank == 1 else "",
+                        "true" if row.below_floor.get((dataset, metric)) else "false" if row.kind != "paper" else "",
+                        paper.reference.name if paper else "",
+                        paper.table if paper else "",
+                        paper.method if paper else "",
+                        _csv_number(row.differences.get((dataset, metric))),
+                    ]
+                )
     return buffer.getvalue()
 
 
 def pivot_to_latex(pivot: Pivot) -> str:
     """One booktabs tabular, a block of rows per metric; the notes follow as text."""
     columns = len(pivot.datasets) + 1
-    lines = ["% python -m clusterbench.report --pivot; needs \\usepackage{booktabs}",
-             rf"\begin{{tabular}}{{l{'c' * len(pivot.datasets)}}}", r"\toprule",
-             " & ".join(["method", *(latex_escape(d) for d in pivot.datasets)]) + r" \\"]
+    lines = [
+        "% python -m clusterbench.report --pivot; needs \\usepackage{booktabs}",
+        rf"\begin{{tabular}}{{l{'c' * len(pivot.datasets)}}}",
+        r"\toprule",
+        " & ".join(["method", *(latex_escape(d) for d in pivot.datasets)]) + r" \\",
+    ]
     for metric in pivot.metrics:
         lines += [r"\midrule", rf"\multicolumn{{{columns}}}{{l}}{{\textit{{{TITLES[metric]}}}}} \\"]
         for row in pivot.rows:
