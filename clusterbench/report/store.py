@@ -33,6 +33,7 @@ from clusterbench.report.tables import (
     Pivot,
     PivotRow,
     build_pivot,
+    mark_best_and_floor,
 )
 
 FIELDS = (
@@ -298,31 +299,6 @@ def _paper_row(entries: list[Entry], dataset: str, cache: dict) -> PaperRow | No
     return PaperRow(reference, first.paper_table, first.paper_method, values, notes)
 
 
-def _mark(rows: list[PivotRow], datasets: list[str], metrics: list[str]) -> None:
-    """Bold (rank 1) and ↓, as tables.build_pivot marks them: best among label-free rows on the
-    values as shown (PIVOT_DECIMALS), below the first floor row's value."""
-    floor = next((row for row in rows if row.kind == "floor"), None)
-    for dataset in datasets:
-        for metric in metrics:
-            candidates = [
-                (round(row.cells[dataset][metric].value, PIVOT_DECIMALS), row)
-                for row in rows
-                if row.kind != "paper" and row.cells.get(dataset, {}).get(metric) is not None and not row.label_selected.get(dataset)
-            ]
-            if len(candidates) >= 2:
-                best = max(value for value, _ in candidates)
-                for value, row in candidates:
-                    if value == best:
-                        row.cells[dataset][metric].rank = 1
-            floor_cell = floor.cells.get(dataset, {}).get(metric) if floor else None
-            if floor_cell is None:
-                continue
-            for row in rows:
-                cell = row.cells.get(dataset, {}).get(metric)
-                if row.kind in ("method", "classic") and cell is not None:
-                    row.below_floor[(dataset, metric)] = round(cell.value, PIVOT_DECIMALS) < round(floor_cell.value, PIVOT_DECIMALS)
-
-
 def pivot_from_entries(entries: list[Entry], metrics: tuple[str, ...] = ("acc", "nmi")) -> Pivot:
     """report's Pivot (methods x datasets, paper rows under their method) from stored lines."""
     rows: dict[str, PivotRow] = {}
@@ -356,7 +332,7 @@ def pivot_from_entries(entries: list[Entry], metrics: tuple[str, ...] = ("acc", 
     pairs.sort(key=lambda pair: (KIND_ORDER[pair[0].kind], pair[0].label))
     ordered = [row for pair in pairs for row in pair]
     datasets = sorted({dataset for row in ordered for dataset in row.cells})
-    _mark(ordered, datasets, list(metrics))
+    mark_best_and_floor(ordered, datasets, list(metrics), lambda row, dataset: bool(row.label_selected.get(dataset)))
     return Pivot(ordered, datasets, list(metrics), "mean")
 
 

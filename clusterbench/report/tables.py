@@ -6,6 +6,7 @@ import csv
 import io
 import math
 import statistics
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from clusterbench.report.reference import PaperRow, Reference, paper_row_for
@@ -541,14 +542,23 @@ def build_pivot(  # noqa: C901 - one pass that places runs, paper rows and marks
     rows = [row for pair in pairs for row in pair]
     datasets = sorted({dataset for row in rows for dataset in row.cells})
 
+    mark_best_and_floor(rows, datasets, list(metrics), lambda row, dataset: row.groups[dataset].uses_labels)
+    return Pivot(rows, datasets, list(metrics), aggregate, list(unfinished or []))
+
+
+def mark_best_and_floor(
+    rows: list[PivotRow], datasets: list[str], metrics: list[str], uses_labels: Callable[[PivotRow, str], bool]
+) -> None:
+    """Bold (rank 1): the best label-free row per dataset and metric, on the values as shown
+    (PIVOT_DECIMALS; under --aggregate max every row is label-selected alike); below_floor: a
+    method or classic row under the first floor row's value."""
     floor = next((row for row in rows if row.kind == "floor"), None)
     for dataset in datasets:
         for metric in metrics:
-            # best: among label-free rows (under --aggregate max every row is label-selected alike)
             candidates = [
                 (round(row.cells[dataset][metric].value, PIVOT_DECIMALS), row)
                 for row in rows
-                if row.kind != "paper" and row.cells.get(dataset, {}).get(metric) is not None and not (row.groups[dataset].uses_labels)
+                if row.kind != "paper" and row.cells.get(dataset, {}).get(metric) is not None and not uses_labels(row, dataset)
             ]
             if len(candidates) >= 2:
                 best = max(value for value, _ in candidates)
@@ -562,7 +572,6 @@ def build_pivot(  # noqa: C901 - one pass that places runs, paper rows and marks
                 cell = row.cells.get(dataset, {}).get(metric)
                 if row.kind in ("method", "classic") and cell is not None:
                     row.below_floor[(dataset, metric)] = round(cell.value, PIVOT_DECIMALS) < round(floor_cell.value, PIVOT_DECIMALS)
-    return Pivot(rows, datasets, list(metrics), aggregate, list(unfinished or []))
 
 
 def _pivot_text(row: PivotRow, dataset: str, metric: str, latex: bool = False) -> str:
