@@ -427,7 +427,10 @@ def test_config_keys_match_signature(stem):
     node = OmegaConf.load(CONFIG_DIR / f"{stem}.yaml")
     keys = set(node.keys()) - {"_target_"}
     params = set(inspect.signature(_target(node._target_)).parameters)
-    assert keys == params, f"{stem}.yaml keys {sorted(keys)} != parameters {sorted(params)}"
+    # `views` (keep a subset of the file's views) is set with +dataset.views=[...] when a paper
+    # asks for it; absent from the files, so that their composed configs (and hashes) stay as they were
+    optional = {"views"}
+    assert keys <= params and params - keys <= optional, f"{stem}.yaml keys {sorted(keys)} != parameters {sorted(params)}"
     if stem != "handwritten":
         assert stem in EXPECTED, f"add {stem} to EXPECTED"
         assert node.source and "github.com" in node.source
