@@ -193,3 +193,21 @@ def test_report_throughput_columns(tiny_config, tmp_path, capsys):
     assert csv_header.endswith("train_samples_per_s,fraction_of_peak") and float(csv_row.split(",")[-1]) > 0
     assert report_main([str(tmp_path)]) == 0
     assert "samples/s" not in capsys.readouterr().out  # only when asked for
+
+
+def test_one_step_epochs_are_not_all_counted():
+    """A full-batch method (one step an epoch) counts its step again only while at most
+    RECOUNT_SHARE of its steps have been counted; the FLOPs of the others are the last count."""
+    from clusterbench.engine import throughput
+
+    clock = throughput.RunClock(count_flops=True)
+    counted = 0
+    for _ in range(100):
+        handle = clock.step("train")
+        if handle is not throughput._NULL:
+            counted += 1
+        with handle:
+            torch.ones(4, 4) @ torch.ones(4, 4)
+        clock.trained(samples=8)
+    assert counted == 5  # the first step, then whenever counted / seen reached <= 5 %
+    assert clock.flops == 100 * 2 * 4 * 4 * 4  # every epoch booked the 4x4 matmul's FLOPs
