@@ -122,17 +122,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def two_ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp")
+def spawn_ranks(worker, world: int, out) -> list:
+    """Runs `worker(rank, world, port, out)` in `world` processes; returns each rank's saved rank{r}.pt."""
     try:
-        mp.spawn(_worker, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=True)
+        mp.spawn(worker, args=(world, _free_port(), str(out)), nprocs=world, join=True)
     except mp.ProcessExitedException:
         # gloo's threads now and then abort a process at its exit, after its results are saved
         # (seen once in ~10 runs); a failure before that leaves a rank's file missing
-        if not all((out / f"rank{r}.pt").exists() for r in range(WORLD)):
+        if not all((out / f"rank{r}.pt").exists() for r in range(world)):
             raise
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(world)]
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory):
+    return spawn_ranks(_worker, WORLD, tmp_path_factory.mktemp("ddp"))
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> bool:

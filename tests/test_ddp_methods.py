@@ -17,9 +17,8 @@ from unittest import mock
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 from conftest import compose_config
-from test_ddp import _close, _free_port, _Hardware, _RecordingContext
+from test_ddp import _close, _Hardware, _RecordingContext, spawn_ranks
 
 from clusterbench import collectives
 from clusterbench.engine.loop import build_method, build_optimizers, predict_outputs
@@ -200,14 +199,7 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
 
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ddp_methods")
-    try:
-        mp.spawn(_worker, args=(WORLD, _free_port(), str(out)), nprocs=WORLD, join=True)
-    except mp.ProcessExitedException:
-        # gloo's threads now and then abort a process at its exit, after its results are saved
-        if not all((out / f"rank{r}.pt").exists() for r in range(WORLD)):
-            raise
-    return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return spawn_ranks(_worker, WORLD, tmp_path_factory.mktemp("ddp_methods"))
 
 
 @pytest.mark.parametrize("name", list(SETUPS))
