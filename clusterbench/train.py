@@ -27,6 +27,10 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from clusterbench.threads import prefer_short_spin
+
+prefer_short_spin()  # before the imports below load torch and its OpenMP runtime (clusterbench/threads.py)
+
 from clusterbench._configs import config_dir
 from clusterbench.cli_errors import run_hydra
 from clusterbench.engine.checkpoint import disk_write_message, storage_error

@@ -9,6 +9,7 @@ from typing import Literal
 import torch
 
 from clusterbench.errors import ConfigError
+from clusterbench.threads import spins_long, wait_policy
 
 JOB_DEVICE_ENV = "CLUSTERBENCH_JOB_DEVICE"
 
@@ -27,6 +28,7 @@ class Hardware:
         distributed: bool = False,
         backend: str = "auto",
         sync_batchnorm: bool = False,
+        cpu_bf16: bool = False,
     ) -> None:
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -42,8 +44,12 @@ class Hardware:
             self.device = torch.device(device)
         except RuntimeError as err:
             raise ConfigError(f"hardware.device={device}: {err}") from None
+        # a preset whose step was measured faster in bf16 on a CPU with native bf16 sets cpu_bf16
+        # (docs/benchmark.md); `auto` then uses it where the CPU has native bf16
+        self.cpu_bf16 = bool(cpu_bf16)
+        self.auto_precision = precision == "auto"
         if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
+            precision = "bf16" if self.device.type == "cuda" or (self.cpu_bf16 and native_cpu_bf16()) else "fp32"
         if precision not in ("fp32", "bf16"):
             raise ConfigError(f"hardware.precision={precision}: expected auto, fp32 or bf16")
         self.precision = precision
@@ -97,6 +103,25 @@ class Hardware:
             return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
+    def precision_reason(self) -> str:
+        """Why a CPU run uses its precision: asked for, or what `auto` chose and why."""
+        if not self.auto_precision:
+            return "hardware.precision"
+        if not self.cpu_bf16:
+            return "auto: fp32 (the preset's step is not faster in bf16 on a CPU, or was not measured)"
+        if native_cpu_bf16():
+            return "auto: bf16 (native bf16 on this CPU; the preset's step is faster in it)"
+        return "auto: fp32 (no native bf16 on this CPU)"
+
+    def threads_text(self) -> str:
+        """How many CPU threads the run uses, with a note when its OpenMP threads spin long (slow
+        when other processes share the cores: clusterbench/threads.py)."""
+        threads = torch.get_num_threads()
+        text = f"{threads} thread{'s' if threads != 1 else ''}"
+        if threads > 1 and spins_long():
+            text += f" (OpenMP wait: {wait_policy()})"
+        return text
+
     def describe(self) -> dict:
         info = {
             "device": str(self.device),
@@ -109,9 +134,19 @@ class Hardware:
             from clusterbench.engine.distributed import world_size
 
             info.update({"distributed": True, "world_size": world_size(), "sync_batchnorm": self.sync_batchnorm})
+        if self.device.type == "cpu":
+            info.update({"num_threads": torch.get_num_threads(), "omp_wait_policy": wait_policy()})
+            info.update({"native_bf16": native_cpu_bf16(), "precision_chosen_by": self.precision_reason()})
         if self.device.type == "cuda":
             info["gpu"] = torch.cuda.get_device_name(self.device)
         from clusterbench.engine.provenance import device_record
 
         info.update(device_record(self.device))
         return info
+
+
+def native_cpu_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (x86 AVX512-BF16 or AMX): where bf16 autocast pays.
+    Without them oneDNN emulates bf16 and it is slower than float32."""
+    checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
+    return any(check is not None and bool(check()) for check in checks)

@@ -615,6 +615,8 @@ class FitRun:
             if trainer.get("scheduler") and trainer.scheduler.get("name", "none") != "none":
                 what += f", {trainer.scheduler.name} schedule"
         what += f", {self.hardware.device} {self.hardware.precision}"
+        if self.hardware.device.type == "cpu":
+            what += f", {self.hardware.threads_text()}"
         if self.resumed:
             return f"resuming: {what}, from epoch {self.start_epoch} -> {member.run_dir}"
         if len(self.members) > 1:
