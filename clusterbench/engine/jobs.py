@@ -8,6 +8,13 @@ vectorised sweep, and what happens to each when it fails.
   recorded in its folder's results.json (a traceback of a non-clusterbench error in error.txt).
 - `prepare_job` / `train_vectorised_group`: a vectorised sweep's per-job and per-group steps
   (+launcher=vectorized, engine/ensemble.py).
+
+A single run's path, from the command to the loop, is four calls (Hydra's own frames aside):
+    1. train.cli -> cli_errors.run_hydra(main)   command line; Hydra's errors as one line each
+    2. Hydra composes the config -> train.main(cfg)   compose
+    3. train.main -> jobs.run                     check the config, once (or take a resumed folder's)
+    4. jobs.run -> FitRun(...).fit()              build (setup: hardware, data, method,
+                                                  optimisers), then the epochs (engine/loop.py)
 """
 
 from __future__ import annotations
@@ -21,11 +28,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clusterbench.config_check import check_config
 from clusterbench.engine.checkpoint import DiskWriteError, write_text
-from clusterbench.engine.ensemble import InvalidMembers, MembersDoNotFit
+from clusterbench.engine.ensemble import InvalidMembers, MembersDoNotFit, release_memory
 from clusterbench.engine.hardware import JOB_DEVICE_ENV
 from clusterbench.engine.launch import acquire_gpu, device_for, release_gpus
 from clusterbench.engine.loggers import say
-from clusterbench.engine.loop import fit_members
+from clusterbench.engine.loop import FitRun, fit_members
 from clusterbench.engine.results import write_failure
 from clusterbench.engine.resume import job_state, prepare_resume
 from clusterbench.engine.sweep import read_results
@@ -43,7 +50,10 @@ def run(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> d
             return results
     else:
         check_config(cfg)
-    return fit_members([cfg], [Path(run_dir)], [meta])[0]
+    # FitRun directly, not through loop.fit: one call less between the command and the loop
+    outcomes = FitRun([cfg], [Path(run_dir)], [meta]).fit()  # a one-member fit raises its TrainingError
+    release_memory()  # a multirun's next job finds the fit's memory free
+    return outcomes[0]
 
 
 def job_meta(hydra_cfg) -> dict[str, Any]:
