@@ -18,7 +18,7 @@ from conftest import ROOT, TINY, compose_config
 from omegaconf import OmegaConf
 
 from clusterbench.config_check import check_config
-from clusterbench.engine import loop
+from clusterbench.engine import ensemble, loop
 from clusterbench.engine.build import lr_factor
 from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.engine.ensemble import clip_grad_norm
@@ -328,7 +328,7 @@ def test_disk_full_is_one_line(tiny_config, tmp_path, monkeypatch, capsys):
     def full(path, state, keep_previous=False):
         raise OSError(errno.ENOSPC, "No space left on device", str(path))
 
-    monkeypatch.setattr(loop, "save_checkpoint", full)
+    monkeypatch.setattr(ensemble, "save_checkpoint", full)  # the members write the checkpoints
     with pytest.raises(SystemExit) as info:
         _single_run(tiny_config(*QUICK), tmp_path, {})
     assert info.value.code == 1

@@ -15,6 +15,12 @@ other.
 Each member folder gets its own metrics.csv, results.json, predictions.npz and a single-run
 checkpoint (its slice of the stacked state), so report cannot tell the two kinds of sweep
 apart, and `resume=<member folder>` continues any member as a plain run.
+
+`Members` holds that per-member bookkeeping for the loop (engine/loop.py's FitRun): one method
+per step, each for all members. A plain run is a `Members` of one, not a thinner single-run
+object: one code path writes every run folder, so a plain run and a vectorised member cannot
+drift apart, and a loop over one member costs nothing next to an epoch. Where one member
+differs it says so in place (its state is the fit's own, unsliced; its failure raises).
 """
 
 from __future__ import annotations
@@ -22,15 +28,29 @@ from __future__ import annotations
 import ctypes
 import gc
 import logging
+import math
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
 import torch
 from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 
-from clusterbench.errors import ConfigError
+from clusterbench.engine.build import build
+from clusterbench.engine.checkpoint import (
+    capture_rng,
+    restore_rng,
+    save_checkpoint,
+    shrink_finished_checkpoints,
+    write_file,
+    write_json,
+)
+from clusterbench.engine.provenance import config_hash
+from clusterbench.engine.results import select, write_failure
+from clusterbench.engine.sweep import claim_fresh_folder, folder_problem, lock_run_folder, unlock_run_folder
+from clusterbench.errors import ConfigError, TrainingError, first_line
 
 log = logging.getLogger(__name__)
 
@@ -197,16 +217,17 @@ def check_members(cfgs: Sequence[DictConfig]) -> None:
 
 # --- the members of one fit ----------------------------------------------------------------------
 
+# evaluation values written into metrics.csv at every evaluation (the collapse monitor included)
+# (data without labels: silhouette and Calinski-Harabasz in place of ACC, NMI and ARI)
+MONITORED = ("acc", "nmi", "ari", "silhouette", "calinski_harabasz", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")
+CHECKPOINT = Path("checkpoints") / "last.pt"
+
 
 class Member:
     """One run's own share of a (possibly vectorised) fit: its folder, config, logger and
     evaluations. A plain run is a fit with one member."""
 
     def __init__(self, cfg: DictConfig, run_dir, meta: dict[str, Any]) -> None:
-        from pathlib import Path
-
-        from clusterbench.engine.provenance import config_hash
-
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.meta = dict(meta)
@@ -220,6 +241,242 @@ class Member:
     @property
     def active(self) -> bool:
         return self.error is None
+
+
+def check_writable(folder: Path) -> None:
+    """Creates `folder` and probes it with a temporary file (engine/sweep.py's folder_problem);
+    ConfigError naming the folder when that fails, before any data are loaded or trained."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"output folder {folder} is not writable ({err.strerror or first_line(err)})") from None
+    problem = folder_problem(folder)
+    if problem is not None:
+        raise ConfigError(f"output folder {folder} is not writable ({problem})")
+
+
+class _NullLogger:
+    """What a process that writes nothing logs to (a DDP rank other than 0: rank 0 writes
+    metrics.csv and wandb)."""
+
+    def start(self, *args, **kwargs) -> None:
+        pass
+
+    def log(self, row) -> None:
+        pass
+
+    def summary(self, results) -> None:
+        pass
+
+    def finish(self) -> None:
+        pass
+
+
+class Members:
+    """Every member of one fit and their bookkeeping: one method per step (claim the folders,
+    start the loggers, log a row, record an evaluation, write the checkpoints, write
+    results.json), each done for all members, so the loop (engine/loop.py) never loops over
+    them. A plain run is a `Members` of one: the same code writes its folder, with no second
+    path to keep in step; what differs for one member is said where it differs (its state
+    is the fit's own, unsliced; a failure stops the fit; results.json has no `vectorised`).
+
+    `writes` (a method's argument): whether this process writes into the folders: false on a
+    DDP rank other than 0, and in the estimator's in-memory fit; such a process keeps the same
+    records in memory."""
+
+    def __init__(self, cfgs: Sequence[DictConfig], run_dirs: Sequence[Path], metas: Sequence[dict[str, Any]]) -> None:
+        self.all = [Member(cfg, run_dir, meta) for cfg, run_dir, meta in zip(cfgs, run_dirs, metas)]
+
+    def __len__(self) -> int:
+        return len(self.all)
+
+    def __iter__(self):
+        return iter(self.all)
+
+    def __getitem__(self, index: int) -> Member:
+        return self.all[index]
+
+    @property
+    def cfgs(self) -> list[DictConfig]:
+        return [member.cfg for member in self.all]
+
+    @property
+    def any_active(self) -> bool:
+        return any(member.active for member in self.all)
+
+    def overrides(self) -> list[str]:
+        """Every member's command-line overrides, without Hydra's + and ~ prefixes."""
+        return [str(o).lstrip("+~") for member in self.all for o in member.meta.get("overrides") or []]
+
+    def destination(self) -> str:
+        """The end of a run's first line: where it writes."""
+        if len(self.all) > 1:
+            return f", {len(self.all)} vectorised members -> {', '.join(str(m.run_dir) for m in self.all)}"
+        return f" -> {self.all[0].run_dir}"
+
+    def folder_of(self, path) -> Path:
+        """The member folder holding `path` (a file that could not be written), else the first."""
+        inside = (m.run_dir for m in self.all if path and str(path).startswith(str(m.run_dir)))
+        return next(inside, self.all[0].run_dir)
+
+    # --- folders and loggers ----------------------------------------------------------------------
+
+    def claim(self, resumed: bool) -> None:
+        """Each folder: writable, locked for this process, and (a fresh run) not holding a
+        finished or resumable run unless overwrite=true (engine/sweep.py)."""
+        for member in self.all:
+            check_writable(member.run_dir)
+            if resumed:
+                lock_run_folder(member.run_dir)
+            else:
+                # a sweep job trains afresh a folder that its job_state found failed or unfinished
+                claim_fresh_folder(member.run_dir, bool(member.cfg.get("overwrite")), unfinished_ok=bool(member.meta.get("sweep_job")))
+
+    def unlock(self) -> None:
+        for member in self.all:
+            unlock_run_folder(member.run_dir)
+
+    def start_loggers(self, writes: bool, resume_epoch: int | None) -> None:
+        for member in self.all:
+            member.logger = build(member.cfg.logger) if writes else _NullLogger()
+            config = OmegaConf.to_container(member.cfg, resolve=True)
+            member.logger.start(member.run_dir, config, member.run_dir.name, resume_epoch=resume_epoch)
+
+    def log(self, rows: list[dict[str, Any]]) -> None:
+        for member, row in zip(self.all, rows):
+            if member.active:
+                member.logger.log(row)
+
+    def progress_fields(self, rows: list[dict[str, Any]]) -> dict[str, str]:
+        """The progress bar's loss (the lowest of the members') and the first member's metrics."""
+        shown = rows[0] if len(self.all) == 1 else {"loss": min(r["loss"] for r in rows)}
+        latest = self.all[0].latest
+        return {"loss": f"{shown['loss']:.4f}", **{k: f"{latest[k]:.3f}" for k in ("acc", "nmi", "ari") if k in latest}}
+
+    # --- failures ---------------------------------------------------------------------------------
+
+    def fail(self, member: Member, message: str, data, writes: bool) -> None:
+        """`member` stops: its results.json says why. The others go on; a member alone raises."""
+        member.error = TrainingError(message)
+        if writes:
+            write_failure(member.run_dir, member.cfg, member.meta, message, data)
+        member.logger.finish()
+        if len(self.all) == 1:
+            raise member.error
+
+    def stop_non_finite(self, epoch: int, rows: list[dict[str, Any]], data, writes: bool) -> None:
+        """A member whose epoch losses are not finite stops, its last good checkpoint kept."""
+        for member, row in zip(self.all, rows):
+            bad = [f"{k}={v}" for k, v in row.items() if k != "epoch" and not math.isfinite(v)]
+            if member.active and bad:
+                path = member.run_dir / CHECKPOINT
+                kept = f"the last good checkpoint is {path}" if path.exists() else "no checkpoint had been written yet"
+                self.fail(member, f"non-finite loss at epoch {epoch} ({', '.join(bad)}); training stopped, {kept}", data, writes)
+
+    # --- evaluations, checkpoints, results ----------------------------------------------------------
+
+    def resume_evaluations(self, evaluations: list[dict[str, Any]]) -> None:
+        """The evaluations a resumed run's checkpoint holds (resume continues one member)."""
+        (member,) = self.all
+        member.evaluations = evaluations
+        member.latest = evaluations[-1]["metrics"] if evaluations else {}
+
+    def record_evaluations(
+        self,
+        epoch: int,
+        rows: list[dict[str, Any]],
+        outputs: Sequence[torch.Tensor],
+        evaluate: Callable,
+        selection: str,
+        predictions: Callable | None,
+    ) -> None:
+        """Each active member's evaluation of its `outputs`: `evaluate(outputs)` -> (metrics,
+        hard labels, candidates record or None), into its evaluation record, its row (the
+        MONITORED values) and, when `selection` keeps it, predictions.npz with the arrays
+        `predictions(outputs, labels, candidates, epoch)` gives (None: nothing written)."""
+        for member, member_out, row in zip(self.all, outputs, rows):
+            if not member.active:
+                continue
+            metrics, pred, candidates = evaluate(member_out)
+            member.evaluations.append(
+                {"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics}
+            )
+            if candidates is not None:
+                member.evaluations[-1]["candidates"] = candidates
+            if predictions is not None and select(member.evaluations, selection) is member.evaluations[-1]:
+                saved = predictions(member_out, pred, candidates, epoch)
+                write_file(member.run_dir / "predictions.npz", lambda f: np.savez_compressed(f, **saved))
+            member.latest = metrics
+            member.latest_pred = (epoch, pred)
+            row.update({k: metrics[k] for k in MONITORED if k in metrics})
+
+    def write_checkpoints(
+        self,
+        epoch: int,
+        mode: str,
+        method_state: dict,
+        optimizer_states: dict[str, dict],
+        shared: dict[str, Any],
+        optimizers_restarted: list[int],
+        keep_epochs: bool,
+    ) -> None:
+        """checkpoints/last.pt of every active member (its slice of the stacked states): `mode`
+        full (with `shared`, what resume needs besides the states, and the epochs after which
+        the optimisers were restarted; previous.pt kept) or weights; with `keep_epochs`,
+        checkpoints/epoch_NNNN.pt as well."""
+        for g, method_slice, optimizer_slice in member_checkpoints(method_state, optimizer_states, len(self.all)):
+            member = self.all[g]
+            if not member.active:
+                continue
+            state = {
+                "epoch": epoch,
+                "kind": mode,
+                "method": method_slice,
+                "config": OmegaConf.to_container(member.cfg, resolve=True),
+                "config_sha256": member.config_sha256,
+            }
+            if mode == "full":
+                state.update(shared, optimizers=optimizer_slice, evaluations=member.evaluations)
+                if optimizers_restarted:
+                    state["optimizers_restarted_at"] = optimizers_restarted
+            save_checkpoint(member.run_dir / CHECKPOINT, state, keep_previous=mode == "full")
+            if keep_epochs:
+                save_checkpoint(member.run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
+
+    def save_embeddings(self, features: Sequence[torch.Tensor]) -> None:
+        """embedding.npz of every active member: its `features` (the final model's
+        representation, report's t-SNE input) with the clusters of its latest evaluation."""
+        for member, member_features in zip(self.all, features):
+            if member.active and member.latest_pred is not None:
+                epoch, pred = member.latest_pred
+                array = member_features.cpu().numpy().astype(np.float16)  # for t-SNE: half precision is plenty
+                write_file(member.run_dir / "embedding.npz", lambda f: np.savez_compressed(f, features=array, y_pred=pred, epoch=epoch))
+
+    def finish(
+        self, results_of: Callable[[Member], dict[str, Any]], extra: dict[str, Any], writes: bool, profile: Callable | None, when_done: str
+    ) -> list[dict[str, Any] | TrainingError]:
+        """results.json (`results_of(member)` with `extra`), profile.json (`profile()`) when
+        given, and the checkpoints shrunk as `when_done` says, for every member that did not
+        fail; each member's results, or the error that stopped it."""
+        outcomes: list[dict[str, Any] | TrainingError] = []
+        for g, member in enumerate(self.all):
+            if not member.active:
+                outcomes.append(member.error)
+                continue
+            results = results_of(member)
+            results.update(extra)
+            if len(self.all) > 1:
+                results["vectorised"] = {"members": len(self.all), "member": g, "wall_time_is_shared": True}
+            if writes:
+                if profile is not None:
+                    write_json(member.run_dir / "profile.json", profile())
+                write_json(member.run_dir / "results.json", results)
+                shrink_finished_checkpoints(member.run_dir / "checkpoints", when_done)
+            member.logger.summary(results)
+            member.logger.finish()
+            outcomes.append(results)
+        return outcomes
 
 
 class MembersDoNotFit(ConfigError):
@@ -304,8 +561,6 @@ def build_members(cfgs: Sequence[DictConfig], build_method: Callable, info, gene
     from the same weights, and a member whose config fails is found alone (InvalidMembers).
     MembersDoNotFit, before the stacked model is built, when G members' weights, gradients and
     optimiser states would not fit in the memory `device` has free."""
-    from clusterbench.engine.checkpoint import capture_rng, restore_rng
-
     if len(cfgs) == 1:
         return build_method(cfgs[0], info)
     check_members(cfgs)

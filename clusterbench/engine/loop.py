@@ -3,8 +3,11 @@
 A fit is a `FitRun` with named phases, called in this order by `FitRun.fit`:
 setup (hardware, data, method, optimisers; values checked against the data), restore (resume
 from a checkpoint), train_epoch, evaluate, checkpoint (per epoch, as configured), finish
-(results.json). A vectorised sweep fits G members at once; what is per member (folders,
-evaluations, checkpoint slices) lives in engine/ensemble.py.
+(results.json). A vectorised sweep fits G members at once. What is per member (claiming the
+folders, loggers, evaluation records and predictions.npz, checkpoint slices, results.json) is
+one `Members` object (engine/ensemble.py): a phase here calls one of its methods and never
+loops over members; a plain run is a `Members` of one. The command's path to `FitRun.fit` is
+four calls (engine/jobs.py).
 """
 
 from __future__ import annotations
@@ -18,42 +21,37 @@ from typing import Any
 
 import numpy as np
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
 from clusterbench.engine import distributed as ddp
 from clusterbench.engine.build import build, build_method, build_optimizers, build_schedulers
-from clusterbench.engine.checkpoint import (
-    DiskWriteError,
-    capture_rng,
-    disk_write_message,
-    restore_rng,
-    save_checkpoint,
-    seed_everything,
-    shrink_finished_checkpoints,
-    storage_error,
-    write_file,
-    write_json,
-)
-from clusterbench.engine.ensemble import Member, build_members, clip_grad_norm, member_checkpoints, release_memory
+from clusterbench.engine.checkpoint import DiskWriteError, capture_rng, disk_write_message, restore_rng, seed_everything, storage_error
+from clusterbench.engine.ensemble import CHECKPOINT, MONITORED, Members, build_members, clip_grad_norm, release_memory
 from clusterbench.engine.inputs import build_inputs
 from clusterbench.engine.loggers import say
-from clusterbench.engine.results import LABEL_SELECTED, SELECTION_RULES, finished_results, select, write_failure
+from clusterbench.engine.results import LABEL_SELECTED, SELECTION_RULES, finished_results
 from clusterbench.engine.resume import checkpoint_to_continue, optimizers_restarted
-from clusterbench.engine.sweep import claim_fresh_folder, folder_problem, lock_run_folder, unlock_run_folder
 from clusterbench.engine.throughput import RunClock, epoch_samples
-from clusterbench.errors import ConfigError, TrainingError, first_line
+from clusterbench.errors import ConfigError, TrainingError
 from clusterbench.methods.base import ClusteringMethod, DataInfo
 from clusterbench.metrics import collapse_stats, evaluate_clustering, label_free_scores, score_sample
 
 log = logging.getLogger(__name__)
 
-__all__ = ["fit", "fit_members", "build", "build_method", "build_optimizers", "predict_outputs", "LABEL_SELECTED", "SELECTION_RULES"]
+__all__ = [
+    "fit",
+    "fit_members",
+    "build",
+    "build_method",
+    "build_optimizers",
+    "predict_outputs",
+    "CHECKPOINT",
+    "MONITORED",
+    "LABEL_SELECTED",
+    "SELECTION_RULES",
+]
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
-# evaluation values written into metrics.csv at every evaluation (the collapse monitor included)
-# (data without labels: silhouette and Calinski-Harabasz in place of ACC, NMI and ARI)
-MONITORED = ("acc", "nmi", "ari", "silhouette", "calinski_harabasz", "nonempty_clusters", "largest_cluster_share", "assignment_entropy")
 AUGMENT_SEED_OFFSET = 1_000_003  # the augmentation stream's seed is seed + this
 # DDP: rank r > 0 reseeds its torch and augmentation streams at every epoch from
 # (seed, rank, epoch), so its noise and views differ from rank 0's and a resume re-derives them;
@@ -184,19 +182,6 @@ def evaluate_candidates(
     return metrics, preds[chosen], {"rule": rule, "chosen": chosen, "uses_labels": uses_labels, "candidates": table}
 
 
-def check_writable(folder: Path) -> None:
-    """Creates `folder` and probes it with a temporary file (engine/sweep.py's folder_problem);
-    ConfigError naming the folder when that fails, before any data are loaded or trained."""
-    folder = Path(folder)
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ConfigError(f"output folder {folder} is not writable ({err.strerror or first_line(err)})") from None
-    problem = folder_problem(folder)
-    if problem is not None:
-        raise ConfigError(f"output folder {folder} is not writable ({problem})")
-
-
 def check_data(cfg: DictConfig, data, trainable: bool) -> None:
     """What can only be checked once the data are loaded, each as one line naming the key and
     value: the number of clusters against the samples, a batch of one sample, one class."""
@@ -242,22 +227,6 @@ def _due(epoch: int, every: int, last: int) -> bool:
     return epoch % every == 0 or epoch == last
 
 
-class _NullLogger:
-    """DDP ranks other than 0 log nothing (rank 0 writes metrics.csv and wandb)."""
-
-    def start(self, *args, **kwargs) -> None:
-        pass
-
-    def log(self, row) -> None:
-        pass
-
-    def summary(self, results) -> None:
-        pass
-
-    def finish(self) -> None:
-        pass
-
-
 class FitRun:
     """One fit of one run, or of G vectorised members (one batched model, one folder each)."""
 
@@ -268,7 +237,7 @@ class FitRun:
         # phase times, samples and FLOPs: results.json's throughput, profile.json (engine/throughput.py)
         self.clock = RunClock(profile=bool(self.trainer.get("profile", False)))
         self.resumed = bool(self.cfg.get("resume"))
-        self.members = [Member(cfg, run_dir, meta) for cfg, run_dir, meta in zip(cfgs, run_dirs, metas)]
+        self.members = Members(cfgs, run_dirs, metas)  # folders, loggers, records (engine/ensemble.py)
         self.start_epoch = 0
         self.previous_wall = 0.0
         # epochs after which a resume restarted the optimisers (no optimiser state was kept)
@@ -307,7 +276,7 @@ class FitRun:
         self.clock.watch_augmentation(self.inputs)
         self.n_clusters = int(data.n_clusters)
         self.info = DataInfo.of(data, self.inputs.image_shape)
-        method = build_members([m.cfg for m in self.members], build_method, self.info, self.generator, hardware.device).to(hardware.device)
+        method = build_members(self.members.cfgs, build_method, self.info, self.generator, hardware.device).to(hardware.device)
         check_data(cfg, data, method.trainable)
         if hardware.channels_last:
             method = method.to(memory_format=torch.channels_last)
@@ -375,8 +344,7 @@ class FitRun:
         if "augment_rng" in state:
             self.augment_generator.set_state(state["augment_rng"])
         self.start_epoch = state["epoch"]
-        member.evaluations = state["evaluations"]
-        member.latest = member.evaluations[-1]["metrics"] if member.evaluations else {}
+        self.members.resume_evaluations(state["evaluations"])
         self.previous_wall = state["wall_time_s"]
         self.ctx.step = state["step"]
         log.info("resuming %s from epoch %d", member.run_dir, self.start_epoch)
@@ -427,39 +395,30 @@ class FitRun:
 
     def stop_non_finite(self, epoch: int, rows: list[dict[str, Any]]) -> None:
         """A member whose epoch losses are not finite stops, its last good checkpoint kept."""
-        for member, row in zip(self.members, rows):
-            bad = [f"{k}={v}" for k, v in row.items() if k != "epoch" and not math.isfinite(v)]
-            if member.active and bad:
-                path = member.run_dir / CHECKPOINT
-                kept = f"the last good checkpoint is {path}" if path.exists() else "no checkpoint had been written yet"
-                self.fail(member, f"non-finite loss at epoch {epoch} ({', '.join(bad)}); training stopped, {kept}")
+        self.members.stop_non_finite(epoch, rows, self.data, self.main_process)
 
     def evaluate(self, epoch: int, rows: list[dict[str, Any]]) -> None:
         """Every sample in eval mode; each member's metrics (and the collapse monitor) into its
         row, its evaluation record, and predictions.npz when the selection rule keeps it."""
         self.clock.evaluated(self.info.n_samples)
         outputs = self.method.member_outputs(predict_outputs(self.method, self.inputs, self.eval_batch, self.hardware))
-        for member, member_out, row in zip(self.members, outputs, rows):
-            if not member.active:
-                continue
-            metrics, pred, candidates = evaluate_candidates(self.method, member_out, self.labels, self.n_clusters, self.score_sample)
-            member.evaluations.append(
-                {"epoch": epoch, "loss": row.get("loss"), "last_batch_loss": row.get("last_batch_loss"), "metrics": metrics}
-            )
-            if candidates is not None:
-                member.evaluations[-1]["candidates"] = candidates
-            if self.main_process and select(member.evaluations, self.trainer.selection) is member.evaluations[-1]:
-                # y_true when there are labels; the soft assignments where the method gives them
-                saved = {"y_pred": pred, "epoch": epoch}
-                if self.labels is not None:
-                    saved["y_true"] = self.labels
-                soft = None if candidates is not None else self.method.assign(member_out)[1]
-                if soft is not None and soft.ndim == 2 and soft.shape[0] == len(pred):
-                    saved["probabilities"] = soft.float().cpu().numpy()
-                write_file(member.run_dir / "predictions.npz", lambda f: np.savez_compressed(f, **saved))
-            member.latest = metrics
-            member.latest_pred = (epoch, pred)
-            row.update({k: metrics[k] for k in MONITORED if k in metrics})
+        predictions = self.predictions if self.main_process else None
+        self.members.record_evaluations(epoch, rows, outputs, self.evaluate_outputs, self.trainer.selection, predictions)
+
+    def evaluate_outputs(self, outputs: torch.Tensor) -> tuple[dict[str, Any], np.ndarray, dict[str, Any] | None]:
+        """One member's metrics, hard labels and candidates record (evaluate_candidates)."""
+        return evaluate_candidates(self.method, outputs, self.labels, self.n_clusters, self.score_sample)
+
+    def predictions(self, outputs: torch.Tensor, pred: np.ndarray, candidates, epoch: int) -> dict[str, Any]:
+        """predictions.npz's arrays: y_true when there are labels; the soft assignments where
+        the method gives them."""
+        saved = {"y_pred": pred, "epoch": epoch}
+        if self.labels is not None:
+            saved["y_true"] = self.labels
+        soft = None if candidates is not None else self.method.assign(outputs)[1]
+        if soft is not None and soft.ndim == 2 and soft.shape[0] == len(pred):
+            saved["probabilities"] = soft.float().cpu().numpy()
+        return saved
 
     def checkpoint(self, epoch: int) -> None:
         """checkpoints/last.pt of every active member, as `trainer.checkpoint` says: full (what
@@ -480,24 +439,9 @@ class FitRun:
                 "wall_time_s": self.previous_wall + time.perf_counter() - self.started,
                 "dataset_checksum": self.data.checksum,
             }
-        for g, method_slice, optimizer_slice in member_checkpoints(method_state, optimizer_states, len(self.members)):
-            member = self.members[g]
-            if not member.active:
-                continue
-            state = {
-                "epoch": epoch,
-                "kind": mode,
-                "method": method_slice,
-                "config": OmegaConf.to_container(member.cfg, resolve=True),
-                "config_sha256": member.config_sha256,
-            }
-            if mode == "full":
-                state.update(shared, optimizers=optimizer_slice, evaluations=member.evaluations)
-                if self.optimizers_restarted:
-                    state["optimizers_restarted_at"] = self.optimizers_restarted
-            save_checkpoint(member.run_dir / CHECKPOINT, state, keep_previous=mode == "full")
-            if self.trainer.keep_checkpoints:
-                save_checkpoint(member.run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
+        self.members.write_checkpoints(
+            epoch, mode, method_state, optimizer_states, shared, self.optimizers_restarted, bool(self.trainer.keep_checkpoints)
+        )
 
     def finish(self) -> list[dict[str, Any] | TrainingError]:
         """embedding.npz and results.json of every member that did not fail."""
@@ -505,29 +449,18 @@ class FitRun:
             with self.clock.phase("embedding"):
                 self.save_embeddings(self.eval_batch)
         wall = round(self.previous_wall + time.perf_counter() - self.started, 3)
-        throughput = self.clock.summary()  # shared by a vectorised group's members, like the wall time
-        outcomes: list[dict[str, Any] | TrainingError] = []
-        for g, member in enumerate(self.members):
-            if not member.active:
-                outcomes.append(member.error)
-                continue
-            results = finished_results(
+        extra: dict[str, Any] = {"throughput": self.clock.summary()}  # shared by a vectorised group's members, like the wall time
+        if self.optimizers_restarted:  # results.json tells how the run was trained
+            extra["optimizers_restarted_at"] = self.optimizers_restarted
+
+        def results_of(member) -> dict[str, Any]:
+            return finished_results(
                 member.cfg, member.meta, member.evaluations, self.data, self.hardware, self.max_epochs, wall, member.config_sha256
             )
-            results["throughput"] = throughput
-            if self.optimizers_restarted:  # results.json tells how the run was trained
-                results["optimizers_restarted_at"] = self.optimizers_restarted
-            if len(self.members) > 1:
-                results["vectorised"] = {"members": len(self.members), "member": g, "wall_time_is_shared": True}
-            if self.main_process:
-                if self.clock.profile:
-                    write_json(member.run_dir / "profile.json", self.clock.profile_record())
-                write_json(member.run_dir / "results.json", results)
-                shrink_finished_checkpoints(member.run_dir / "checkpoints", self.trainer.get("checkpoint_when_done", "extendable"))
-            member.logger.summary(results)
-            member.logger.finish()
-            outcomes.append(results)
-        return outcomes
+
+        profile = self.clock.profile_record if self.clock.profile else None
+        when_done = self.trainer.get("checkpoint_when_done", "extendable")
+        return self.members.finish(results_of, extra, self.main_process, profile, when_done)
 
     # --- the order of the phases -----------------------------------------------------------------
 
@@ -553,7 +486,7 @@ class FitRun:
                         rows = self.train_epoch(epoch)
                     self.clock.trained(self.epoch_samples)
                     self.stop_non_finite(epoch, rows)
-                    if not any(m.active for m in self.members):
+                    if not self.members.any_active:
                         break
                     if _due(epoch, self.trainer.eval_every, self.max_epochs):
                         with self.clock.phase("evaluation"):
@@ -568,7 +501,7 @@ class FitRun:
             finally:
                 bar.close()
             if not self.method.trainable:  # one evaluation of the fitted method (k-means)
-                rows = [{"epoch": 0} for _ in self.members]
+                rows = [{"epoch": 0} for _ in range(len(self.members))]
                 with self.clock.phase("evaluation"):
                     self.evaluate(0, rows)
                 self.log(rows)
@@ -579,14 +512,9 @@ class FitRun:
             if cause is None:
                 raise
             # nothing more can be written (not even a failed results.json): one line, exit 1
-            folder = next(
-                (m.run_dir for m in self.members if cause.filename and str(cause.filename).startswith(str(m.run_dir))),
-                self.members[0].run_dir,
-            )
-            raise DiskWriteError(disk_write_message(cause, folder)) from None
+            raise DiskWriteError(disk_write_message(cause, self.members.folder_of(cause.filename))) from None
         finally:
-            for member in self.members:
-                unlock_run_folder(member.run_dir)
+            self.members.unlock()
 
     # --- helpers ---------------------------------------------------------------------------------
 
@@ -594,15 +522,8 @@ class FitRun:
         """Each member's folder: writable, locked for this process, and (a fresh run) not holding
         a finished or resumable run unless overwrite=true (engine/sweep.py). Under DDP rank 0
         alone claims them: every rank shares the folder, only rank 0 writes into it."""
-        if ddp.secondary_rank():
-            return
-        for member in self.members:
-            check_writable(member.run_dir)
-            if self.resumed:
-                lock_run_folder(member.run_dir)
-            else:
-                # a sweep job trains afresh a folder that its job_state found failed or unfinished
-                claim_fresh_folder(member.run_dir, bool(member.cfg.get("overwrite")), unfinished_ok=bool(member.meta.get("sweep_job")))
+        if not ddp.secondary_rank():
+            self.members.claim(self.resumed)
 
     def start_line(self) -> str:
         """What a run prints first: its folder and the settings that identify it."""
@@ -619,16 +540,13 @@ class FitRun:
             what += f", {self.hardware.threads_text()}"
         if self.resumed:
             return f"resuming: {what}, from epoch {self.start_epoch} -> {member.run_dir}"
-        if len(self.members) > 1:
-            return f"run: {what}, {len(self.members)} vectorised members -> {', '.join(str(m.run_dir) for m in self.members)}"
-        return f"run: {what} -> {member.run_dir}"
+        return f"run: {what}{self.members.destination()}"
 
     def warn_whole_data_batch(self, asked: int, n: int) -> None:
         """trainer.batch_size above the number of samples: every batch is all of them. Said in
         the start line always; a warning when this command line asked for that batch size (a
         method's own whole-data schedule, ICMVC's or DIVIDE's on small sets, is not warned about)."""
-        overrides = [str(o).lstrip("+~") for m in self.members for o in m.meta.get("overrides") or []]
-        if any(o.startswith("trainer.batch_size=") for o in overrides):
+        if any(o.startswith("trainer.batch_size=") for o in self.members.overrides()):
             say(
                 f"warning: trainer.batch_size={asked} is larger than dataset '{self.data.name}' ({n} samples): every epoch is "
                 f"one batch of all {n} samples (few optimiser steps); a smaller trainer.batch_size gives more steps",
@@ -636,28 +554,13 @@ class FitRun:
             )
 
     def start_loggers(self) -> None:
-        for member in self.members:
-            member.logger = build(member.cfg.logger) if self.main_process else _NullLogger()
-            config = OmegaConf.to_container(member.cfg, resolve=True)
-            member.logger.start(member.run_dir, config, member.run_dir.name, resume_epoch=self.start_epoch if self.resumed else None)
+        self.members.start_loggers(self.main_process, resume_epoch=self.start_epoch if self.resumed else None)
 
     def log(self, rows: list[dict[str, Any]]) -> None:
-        for member, row in zip(self.members, rows):
-            if member.active:
-                member.logger.log(row)
+        self.members.log(rows)
 
     def progress_fields(self, rows: list[dict[str, Any]]) -> dict[str, str]:
-        shown = rows[0] if len(self.members) == 1 else {"loss": min(r["loss"] for r in rows)}
-        latest = self.members[0].latest
-        return {"loss": f"{shown['loss']:.4f}", **{k: f"{latest[k]:.3f}" for k in ("acc", "nmi", "ari") if k in latest}}
-
-    def fail(self, member: Member, message: str) -> None:
-        member.error = TrainingError(message)
-        if self.main_process:
-            write_failure(member.run_dir, member.cfg, member.meta, message, self.data)
-        member.logger.finish()
-        if len(self.members) == 1:
-            raise member.error
+        return self.members.progress_fields(rows)
 
     def _share(self, index: torch.Tensor) -> torch.Tensor:
         return index if self.world == 1 else index[self.rank * self.local : (self.rank + 1) * self.local]
@@ -674,13 +577,8 @@ class FitRun:
         """embedding.npz per member: the final model's representation (report's t-SNE input) with
         the clusters of the final evaluation. One pass over the data at the end of the run."""
         embedded = predict_outputs(self.method, self.inputs, batch_size, self.hardware, fn=self.method.embed)
-        if embedded is None or not self.main_process:
-            return
-        for member, features in zip(self.members, self.method.member_outputs(embedded)):
-            if member.active and member.latest_pred is not None:
-                epoch, pred = member.latest_pred
-                features = features.cpu().numpy().astype(np.float16)  # for t-SNE: half precision is plenty
-                write_file(member.run_dir / "embedding.npz", lambda f: np.savez_compressed(f, features=features, y_pred=pred, epoch=epoch))
+        if embedded is not None and self.main_process:
+            self.members.save_embeddings(self.method.member_outputs(embedded))
 
 
 def fit(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None) -> dict[str, Any]:
