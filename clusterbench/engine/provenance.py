@@ -61,6 +61,11 @@ def config_hash(config) -> str:
     payload = {k: v for k, v in config.items() if k not in UNHASHED_KEYS}
     if isinstance(payload.get("trainer"), dict):
         payload["trainer"] = {k: v for k, v in payload["trainer"].items() if k not in UNHASHED_TRAINER_KEYS}
+    hardware = payload.get("hardware")
+    if isinstance(hardware, dict) and "cpu_bf16" in hardware and not (hardware["cpu_bf16"] and hardware.get("precision") == "auto"):
+        # a preset's hint that bf16 pays on a CPU acts only under precision auto: elsewhere the
+        # run is the one it was before presets carried it, and keeps that run's hash
+        payload["hardware"] = {k: v for k, v in hardware.items() if k != "cpu_bf16"}
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -1,0 +1,57 @@
+"""bf16 on CPUs that have it (issue 32, item 1): `hardware.precision=auto` uses bf16 on a CPU only
+where the preset says its step is faster in bf16 (`hardware.cpu_bf16`) and the CPU computes bf16
+natively; hardware=cpu (fp32) is untouched, and so is the config hash of every run the hint does
+not change."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import compose_config
+from omegaconf import OmegaConf
+
+from clusterbench.engine import hardware as hw
+from clusterbench.engine.hardware import Hardware
+from clusterbench.engine.provenance import config_hash
+
+HINTED = {"cc_mnist": "+experiment=cc_mnist", "mflvc": "model=mflvc", "divide": "model=divide", "icmvc": "model=icmvc"}
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_uses_bf16_on_a_cpu_only_with_the_hint_and_native_bf16(monkeypatch, native):
+    monkeypatch.setattr(hw, "native_cpu_bf16", lambda: native)
+    hinted = Hardware(device="cpu", precision="auto", cpu_bf16=True)
+    assert hinted.precision == ("bf16" if native else "fp32")
+    assert hinted.describe()["native_bf16"] is native
+    assert hinted.describe()["precision_chosen_by"] == (
+        "auto: bf16 (native bf16 on this CPU; the preset's step is faster in it)" if native else "auto: fp32 (no native bf16 on this CPU)"
+    )
+    assert Hardware(device="cpu", precision="auto").precision == "fp32"
+    asked = Hardware(device="cpu", precision="fp32", cpu_bf16=True)
+    assert asked.precision == "fp32" and asked.describe()["precision_chosen_by"] == "hardware.precision"
+
+
+def _without_hint(cfg) -> dict:
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    del plain["hardware"]["cpu_bf16"]
+    return plain
+
+
+@pytest.mark.parametrize("preset", sorted(HINTED))
+def test_hinted_presets_keep_fp32_under_hardware_cpu_and_their_old_hash(preset):
+    cfg = compose_config([HINTED[preset], "hardware=cpu"])
+    assert cfg.hardware.cpu_bf16 is True and cfg.hardware.precision == "fp32"
+    assert config_hash(cfg) == config_hash(_without_hint(cfg))  # the hint acts only under precision auto
+    auto = compose_config([HINTED[preset], "hardware=cpu", "hardware.precision=auto"])
+    assert config_hash(auto) != config_hash(_without_hint(auto))
+
+
+def test_presets_where_bf16_does_not_pay_carry_no_hint():
+    for overrides in (
+        ["model=sdcib"],
+        ["+experiment=htcn_mnist"],
+        ["+experiment=pici_mnist"],
+        ["+experiment=vtcc_mnist"],
+        ["+experiment=mfavbs_mnist"],
+        ["model=cc"],
+    ):
+        assert not compose_config(overrides).hardware.get("cpu_bf16", False), overrides
