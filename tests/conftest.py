@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import importlib.util
+import logging
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,19 @@ RUNNER = [
     "hardware=cpu",
 ]
 TINY = ["backbone.hidden_dims=[32,16]", "model.critic_hidden_dims=[16]", *RUNNER]
+
+
+@pytest.fixture(autouse=True)
+def _drop_log_handlers_on_closed_streams():
+    """A run in an earlier test of this process (Hydra's job logging) can leave a handler on that
+    test's captured stderr, closed since: its next record prints "--- Logging error ---" into
+    this test's stderr, which the one-line error tests count."""
+    loggers = [logging.getLogger(), *(lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger))]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if getattr(getattr(handler, "stream", None), "closed", False):
+                logger.removeHandler(handler)
+    yield
 
 
 def compose_config(overrides: list[str]):
