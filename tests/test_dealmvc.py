@@ -202,6 +202,9 @@ def test_bad_inputs_are_one_line_config_errors():
         DealMVCObjective(weights={"feature": 1.0})
     with pytest.raises(ConfigError, match="model.attention_heads=3"):
         _deal(attention_heads=3)
+    # a batch (attention width) larger than the data: refused when built, not after pre-training
+    with pytest.raises(ConfigError, match="more than the 6 samples of the data; set trainer.batch_size to at most 6"):
+        _deal(info=DataInfo(dims=(6, 4, 5), n_clusters=3, n_samples=6))
     model = _deal()
     model.on_epoch_start(2, _Ctx(model, _views()))
     with pytest.raises(ConfigError, match="batch of 8"):

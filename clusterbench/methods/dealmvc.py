@@ -142,6 +142,13 @@ class DealMVC(MFLVC):
                 f"the last of model.encoder_widths ({list(encoder_widths)[-1]})"
             )
         self.attention_width = int(batch_size)
+        if data_info.n_samples < self.attention_width:
+            # said before training: otherwise the first contrastive epoch, after pre-training, fails
+            raise ConfigError(
+                f"model=dealmvc: the attention reads one value per sample of a batch of {self.attention_width} "
+                f"(model.batch_size = trainer.batch_size), more than the {data_info.n_samples} samples of the data; "
+                f"set trainer.batch_size to at most {data_info.n_samples}"
+            )
         v = self.n_views
         self.attention = ViewAttention(self.attention_width, attention_heads, attention_dropout, self.variant.cross_view_attention)
         self.sampling = nn.Sequential(nn.Linear(v, ffn_size), nn.GELU(), nn.Linear(ffn_size, v))
