@@ -39,6 +39,7 @@ from clusterbench.engine.jobs import (
     job_meta,
     multirun_job,
     prepare_job,  # noqa: F401 - the vectorised launcher's per-job step
+    record_crash,
     run,
     skipped_folders,
     train_vectorised_group,
@@ -114,9 +115,11 @@ def _is_multirun(hydra_cfg) -> bool:
 
 
 @contextlib.contextmanager
-def exit_codes(cfg: DictConfig, run_dir: Path):
+def exit_codes(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None):
     """A single run's errors as one line each, with exit status 2 (a config or data problem),
-    1 (training stopped, disk full) or 130 (interrupted, with the command that resumes)."""
+    1 (training stopped, disk full) or 130 (interrupted, with the command that resumes). Any
+    other error is a bug: its traceback is printed (to be reported) and also kept in the run
+    folder's error.txt, and results.json says the run failed."""
     try:
         yield
     except TrainingError as err:
@@ -133,11 +136,13 @@ def exit_codes(cfg: DictConfig, run_dir: Path):
             f"interrupted: the last checkpoint in {folder} is kept; continue with: python -m clusterbench.train resume={folder}", error=True
         )
         sys.exit(130)
-    except (OSError, RuntimeError) as err:
-        cause = storage_error(err)
+    except Exception as err:
+        folder = Path(cfg.get("resume") or run_dir)
+        cause = storage_error(err) if isinstance(err, (OSError, RuntimeError)) else None
         if cause is None:
+            record_crash(cfg, folder, meta or {}, err)
             raise
-        say(f"error: {disk_write_message(cause, Path(cfg.get('resume') or run_dir))}", error=True)
+        say(f"error: {disk_write_message(cause, folder)}", error=True)
         sys.exit(1)
 
 
@@ -147,7 +152,7 @@ def main(cfg: DictConfig) -> float | None:
     meta = job_meta(hydra_cfg)
     run_dir = Path(hydra_cfg.runtime.output_dir)
     if not _is_multirun(hydra_cfg):
-        with exit_codes(cfg, run_dir):
+        with exit_codes(cfg, run_dir, meta):
             results = run(cfg, run_dir, meta)
         run_dir = Path(cfg.resume) if cfg.get("resume") else run_dir
     else:

@@ -21,7 +21,7 @@ QUICK = ("trainer.max_epochs=2", "trainer.batch_size=500", "trainer.save_embeddi
 
 def _single_run(cfg, run_dir, meta):
     """A single run as the command line's main makes it: run() under its exit codes."""
-    with exit_codes(cfg, run_dir):
+    with exit_codes(cfg, run_dir, meta):
         return run(cfg, run_dir, meta)
 
 
@@ -276,3 +276,50 @@ def test_a_sweep_rerun_leaves_the_folders_of_skipped_jobs_untouched(tmp_path):
     assert again.returncode == 0 and f"skipped: {job}: finished with this config" in again.stdout, again.stderr
     after = {p: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(job.rglob("*")) if p.is_file()}
     assert after == before  # .hydra/hydra.yaml (job id and number), train.log, results.json: as they were
+
+
+def test_a_bug_in_a_single_run_leaves_its_traceback_and_a_failed_results_json(tmp_path, monkeypatch):
+    """A run stopped by an unexpected error keeps the traceback on screen (to be reported), and
+    its folder says what happened: error.txt with the traceback, results.json with status failed;
+    the checkpoint it had written still resumes."""
+    from clusterbench.engine.loop import FitRun
+    from clusterbench.engine.sweep import read_results
+
+    cfg = compose_config([*TINY, *QUICK])
+    folder = tmp_path / "run"
+    train_epoch = FitRun.train_epoch
+
+    def breaks_in_epoch_2(self, epoch):
+        if epoch == 2:
+            raise RuntimeError("an index out of range\nsecond line")
+        return train_epoch(self, epoch)
+
+    monkeypatch.setattr(FitRun, "train_epoch", breaks_in_epoch_2)
+    with pytest.raises(RuntimeError, match="an index out of range"):
+        _single_run(cfg, folder, {"model": "sdcib", "overrides": list(QUICK)})
+    results = read_results(folder)
+    assert results["status"] == "failed" and results["error"] == "RuntimeError: an index out of range"
+    assert results["model"] == "sdcib" and results["seed"] == int(cfg.seed)
+    assert "breaks_in_epoch_2" in (folder / "error.txt").read_text()
+    monkeypatch.setattr(FitRun, "train_epoch", train_epoch)
+    (folder / ".hydra").mkdir()
+    from omegaconf import OmegaConf
+
+    OmegaConf.save(cfg, folder / ".hydra" / "config.yaml")
+    resumed = _single_run(compose_config([*TINY, *QUICK, f"resume={folder}"]), tmp_path / "ignored", {})
+    assert resumed["status"] == "finished" and read_results(folder)["status"] == "finished"
+
+
+def test_a_bug_in_a_resumed_finished_run_keeps_its_finished_results(tmp_path, monkeypatch):
+    """error.txt records the crash, but a finished results.json is not replaced: that run did finish."""
+    from clusterbench.engine.jobs import record_crash
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "results.json").write_text('{"status": "finished", "metrics": {"acc": 0.5}}')
+    try:
+        raise ValueError("late")
+    except ValueError as err:
+        assert record_crash(compose_config([*TINY]), folder, {}, err) == "ValueError: late"
+    assert '"finished"' in (folder / "results.json").read_text()
+    assert "ValueError: late" in (folder / "error.txt").read_text()

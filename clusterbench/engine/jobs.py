@@ -110,14 +110,28 @@ def multirun_job(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], hydra_cfg
         say(f"error: {run_dir}: {err}", error=True)
         record_failure(cfg, run_dir, meta, err)
     except Exception as err:  # noqa: BLE001 - a bug in one job must not lose the others
-        message = f"{type(err).__name__}: {first_line(err)}"
+        message = record_crash(cfg, run_dir, meta, err)
         say(f"error: {run_dir}: {message} (traceback in {run_dir / 'error.txt'})", error=True)
-        write_text(run_dir / "error.txt", traceback.format_exc())
-        record_failure(cfg, run_dir, meta, message)
     finally:
         release_gpus()
         os.environ.pop(JOB_DEVICE_ENV, None)
     return None
+
+
+def record_crash(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], err: BaseException) -> str:
+    """A run stopped by an unexpected error (a bug, not bad input): its traceback in error.txt
+    and results.json with status failed, so the folder says what happened; the error's one-line
+    form is returned. Call it inside the `except` block (the traceback is the current one). A
+    folder whose results.json says finished keeps it: that run did finish (a resume that adds
+    nothing to train cannot fail; one that does continues from its checkpoint)."""
+    message = f"{type(err).__name__}: {first_line(err)}"
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return message
+    write_text(run_dir / "error.txt", traceback.format_exc())
+    if (read_results(run_dir) or {}).get("status") != "finished":
+        record_failure(cfg, run_dir, meta, message)
+    return message
 
 
 def record_failure(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], error: BaseException | str) -> None:
