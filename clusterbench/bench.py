@@ -37,7 +37,9 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,9 +189,17 @@ def finished_seeds(cell_dir: Path, hashes: dict[int, str] | None) -> dict[int, d
     return done
 
 
+_COMPOSE_LOCK = threading.Lock()  # Hydra's compose state is global to the process (cells run in threads under --jobs)
+
+
 def compose_hashes(overrides: list[str], seeds: list[int]) -> dict[int, str] | None:
     """The config hash each seed's job will have (the one results.json records), composed as
     the multirun composes it; None when it cannot be composed here (the job will say why)."""
+    with _COMPOSE_LOCK:
+        return _compose_hashes(overrides, seeds)
+
+
+def _compose_hashes(overrides: list[str], seeds: list[int]) -> dict[int, str] | None:
     try:
         from hydra import compose, initialize_config_dir
         from hydra.core.global_hydra import GlobalHydra
@@ -312,6 +322,75 @@ def run_cell(cell: Cell, cell_dir: Path, common: list[str], extra: list[str]) ->
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=Path.cwd()).returncode
 
 
+def _identity(cell: Cell) -> dict[str, Any]:
+    return {"cell": cell.name, "method": cell.method, "dataset": cell.dataset, "overrides": cell.overrides, "seeds": cell.seeds}
+
+
+class _Progress:
+    """One line per finished cell, in the order they finish (cells may run side by side)."""
+
+    def __init__(self, cells: int, expected_s: float, started: float, jobs: int) -> None:
+        self.cells, self.left_s, self.started, self.jobs = cells, expected_s, started, jobs
+        self.finished = 0
+        self.lock = threading.Lock()
+
+    def done(self, cell: Cell, seeds_run: int, took: float, what: str, finished: int) -> None:
+        with self.lock:
+            self.finished += 1
+            self.left_s -= cell.minutes * 60 * seeds_run
+            elapsed = time.perf_counter() - self.started
+            print(
+                f"[{self.finished}/{self.cells}] {cell.name}: {finished}/{len(cell.seeds)} seeds finished, {what}, "
+                f"{_duration(took)}; elapsed {_duration(elapsed)}, about {_duration(max(self.left_s, 0) / self.jobs)} left",
+                flush=True,
+            )
+
+
+def run_and_record(cell: Cell, info: dict, out: Path, common: list[str], extra: list[str], progress: _Progress) -> dict[str, Any]:
+    """Run a cell's seeds that are left, then its record for bench_summary.json."""
+    cell_dir = out / cell.name
+    t0 = time.perf_counter()
+    code = run_cell(cell, cell_dir, common, extra)
+    took = time.perf_counter() - t0
+    # only this cell's configuration counts: an earlier run of another one (the cell's
+    # overrides changed since) keeps its folder beside it but is not this run's result
+    hashes = info["hashes"] or compose_hashes([*common, *cell.overrides, *extra], cell.seeds)
+    finished = {s: r for s, r in finished_seeds(cell_dir, hashes).items() if s in cell.seeds}
+    ok = code == 0 and len(finished) == len(cell.seeds)
+    record = {
+        **_identity(cell),
+        "ran": True,
+        "status": "finished" if ok else "failed",
+        "ended": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "returncode": code,
+        "wall_s": round(took, 1),
+        "finished_seeds": sorted(finished),
+        "log": str(cell_dir / LOG),
+    }
+    accs = [r["metrics"]["acc"] for r in finished.values() if isinstance(r.get("metrics"), dict) and "acc" in r["metrics"]]
+    what = f"ACC {sum(accs) / len(accs):.4f} (n={len(accs)})" if accs else "no finished run"
+    if not ok:
+        record["errors"] = _error_lines(cell_dir, cell_dir / LOG)
+        what += f"; FAILED: {record['errors'][0] if record['errors'] else 'see log'} (log {cell_dir / LOG})"
+    progress.done(cell, len(info["left"]), took, what, len(finished))
+    return record
+
+
+def lane_threads(jobs: int) -> int:
+    """Threads per job when `jobs` cells share this machine's cores."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // jobs)
+
+
+def wall_time(minutes: list[float], jobs: int) -> float:
+    """Seconds to run tasks of these lengths in `jobs` lanes, in their order, each into the lane
+    that frees first (what `--jobs` does with the suite's cells)."""
+    lanes = [0.0] * jobs
+    for m in minutes:
+        lanes[lanes.index(min(lanes))] += m * 60
+    return max(lanes)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m clusterbench.bench",
@@ -325,7 +404,10 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--only", action="append", default=[], help="run only cells whose name, method or dataset matches this glob (repeatable)"
     )
-    parser.add_argument("--threads", type=int, help="hardware.num_threads for every job")
+    parser.add_argument("--threads", type=int, help="hardware.num_threads for every job (default: torch's; with --jobs N, cores / N)")
+    parser.add_argument(
+        "--jobs", type=int, default=1, help="cells run at once, each a process of its own (default 1; 2 on 2 cores: one thread each)"
+    )
     parser.add_argument("--dry-run", action="store_true", help="list the cells, their state and the expected time; run nothing")
     parser.add_argument("--no-table", action="store_true", help="do not print the pivot table at the end")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for every job (after --)")
@@ -347,8 +429,11 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
     extra = list(args.overrides)
     if args.data_dir:
         extra.append(f"paths.data_dir={args.data_dir}")
-    if args.threads is not None:
-        extra.append(f"hardware.num_threads={args.threads}")
+    if args.jobs < 1:
+        print(f"error: --jobs {args.jobs}: at least 1", file=sys.stderr)
+        return 2
+    if args.threads is not None or args.jobs > 1:  # side by side, the jobs share the cores
+        extra.append(f"hardware.num_threads={args.threads or lane_threads(args.jobs)}")
     if args.seeds:
         try:
             seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
@@ -381,6 +466,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
 
     todo = [(c, info) for c, state, info in plan if state == "todo"]
     expected = sum(c.minutes * 60 * len(info["left"]) for c, info in todo)
+    in_lanes = f" in sequence, about {_duration(wall_time([c.minutes * len(i['left']) for c, i in todo], args.jobs))} in {args.jobs} lanes"
     print(f"suite {suite.name}: {len(cells)} cells -> {out}" + (f" ({suite.description})" if suite.description else ""))
     for cell, state, info in plan:
         if state == "no-data":
@@ -391,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
             line = f"  run   {cell.name}: seeds {','.join(map(str, info['left']))} (~{_duration(cell.minutes * 60 * len(info['left']))})"
         print(line)
     print(
-        f"expected wall time: about {_duration(expected)} for {len(todo)} cell(s) "
+        f"expected wall time: about {_duration(expected)}{in_lanes if args.jobs > 1 else ''} for {len(todo)} cell(s) "
         f"(from the suite's minutes per cell: {suite.timing}; data dir {data_dir})",
         flush=True,
     )
@@ -399,54 +485,23 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
         return 0
 
     started = time.perf_counter()
-    left_estimate = expected
+    progress = _Progress(len(todo), expected, started, args.jobs)
+    ran: dict[str, dict[str, Any]] = {}
+
+    def run_one(cell: Cell, info: dict) -> None:
+        ran[cell.name] = run_and_record(cell, info, out, suite.common, extra, progress)
+
+    lanes = ThreadPoolExecutor(max_workers=args.jobs)
+    try:
+        for future in [lanes.submit(run_one, cell, info) for cell, info in todo]:
+            future.result()
+    finally:  # after Ctrl-C (the running jobs got it too), no waiting cell starts
+        lanes.shutdown(wait=True, cancel_futures=True)
     records = []
     for cell, state, info in plan:
-        record: dict[str, Any] = {
-            "cell": cell.name,
-            "method": cell.method,
-            "dataset": cell.dataset,
-            "overrides": cell.overrides,
-            "seeds": cell.seeds,
-        }
-        if state != "todo":
-            record["status"] = "skipped: data absent" if state == "no-data" else "done before"
-            if state == "no-data":
-                record["missing"] = info["missing"]
-            records.append(record)
-            continue
-        index = sum(1 for r in records if r.get("ran")) + 1
-        cell_dir = out / cell.name
-        t0 = time.perf_counter()
-        code = run_cell(cell, cell_dir, suite.common, extra)
-        took = time.perf_counter() - t0
-        left_estimate -= cell.minutes * 60 * len(info["left"])
-        # only this cell's configuration counts: an earlier run of another one (the cell's
-        # overrides changed since) keeps its folder beside it but is not this run's result
-        hashes = info["hashes"] or compose_hashes([*suite.common, *cell.overrides, *extra], cell.seeds)
-        finished = finished_seeds(cell_dir, hashes)
-        finished = {s: r for s, r in finished.items() if s in cell.seeds}
-        ok = code == 0 and len(finished) == len(cell.seeds)
-        record.update(
-            ran=True,
-            status="finished" if ok else "failed",
-            ended=time.strftime("%Y-%m-%dT%H:%M:%S"),
-            returncode=code,
-            wall_s=round(took, 1),
-            finished_seeds=sorted(finished),
-            log=str(cell_dir / LOG),
-        )
-        accs = [r["metrics"]["acc"] for r in finished.values() if isinstance(r.get("metrics"), dict) and "acc" in r["metrics"]]
-        what = f"ACC {sum(accs) / len(accs):.4f} (n={len(accs)})" if accs else "no finished run"
-        if not ok:
-            record["errors"] = _error_lines(cell_dir, cell_dir / LOG)
-            what += f"; FAILED: {record['errors'][0] if record['errors'] else 'see log'} (log {cell_dir / LOG})"
-        elapsed = time.perf_counter() - started
-        print(
-            f"[{index}/{len(todo)}] {cell.name}: {len(finished)}/{len(cell.seeds)} seeds finished, {what}, "
-            f"{_duration(took)}; elapsed {_duration(elapsed)}, about {_duration(max(left_estimate, 0))} left",
-            flush=True,
-        )
+        record = ran.get(cell.name) or {**_identity(cell), "status": "skipped: data absent" if state == "no-data" else "done before"}
+        if state == "no-data":
+            record["missing"] = info["missing"]
         records.append(record)
 
     failed = [r for r in records if r.get("status") == "failed"]

@@ -202,3 +202,70 @@ def test_a_failing_cell_shows_the_real_error_not_hydras_hint(tmp_path):
         "Set the environment variable HYDRA_FULL_ERROR=1 for a complete stack trace.\n"
     )
     assert _error_lines(tmp_path, log) == ["error: model=x: no option 'x' in model"]
+
+
+def test_jobs_run_cells_side_by_side_each_with_a_share_of_the_cores(tmp_path, monkeypatch, capsys):
+    """--jobs 2: two cells run at once (each waits for the other to have started), every job gets
+    cores / 2 threads unless --threads says otherwise, and the summary lists the cells in the
+    suite's order whatever order they finished in."""
+    import threading
+
+    import clusterbench.bench as bench
+
+    suite = tmp_path / "three.yaml"
+    suite.write_text(
+        "seeds: [0]\n"
+        "cells:\n"
+        + "".join(
+            f"  - {{name: c{i}, method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits], minutes: 1}}\n"
+            for i in range(3)
+        )
+    )
+    both_started = threading.Barrier(2, timeout=60)
+    c2_reported = threading.Event()
+    calls = []
+
+    def fake_run_cell(cell, cell_dir, common, extra):
+        calls.append((cell.name, list(extra)))
+        if cell.name in ("c0", "c1"):
+            both_started.wait()  # raises BrokenBarrierError if the cells ran one after the other
+        if cell.name == "c0":
+            assert c2_reported.wait(timeout=60)  # c0 ends last: c2 ran in c1's lane meanwhile
+        return 0
+
+    done = bench._Progress.done
+
+    def reporting(self, cell, *args):
+        done(self, cell, *args)
+        if cell.name == "c2":
+            c2_reported.set()
+
+    monkeypatch.setattr(bench, "run_cell", fake_run_cell)
+    monkeypatch.setattr(bench._Progress, "done", reporting)
+    monkeypatch.setattr(bench.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    assert main([str(suite), "--out", str(tmp_path / "out"), "--jobs", "2", "--no-table"]) == 1  # no results: failed
+    text = capsys.readouterr().out
+    assert "expected wall time: about 3 min 00 s in sequence, about 2 min 00 s in 2 lanes for 3 cell(s)" in text
+    assert {name for name, _ in calls} == {"c0", "c1", "c2"}
+    assert all("hardware.num_threads=2" in extra for _, extra in calls)
+    finished_order = [line.split("] ")[1].split(":")[0] for line in text.splitlines() if line.startswith("[")]
+    assert finished_order[-1] == "c0"
+    cells = json.loads((tmp_path / "out" / "bench_summary.json").read_text())["cells"]
+    assert [c["cell"] for c in cells] == ["c0", "c1", "c2"]
+
+    calls.clear()
+    both_started.reset()
+    c2_reported.clear()
+    main([str(suite), "--out", str(tmp_path / "out2"), "--jobs", "2", "--threads", "1", "--no-table"])
+    assert all("hardware.num_threads=1" in extra for _, extra in calls) and len(calls) == 3
+    assert main([str(suite), "--jobs", "0"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: --jobs 0: at least 1"
+
+
+def test_wall_time_in_lanes():
+    from clusterbench.bench import wall_time
+
+    assert wall_time([1, 1, 1], 1) == 180
+    assert wall_time([3, 1, 1, 1], 2) == 180  # the short cells fill the second lane
+    assert wall_time([1, 1, 3], 2) == 240  # in the suite's order: the long cell comes last
+    assert wall_time([], 2) == 0
