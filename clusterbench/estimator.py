@@ -27,7 +27,7 @@ from sklearn.base import BaseEstimator, ClusterMixin, TransformerMixin
 from sklearn.utils import check_random_state
 
 from clusterbench import api
-from clusterbench.engine.loggers import say
+from clusterbench.console import say
 from clusterbench.engine.loop import FitRun, predict_outputs
 from clusterbench.errors import ConfigError, DataError
 

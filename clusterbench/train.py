@@ -33,6 +33,7 @@ prefer_short_spin()  # before the imports below load torch and its OpenMP runtim
 
 from clusterbench._configs import config_dir
 from clusterbench.cli_errors import run_hydra
+from clusterbench.console import say
 from clusterbench.engine.checkpoint import disk_write_message, storage_error
 from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
 from clusterbench.engine.jobs import (
@@ -44,7 +45,6 @@ from clusterbench.engine.jobs import (
     skipped_folders,
     train_vectorised_group,
 )
-from clusterbench.engine.loggers import say
 from clusterbench.engine.sweep import created_run_dir, hydra_files_subdir, job_folder_name, remove_if_no_run
 from clusterbench.engine.throughput import throughput_text
 from clusterbench.errors import ClusterbenchError, RunFolderError, TrainingError

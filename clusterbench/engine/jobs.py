@@ -27,11 +27,11 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clusterbench.config_check import check_config
+from clusterbench.console import say
 from clusterbench.engine.checkpoint import DiskWriteError, write_text
 from clusterbench.engine.ensemble import InvalidMembers, MembersDoNotFit, release_memory
 from clusterbench.engine.hardware import JOB_DEVICE_ENV
 from clusterbench.engine.launch import acquire_gpu, device_for, release_gpus
-from clusterbench.engine.loggers import say
 from clusterbench.engine.loop import FitRun, fit_members
 from clusterbench.engine.results import write_failure
 from clusterbench.engine.resume import job_state, prepare_resume

@@ -7,27 +7,14 @@ import hashlib
 import io
 import logging
 import os
-import sys
-import time
 from pathlib import Path
 from typing import Any, Literal
 
+from clusterbench.console import say
 from clusterbench.engine.checkpoint import atomic_write_bytes
 from clusterbench.errors import ConfigError, first_line
 
 log = logging.getLogger(__name__)
-
-
-def say(message: str, error: bool = False) -> None:
-    """A line for the console (stdout, or stderr when `error`), also written into the run's
-    train.log (the file handlers Hydra's job logging attaches), so train.log holds what the
-    console showed without printing the line twice."""
-    print(message, file=sys.stderr if error else sys.stdout, flush=True)
-    record = logging.LogRecord("clusterbench", logging.WARNING if error else logging.INFO, __file__, 0, message, None, None)
-    record.created = time.time()
-    for handler in logging.getLogger().handlers:
-        if isinstance(handler, logging.FileHandler):
-            handler.handle(record)
 
 
 class CSVLogger:

@@ -24,12 +24,12 @@ import torch
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
 
+from clusterbench.console import say
 from clusterbench.engine import distributed as ddp
 from clusterbench.engine.build import build, build_method, build_optimizers, build_schedulers
 from clusterbench.engine.checkpoint import DiskWriteError, capture_rng, disk_write_message, restore_rng, seed_everything, storage_error
 from clusterbench.engine.ensemble import CHECKPOINT, MONITORED, Members, build_members, clip_grad_norm, release_memory
 from clusterbench.engine.inputs import build_inputs
-from clusterbench.engine.loggers import say
 from clusterbench.engine.results import LABEL_SELECTED, SELECTION_RULES, finished_results
 from clusterbench.engine.resume import checkpoint_to_continue, optimizers_restarted
 from clusterbench.engine.throughput import RunClock, epoch_samples

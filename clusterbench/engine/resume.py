@@ -30,8 +30,8 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from clusterbench.console import say
 from clusterbench.engine.checkpoint import PREVIOUS, CheckpointError, previous_checkpoint, read_checkpoint
-from clusterbench.engine.loggers import say
 from clusterbench.engine.provenance import config_hash
 from clusterbench.engine.sweep import read_results, write_hydra_files
 from clusterbench.errors import ConfigError

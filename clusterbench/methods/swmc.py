@@ -28,7 +28,7 @@ import numpy as np
 from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
-from clusterbench.engine.loggers import say
+from clusterbench.console import say
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import DataInfo
 from clusterbench.methods.multiview_classic import MultiViewClassic, check_count, check_positive, eigenvectors, squared_distances
