@@ -13,7 +13,14 @@ from clusterbench.engine import hardware as hw
 from clusterbench.engine.hardware import Hardware
 from clusterbench.engine.provenance import config_hash
 
-HINTED = {"cc_mnist": "+experiment=cc_mnist", "mflvc": "model=mflvc", "divide": "model=divide", "icmvc": "model=icmvc"}
+HINTED = {
+    "cc_mnist": "+experiment=cc_mnist",
+    "htcn_mnist": "+experiment=htcn_mnist",
+    "mflvc": "model=mflvc",
+    "dealmvc": "model=dealmvc",
+    "divide": "model=divide",
+    "icmvc": "model=icmvc",
+}
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -48,7 +55,7 @@ def test_hinted_presets_keep_fp32_under_hardware_cpu_and_their_old_hash(preset):
 def test_presets_where_bf16_does_not_pay_carry_no_hint():
     for overrides in (
         ["model=sdcib"],
-        ["+experiment=htcn_mnist"],
+        ["+experiment=dcsm_digits"],
         ["+experiment=pici_mnist"],
         ["+experiment=vtcc_mnist"],
         ["+experiment=mfavbs_mnist"],
