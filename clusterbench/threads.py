@@ -3,7 +3,7 @@
 torch's intra-op threads are OpenMP threads. Between parallel regions GNU OpenMP (libgomp, what
 torch's Linux wheels use) spins a waiting thread for up to 300,000 iterations before it sleeps.
 When another process holds one of the cores, the spinning threads wait for a thread that is not
-running: on 2 cores beside one busy process the default SDCIB job took 11.6x its idle time. A
+running: on 2 cores beside one busy process the default SDCIB job took 11.5x its idle time. A
 short spin keeps the idle speed and lets a waiting thread give its core away soon
 (docs/reliability.md, "Threads on a busy machine", has the measurements).
 
@@ -21,7 +21,7 @@ SPIN_ENV = "GOMP_SPINCOUNT"
 POLICY_ENV = "OMP_WAIT_POLICY"
 # iterations a waiting libgomp thread spins before it sleeps; 10,000 kept the idle time of the
 # default job (1.0x) and its time beside one / two busy processes at 2.4x / 3.0x of idle, where
-# libgomp's default took 11.6x / 5.1x
+# libgomp's default took 11.5x / 5.1x
 SHORT_SPIN = "10000"
 
 
