@@ -57,6 +57,17 @@ def test_counted_convolution_flops_agree_with_torchs_flop_counter():
     assert ours.flops == reference.get_total_flops() > 0
 
 
+def test_a_sparse_product_counts_its_stored_entries_not_the_dense_size():
+    # ICMVC's graph propagation: A (6 x 6, 4 stored entries) @ X (6 x 3), forward and the
+    # backward's A^T @ G; counted as dense it would be 2 * 6 * 6 * 3 each (ICMVC read >100% of peak)
+    a = torch.sparse_coo_tensor(torch.tensor([[0, 1, 2, 5], [1, 0, 4, 5]]), torch.ones(4), (6, 6)).coalesce()
+    x = torch.randn(6, 3, requires_grad=True)
+    with FlopCount() as counter:
+        torch.sparse.mm(a, x).sum().backward()
+    assert counter.failed is None
+    assert counter.flops == 2 * (2 * 4 * 3)
+
+
 def test_the_peak_probe_is_cached_and_draws_no_random_numbers():
     state = torch.get_rng_state()
     first = matmul_peak(torch.device("cpu"), torch.float32)

@@ -59,6 +59,17 @@ def _flop_formulas() -> dict:
     return flop_registry
 
 
+SPARSE_PRODUCTS = {"mm", "addmm", "_sparse_addmm", "_sparse_mm"}
+
+
+def _sparse_product_flops(func, sparse: torch.Tensor, out) -> int:
+    """A sparse (m, k) x dense (k, n) product: one multiply-add per stored entry and column;
+    other ops on sparse tensors (transpose, coalesce, conversions) count nothing."""
+    if func._overloadpacket.__name__ not in SPARSE_PRODUCTS or not isinstance(out, torch.Tensor) or out.dim() != 2:
+        return 0
+    return 2 * int(sparse._nnz()) * out.shape[1]
+
+
 try:
     from torch.utils._python_dispatch import TorchDispatchMode
 except ImportError:  # pragma: no cover - every supported torch has it
@@ -79,6 +90,10 @@ if TorchDispatchMode is not None:
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
             out = func(*args, **kwargs)
+            sparse = [a for a in args if isinstance(a, torch.Tensor) and a.layout != torch.strided]
+            if sparse:  # the dense formulas would count a sparse operand's zeros (ICMVC's graph)
+                self.flops += _sparse_product_flops(func, sparse[0], out)
+                return out
             formula = self.formulas.get(func._overloadpacket)
             if formula is not None and self.failed is None:
                 try:
