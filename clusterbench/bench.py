@@ -419,7 +419,8 @@ def _selected(cell: Cell, patterns: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch per kind of bad input, each its own one-line message
-    args = _parser().parse_args(argv)
+    # intermixed: overrides after `--` may follow the options (`bench cpu --only x -- hardware=gpu`)
+    args = _parser().parse_intermixed_args(argv)
     try:
         suite = load_suite(args.suite)
     except SuiteError as err:

@@ -93,6 +93,19 @@ def test_run_resume_failure_and_missing_data(tmp_path, capsys):
     assert "expected wall time: about 0 s for 0 cell(s)" in capsys.readouterr().out
 
 
+def test_overrides_may_follow_the_options(tmp_path, capsys):
+    # argparse's plain parse took the suite and an empty override list at the first positional,
+    # then refused what followed `--` ("unrecognized arguments", exit 2)
+    from clusterbench.bench import _parser, main
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text("seeds: [0]\ncells:\n  - {method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits], minutes: 0.1}\n")
+    args = _parser().parse_intermixed_args([str(suite), "--only", "kmeans*", "--", "hardware=gpu", "seed=3"])
+    assert (args.suite, args.only, args.overrides) == (str(suite), ["kmeans*"], ["hardware=gpu", "seed=3"])
+    assert main([str(suite), "--out", str(tmp_path / "out"), "--dry-run", "--", "model.n_init=1"]) == 0
+    assert "run   kmeans-digits" in capsys.readouterr().out
+
+
 def test_a_cell_whose_job_was_killed_names_that_job(tmp_path):
     """No failed results.json (the job was killed): the error is the sweep summary's line for the
     unfinished job, not the log's last line (another seed's result)."""
