@@ -340,3 +340,27 @@ def test_compiled_training_step_runs(tmp_path):
 )
 def test_htcn_ema_momentum_of_the_cpu_settings_and_the_paper_presets(overrides, momentum):
     assert compose_config([*overrides, "paths.data_dir=/nonexistent"]).model.momentum == momentum
+
+
+@pytest.mark.slow
+def test_a_compiled_one_term_step_keeps_the_gradient_of_its_loss():
+    # inductor (torch 2.14) folds 1.0 * t into t and t.detach() into the same tensor; returned
+    # as a dict, the loss came back without grad_fn (PICI's pre-training stage under compile)
+    from clusterbench.engine.hardware import compile_step
+
+    def step(x):
+        t = (x * 2).sum()
+        return {"loss": 1.0 * t, "t": t.detach(), "unused": t.new_zeros(()).detach()}
+
+    x = torch.arange(3.0, requires_grad=True)
+    terms = compile_step(step)(x)
+    assert terms["loss"].requires_grad and not terms["t"].requires_grad
+    assert [float(terms[k]) for k in ("loss", "t", "unused")] == [6.0, 6.0, 0.0]
+    terms["loss"].backward()
+    assert x.grad.tolist() == [2.0, 2.0, 2.0]
+
+
+@pytest.mark.slow
+def test_compiled_pici_pretraining_runs(tmp_path):
+    results = run(compose_config(["+experiment=pici_tiny", *RUNNER, "trainer.max_epochs=1", "model.stage_epochs=[1,0,0]", "hardware.compile=true"]), tmp_path)
+    assert results["status"] == "finished" and results["hardware"]["compile"] is True

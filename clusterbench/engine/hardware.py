@@ -93,10 +93,11 @@ class Hardware:
             torch.backends.cudnn.allow_tf32 = True
 
     def maybe_compile(self, fn):
-        """`fn` compiled with torch.compile when `compile` is set, else `fn` itself."""
+        """`fn` (a training step: a dict of terms with "loss") compiled with torch.compile when
+        `compile` is set, else `fn` itself."""
         if not self.compile:
             return fn
-        return torch.compile(fn)
+        return compile_step(fn)
 
     def autocast(self):
         if self.precision == "bf16":
@@ -150,3 +151,25 @@ def native_cpu_bf16() -> bool:
     Without them oneDNN emulates bf16 and it is slower than float32."""
     checks = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
     return any(check is not None and bool(check()) for check in checks)
+
+
+def compile_step(step):
+    """torch.compile of a training step whose logged terms leave the compiled region stacked in
+    one new tensor. Returned as they are, a stage with one term ({"loss": 1.0 * t, "t":
+    t.detach()}, PICI's pre-training) lost the loss's gradient under inductor (torch 2.14: it
+    folds `1.0 * t` into t and the detached copy into the same tensor, and marking that copy
+    non-differentiable marks the loss too; pytorch/pytorch PR 195357)."""
+
+    def split(*args, **kwargs):
+        terms = step(*args, **kwargs)
+        names = tuple(name for name in terms if name != "loss")
+        logged = torch.stack([terms[name] for name in names]) if names else None
+        return terms["loss"], names, logged
+
+    compiled = torch.compile(split)
+
+    def compiled_step(*args, **kwargs):
+        loss, names, logged = compiled(*args, **kwargs)
+        return {"loss": loss, **dict(zip(names, logged.unbind(0) if names else ()))}
+
+    return compiled_step
