@@ -362,5 +362,8 @@ def test_a_compiled_one_term_step_keeps_the_gradient_of_its_loss():
 
 @pytest.mark.slow
 def test_compiled_pici_pretraining_runs(tmp_path):
-    results = run(compose_config(["+experiment=pici_tiny", *RUNNER, "trainer.max_epochs=1", "model.stage_epochs=[1,0,0]", "hardware.compile=true"]), tmp_path)
+    results = run(
+        compose_config(["+experiment=pici_tiny", *RUNNER, "trainer.max_epochs=1", "model.stage_epochs=[1,0,0]", "hardware.compile=true"]),
+        tmp_path,
+    )
     assert results["status"] == "finished" and results["hardware"]["compile"] is True
