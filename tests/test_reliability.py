@@ -310,6 +310,33 @@ def test_a_bug_in_a_single_run_leaves_its_traceback_and_a_failed_results_json(tm
     assert resumed["status"] == "finished" and read_results(folder)["status"] == "finished"
 
 
+def test_a_bug_before_the_folder_is_claimed_writes_nothing_into_another_runs_folder(tmp_path, monkeypatch):
+    """hydra.run.dir pointed at a folder whose checkpoint waits to be resumed: a bug that stops
+    this run before it claims the folder leaves that folder as it was (no results.json saying
+    failed, no error.txt); in a folder with nothing of a run, the failure is recorded."""
+    from clusterbench.engine.loop import FitRun
+    from clusterbench.engine.sweep import read_results
+
+    def breaks_before_claiming(self):
+        raise RuntimeError("a bug in setup")
+
+    monkeypatch.setattr(FitRun, "claim_folders", breaks_before_claiming)
+    cfg = compose_config([*TINY, *QUICK])
+    taken = tmp_path / "taken"
+    (taken / "checkpoints").mkdir(parents=True)
+    (taken / "checkpoints" / "last.pt").write_bytes(b"another run's weights")
+    with pytest.raises(RuntimeError, match="a bug in setup"):
+        _single_run(cfg, taken, {})
+    assert sorted(p.name for p in taken.iterdir()) == ["checkpoints"]
+    assert (taken / "checkpoints" / "last.pt").read_bytes() == b"another run's weights"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(RuntimeError, match="a bug in setup"):
+        _single_run(cfg, empty, {})
+    assert read_results(empty)["status"] == "failed" and (empty / "error.txt").exists()
+
+
 def test_a_bug_in_a_resumed_finished_run_keeps_its_finished_results(tmp_path, monkeypatch):
     """error.txt records the crash, but a finished results.json is not replaced: that run did finish."""
     from clusterbench.engine.jobs import record_crash

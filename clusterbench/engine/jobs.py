@@ -35,7 +35,7 @@ from clusterbench.engine.launch import acquire_gpu, device_for, release_gpus
 from clusterbench.engine.loop import FitRun, fit_members
 from clusterbench.engine.results import write_failure
 from clusterbench.engine.resume import job_state, prepare_resume
-from clusterbench.engine.sweep import read_results
+from clusterbench.engine.sweep import read_results, unclaimed_and_taken
 from clusterbench.errors import ClusterbenchError, ConfigError, RunFolderError, first_line
 
 
@@ -126,8 +126,8 @@ def record_crash(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], err: Base
     nothing to train cannot fail; one that does continues from its checkpoint)."""
     message = f"{type(err).__name__}: {first_line(err)}"
     run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        return message
+    if not run_dir.is_dir() or unclaimed_and_taken(run_dir):
+        return message  # the folder is not this run's: the traceback stays on the screen only
     write_text(run_dir / "error.txt", traceback.format_exc())
     if (read_results(run_dir) or {}).get("status") != "finished":
         record_failure(cfg, run_dir, meta, message)
@@ -139,8 +139,11 @@ def record_failure(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], error: 
     config error, a bug): the sweep summary lists it and a re-run of the sweep trains it again.
     Nothing is written into a folder that holds another run (RunFolderError), nor onto a disk
     that could not take the run's files (DiskWriteError: the folder's checkpoint, if any, stays
-    resumable, and a re-run of the sweep resumes it)."""
+    resumable, and a re-run of the sweep resumes it), nor, when the run stopped before claiming
+    its folder, into a folder that another run uses or whose checkpoint waits to be resumed."""
     if isinstance(error, (RunFolderError, DiskWriteError)):
+        return
+    if unclaimed_and_taken(run_dir):
         return
     write_failure(Path(run_dir), cfg, meta, str(error) if isinstance(error, ClusterbenchError) else error)
 

@@ -102,6 +102,7 @@ def hydra_files_subdir(_root_: DictConfig) -> str | None:
 # --- one process per run folder ------------------------------------------------------------------
 
 _locks: dict[str, int] = {}  # run folder -> the open, flock-ed descriptor of its .lock file
+_claimed: set[str] = set()  # every run folder this process has locked (kept after unlocking)
 
 
 def lock_run_folder(run_dir: Path) -> None:
@@ -128,6 +129,18 @@ def lock_run_folder(run_dir: Path) -> None:
         # a lock on that file guards nothing, so lock the folder's current one
         os.close(fd)
     _locks[key] = fd
+    _claimed.add(key)
+
+
+def unclaimed_and_taken(run_dir: Path) -> bool:
+    """For a run that stopped before claiming `run_dir` (this process never locked it): whether
+    the folder is another run's, in use by another process or holding a checkpoint that waits
+    to be resumed, so that nothing of this run may be written there."""
+    if str(Path(run_dir).resolve()) in _claimed:
+        return False
+    checkpoints = Path(run_dir) / "checkpoints"
+    resumable = read_results(run_dir) is None and any((checkpoints / n).exists() for n in ("last.pt", PREVIOUS))
+    return folder_in_use(run_dir) or resumable
 
 
 def _is_current(fd: int, path: Path) -> bool:
