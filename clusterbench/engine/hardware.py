@@ -163,7 +163,8 @@ def compile_step(step):
     def split(*args, **kwargs):
         terms = step(*args, **kwargs)
         names = tuple(name for name in terms if name != "loss")
-        logged = torch.stack([terms[name] for name in names]) if names else None
+        # broadcast: an ensemble's terms are (members,), a stage's unused term may be a scalar 0
+        logged = torch.stack(torch.broadcast_tensors(*(terms[name] for name in names))) if names else None
         return terms["loss"], names, logged
 
     compiled = torch.compile(split)
