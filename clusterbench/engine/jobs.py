@@ -130,7 +130,7 @@ def record_crash(cfg: DictConfig, run_dir: Path, meta: dict[str, Any], err: Base
         return message  # the folder is not this run's: the traceback stays on the screen only
     write_text(run_dir / "error.txt", traceback.format_exc())
     if (read_results(run_dir) or {}).get("status") != "finished":
-        record_failure(cfg, run_dir, meta, message)
+        write_failure(run_dir, cfg, meta, message)
     return message
 
 

@@ -138,9 +138,12 @@ def unclaimed_and_taken(run_dir: Path) -> bool:
     to be resumed, so that nothing of this run may be written there."""
     if str(Path(run_dir).resolve()) in _claimed:
         return False
-    checkpoints = Path(run_dir) / "checkpoints"
-    resumable = read_results(run_dir) is None and any((checkpoints / n).exists() for n in ("last.pt", PREVIOUS))
-    return folder_in_use(run_dir) or resumable
+    return folder_in_use(run_dir) or (read_results(run_dir) is None and holds_checkpoint(run_dir))
+
+
+def holds_checkpoint(run_dir: Path) -> bool:
+    """Whether `run_dir` has a checkpoint a run could resume from (last.pt or its previous copy)."""
+    return any((Path(run_dir) / "checkpoints" / name).exists() for name in ("last.pt", PREVIOUS))
 
 
 def _is_current(fd: int, path: Path) -> bool:
@@ -197,7 +200,7 @@ def occupied(run_dir: Path, overwrite: bool = False, unfinished_ok: bool = False
     results = read_results(run_dir)
     if results is not None and results.get("status") == "finished":
         return f"run folder {run_dir} holds a finished run (results.json); choose another folder, or add overwrite=true to replace it"
-    if results is None and not unfinished_ok and any((run_dir / "checkpoints" / n).exists() for n in ("last.pt", PREVIOUS)):
+    if results is None and not unfinished_ok and holds_checkpoint(run_dir):
         return f"run folder {run_dir} holds an unfinished run: continue it with resume={run_dir}, or add overwrite=true to start afresh"
     return None
 
