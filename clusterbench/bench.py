@@ -6,7 +6,9 @@ for every cell, and `cells`, each a (method, dataset) pair with its overrides, t
 `needs` under paths.data_dir, and the `minutes` one seed takes on 2 CPU cores (the expected wall
 time printed before the start is the sum over what is left to run). Each cell is one Hydra
 multirun over the seeds (`python -m clusterbench.train -m <overrides> seed=0,1,2
-hydra.sweep.dir=<out>/<cell>`), so the sweep machinery of engine/sweep.py applies inside it:
+hydra.sweep.dir=<out>/<cell>`; under --jobs N, a long cell's seeds are split into parts that
+run in different lanes, each a multirun into the same folder), so the sweep machinery of
+engine/sweep.py applies inside it:
 finished jobs with the same config are skipped, killed ones resume from their checkpoint, a
 failing job never stops the others.
 
@@ -33,6 +35,7 @@ import argparse
 import fcntl
 import fnmatch
 import json
+import math
 import os
 import re
 import subprocess
@@ -302,8 +305,9 @@ def write_summary(out: Path, summary: dict[str, Any]) -> None:
 # --------------------------------------------------------------------------- running
 
 
-def run_cell(cell: Cell, cell_dir: Path, common: list[str], extra: list[str]) -> int:
-    """One multirun over the cell's seeds; stdout and stderr go to <cell>/bench.log."""
+def run_cell(cell: Cell, cell_dir: Path, common: list[str], extra: list[str], seeds: list[int] | None = None) -> int:
+    """One multirun over the cell's seeds (or the given part of them); stdout and stderr go to
+    <cell>/bench.log (parts running at once append to it line by line)."""
     cell_dir.mkdir(parents=True, exist_ok=True)
     command = [
         sys.executable,
@@ -313,13 +317,28 @@ def run_cell(cell: Cell, cell_dir: Path, common: list[str], extra: list[str]) ->
         *common,
         *cell.overrides,
         *extra,
-        "seed=" + ",".join(str(s) for s in cell.seeds),
+        "seed=" + ",".join(str(s) for s in (cell.seeds if seeds is None else seeds)),
         f"hydra.sweep.dir={cell_dir}",
     ]
     with open(cell_dir / LOG, "a") as log:
         log.write(f"$ {' '.join(command)}\n")
         log.flush()
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, cwd=Path.cwd()).returncode
+
+
+# a process start (torch, Hydra, the data) costs a few seconds: a cell is split into tasks of at
+# least this many minutes, so that it is a few percent of a task
+MIN_TASK_MINUTES = 2.0
+
+
+def split_seeds(left: list[int], minutes: float, jobs: int) -> list[list[int]]:
+    """The parts of a cell's seeds that run as one multirun each. With one lane, one part (the
+    cell in one process); with several, parts of at least MIN_TASK_MINUTES, so that the seeds of
+    a long cell spread over the lanes instead of one lane running them all while the others idle."""
+    if jobs == 1 or not left:
+        return [left]
+    size = max(1, math.ceil(MIN_TASK_MINUTES / minutes)) if minutes > 0 else len(left)
+    return [left[i : i + size] for i in range(0, len(left), size)]
 
 
 def _identity(cell: Cell) -> dict[str, Any]:
@@ -346,23 +365,22 @@ class _Progress:
             )
 
 
-def run_and_record(cell: Cell, info: dict, out: Path, common: list[str], extra: list[str], progress: _Progress) -> dict[str, Any]:
-    """Run a cell's seeds that are left, then its record for bench_summary.json."""
-    cell_dir = out / cell.name
-    t0 = time.perf_counter()
-    code = run_cell(cell, cell_dir, common, extra)
-    took = time.perf_counter() - t0
+def record_cell(
+    cell: Cell, info: dict, cell_dir: Path, codes: list[int], took: float, hashes: dict[int, str] | None, progress: _Progress
+) -> dict[str, Any]:
+    """A cell's record for bench_summary.json once all its parts have run. It finished when every
+    seed has a finished run of this configuration (a multirun's exit status also counts old
+    folders of another configuration, and a part that ends while another part's job is starting)."""
     # only this cell's configuration counts: an earlier run of another one (the cell's
     # overrides changed since) keeps its folder beside it but is not this run's result
-    hashes = info["hashes"] or compose_hashes([*common, *cell.overrides, *extra], cell.seeds)
     finished = {s: r for s, r in finished_seeds(cell_dir, hashes).items() if s in cell.seeds}
-    ok = code == 0 and len(finished) == len(cell.seeds)
+    ok = len(finished) == len(cell.seeds)
     record = {
         **_identity(cell),
         "ran": True,
         "status": "finished" if ok else "failed",
         "ended": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "returncode": code,
+        "returncode": max(codes),
         "wall_s": round(took, 1),
         "finished_seeds": sorted(finished),
         "log": str(cell_dir / LOG),
@@ -406,7 +424,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--threads", type=int, help="hardware.num_threads for every job (default: torch's; with --jobs N, cores / N)")
     parser.add_argument(
-        "--jobs", type=int, default=1, help="cells run at once, each a process of its own (default 1; 2 on 2 cores: one thread each)"
+        "--jobs",
+        type=int,
+        default=1,
+        help="cells (or parts of a long cell's seeds) run at once, each a process of its own (default 1; 2 on 2 cores: one thread each)",
     )
     parser.add_argument("--dry-run", action="store_true", help="list the cells, their state and the expected time; run nothing")
     parser.add_argument("--no-table", action="store_true", help="do not print the pivot table at the end")
@@ -466,8 +487,9 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
         plan.append((cell, "todo" if left else "done", {"left": left, "done": done, "hashes": hashes}))
 
     todo = [(c, info) for c, state, info in plan if state == "todo"]
+    tasks = [(c, part) for c, info in todo for part in split_seeds(info["left"], c.minutes, args.jobs)]
     expected = sum(c.minutes * 60 * len(info["left"]) for c, info in todo)
-    in_lanes = f" in sequence, about {_duration(wall_time([c.minutes * len(i['left']) for c, i in todo], args.jobs))} in {args.jobs} lanes"
+    in_lanes = f" in sequence, about {_duration(wall_time([c.minutes * len(part) for c, part in tasks], args.jobs))} in {args.jobs} lanes"
     print(f"suite {suite.name}: {len(cells)} cells -> {out}" + (f" ({suite.description})" if suite.description else ""))
     for cell, state, info in plan:
         if state == "no-data":
@@ -488,13 +510,29 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
     started = time.perf_counter()
     progress = _Progress(len(todo), expected, started, args.jobs)
     ran: dict[str, dict[str, Any]] = {}
+    parts_left = {c.name: sum(1 for t, _ in tasks if t is c) for c, _ in todo}
+    codes: dict[str, list[int]] = {c.name: [] for c, _ in todo}
+    first_start: dict[str, float] = {}
+    infos = {c.name: info for c, info in todo}
+    tally = threading.Lock()
 
-    def run_one(cell: Cell, info: dict) -> None:
-        ran[cell.name] = run_and_record(cell, info, out, suite.common, extra, progress)
+    def run_part(cell: Cell, part: list[int]) -> None:
+        with tally:
+            first_start.setdefault(cell.name, time.perf_counter())
+        code = run_cell(cell, out / cell.name, suite.common, extra, part if args.jobs > 1 else None)
+        with tally:
+            codes[cell.name].append(code)
+            parts_left[cell.name] -= 1
+            last = parts_left[cell.name] == 0
+        if last:  # the cell's record once its last part is done
+            info = infos[cell.name]
+            hashes = info["hashes"] or compose_hashes([*suite.common, *cell.overrides, *extra], cell.seeds)
+            took = time.perf_counter() - first_start[cell.name]
+            ran[cell.name] = record_cell(cell, info, out / cell.name, codes[cell.name], took, hashes, progress)
 
     lanes = ThreadPoolExecutor(max_workers=args.jobs)
     try:
-        for future in [lanes.submit(run_one, cell, info) for cell, info in todo]:
+        for future in [lanes.submit(run_part, cell, part) for cell, part in tasks]:
             future.result()
     finally:  # after Ctrl-C (the running jobs got it too), no waiting cell starts
         lanes.shutdown(wait=True, cancel_futures=True)

@@ -238,7 +238,7 @@ def test_jobs_run_cells_side_by_side_each_with_a_share_of_the_cores(tmp_path, mo
     c2_reported = threading.Event()
     calls = []
 
-    def fake_run_cell(cell, cell_dir, common, extra):
+    def fake_run_cell(cell, cell_dir, common, extra, seeds=None):
         calls.append((cell.name, list(extra)))
         if cell.name in ("c0", "c1"):
             both_started.wait()  # raises BrokenBarrierError if the cells ran one after the other
@@ -282,3 +282,51 @@ def test_wall_time_in_lanes():
     assert wall_time([3, 1, 1, 1], 2) == 180  # the short cells fill the second lane
     assert wall_time([1, 1, 3], 2) == 240  # in the suite's order: the long cell comes last
     assert wall_time([], 2) == 0
+
+
+def test_split_seeds_into_parts_of_at_least_two_minutes():
+    from clusterbench.bench import split_seeds
+
+    assert split_seeds([0, 1, 2], 10, 1) == [[0, 1, 2]]  # one lane: the cell in one process
+    assert split_seeds([0, 1, 2], 10, 2) == [[0], [1], [2]]
+    assert split_seeds([3, 4, 5, 6, 7], 0.4, 2) == [[3, 4, 5, 6, 7]]  # 5 x 0.4 min: one part
+    assert split_seeds(list(range(12)), 0.5, 2) == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]
+    assert split_seeds([], 3, 2) == [[]]
+
+
+def test_the_seeds_of_one_long_cell_run_in_every_lane(tmp_path, monkeypatch, capsys):
+    """`--only <cell> --jobs 2` on a cell of 4 long seeds: its seeds run two at a time (one lane
+    idled before), each part a multirun of its own seeds into the cell's folder, and the cell is
+    reported once, when its last part is done, with every seed's result."""
+    import threading
+
+    import clusterbench.bench as bench
+
+    suite = tmp_path / "one.yaml"
+    suite.write_text(
+        "seeds: [0, 1, 2, 3]\n"
+        "cells:\n  - {name: long, method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits], minutes: 5}\n"
+    )
+    two_at_once = threading.Barrier(2, timeout=60)
+    parts = []
+
+    def fake_run_cell(cell, cell_dir, common, extra, seeds=None):
+        parts.append(seeds)
+        two_at_once.wait()  # raises BrokenBarrierError if the parts ran one after the other
+        for seed in seeds:
+            folder = cell_dir / f"kmeans_digits_seed={seed}"
+            folder.mkdir(parents=True)
+            (folder / "results.json").write_text(json.dumps({"status": "finished", "seed": seed, "metrics": {"acc": 0.5}}))
+        return 0
+
+    monkeypatch.setattr(bench, "run_cell", fake_run_cell)
+    monkeypatch.setattr(bench, "compose_hashes", lambda overrides, seeds: None)
+    out = tmp_path / "out"
+    assert main([str(suite), "--out", str(out), "--jobs", "2", "--dry-run"]) == 0
+    assert "about 20 min 00 s in sequence, about 10 min 00 s in 2 lanes for 1 cell(s)" in capsys.readouterr().out
+    assert main([str(suite), "--out", str(out), "--jobs", "2", "--no-table"]) == 0
+    assert sorted(parts) == [[0], [1], [2], [3]]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
+    assert len(lines) == 1 and lines[0].startswith("[1/1] long: 4/4 seeds finished, ACC 0.5000 (n=4)")
+    cell = json.loads((out / "bench_summary.json").read_text())["cells"][0]
+    assert cell["status"] == "finished" and cell["finished_seeds"] == [0, 1, 2, 3]
