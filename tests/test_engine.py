@@ -279,3 +279,28 @@ def test_predict_all_gives_on_epoch_start_every_sample_in_eval_mode(tiny_config,
     for _, out, modes, training_after in calls:
         assert torch.equal(out[:, 0], torch.arange(2000, dtype=torch.float32))
         assert modes and not any(modes) and training_after
+
+
+def test_deterministic_mode_without_compile_does_not_load_the_compiler():
+    """hardware=cpu's deterministic flag without torch.compile sets the kernels' flag only, and
+    the backbones module leaves torchvision unloaded: a run of a method without an optimiser
+    (k-means, the classic multi-view rows) starts 2-3 s sooner. With compile, torch's own call
+    sets the compiler's flag too."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, torch\n"
+        "import clusterbench.nn.backbones\n"
+        "from clusterbench.engine.hardware import set_deterministic\n"
+        "set_deterministic(True, compiling=False)\n"
+        "assert torch.are_deterministic_algorithms_enabled()\n"
+        "assert 'torch._inductor.config' not in sys.modules and 'torchvision' not in sys.modules, 'compiler loaded'\n"
+        "set_deterministic(False, compiling=False)\n"
+        "assert not torch.are_deterministic_algorithms_enabled()\n"
+        "set_deterministic(True, compiling=True)\n"
+        "import torch._inductor.config as config\n"
+        "assert torch.are_deterministic_algorithms_enabled() and config.deterministic\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from typing import Literal
 
 import torch
@@ -12,6 +13,18 @@ from clusterbench.errors import ConfigError
 from clusterbench.threads import spins_long, wait_policy
 
 JOB_DEVICE_ENV = "CLUSTERBENCH_JOB_DEVICE"
+
+
+def set_deterministic(mode: bool, compiling: bool) -> None:
+    """torch's deterministic-algorithms flag, set both ways (it is global and outlives a run in
+    the same process). torch.use_deterministic_algorithms also sets the compiler's flag, and
+    importing the compiler for it costs 2-3 s of every process's start; without torch.compile
+    (nor the compiler already loaded) only the kernels' flag is set, which is all eager mode reads."""
+    compiler_loaded = "torch._inductor.config" in sys.modules
+    if compiling or compiler_loaded or not hasattr(torch._C, "_set_deterministic_algorithms"):
+        torch.use_deterministic_algorithms(mode)
+    elif torch.are_deterministic_algorithms_enabled() != mode:
+        torch._C._set_deterministic_algorithms(mode)
 
 
 class Hardware:
@@ -85,9 +98,7 @@ class Hardware:
             # cuBLAS needs this for deterministic matmuls on GPU
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
             torch.backends.cudnn.benchmark = False
-        # set both ways: the flag is global and outlives a run in the same process
-        if torch.are_deterministic_algorithms_enabled() != self.deterministic:
-            torch.use_deterministic_algorithms(self.deterministic)
+        set_deterministic(self.deterministic, self.compile)
         if not self.deterministic and self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True

@@ -22,13 +22,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 import torch
-import torchvision.models as tvm
-import torchvision.models.vgg as tv_vgg
 from torch import nn
 
 from clusterbench.errors import ConfigError, first_line
 
-_RESNETS = {18: tvm.resnet18, 34: tvm.resnet34, 50: tvm.resnet50}
+# torchvision is imported where a model is built: its import loads torch's compiler (2-3 s of
+# every process's start), which the MLP and small-CNN methods never use
+_RESNET_DEPTHS = (18, 34, 50)
 # torchvision.models.vgg.cfgs letters: A = VGG-11, B = 13, D = 16, E = 19
 _VGGS = {11: "A", 13: "B", 16: "D", 19: "E"}
 
@@ -47,6 +47,8 @@ def _load_state_dict(weights: Any) -> dict[str, torch.Tensor]:
 def _resolve_weights(builder_name: str, weights: str) -> Any:
     """The torchvision weights enum member for `weights` ("IMAGENET1K_V1", "DEFAULT", or the
     full "ResNet18_Weights.IMAGENET1K_V1") of the model `builder_name`."""
+    import torchvision.models as tvm
+
     enum = tvm.get_model_weights(builder_name)
     try:
         return enum.verify(weights)
@@ -94,7 +96,7 @@ class ResNet(nn.Module):
         weights: str | None = None,
     ) -> None:
         super().__init__()
-        if depth not in _RESNETS or isinstance(depth, bool):
+        if depth not in _RESNET_DEPTHS or isinstance(depth, bool):
             raise ConfigError(f"backbone.depth={depth!r}: expected one of 18, 34, 50")
         if stem not in ("imagenet", "cifar"):
             raise ConfigError(f"backbone.stem={stem!r}: expected one of 'imagenet', 'cifar'")
@@ -104,7 +106,9 @@ class ResNet(nn.Module):
                 f"backbone.weights={weights!r} needs backbone.stem=imagenet and 3 input channels "
                 f"(got stem={stem!r}, in_channels={in_channels}): the pretrained conv1 is a 7x7/2 RGB filter"
             )
-        net = _RESNETS[depth](weights=None)
+        import torchvision.models as tvm
+
+        net = getattr(tvm, f"resnet{depth}")(weights=None)
         if weights is not None:
             net.load_state_dict(_pretrained_state(f"resnet{depth}", weights))
         if stem == "cifar":
@@ -211,6 +215,8 @@ class VGG(nn.Module):
         name = f"vgg{depth}" + ("_bn" if batch_norm else "")
         # torchvision's own layer list for vgg{depth}(_bn), without building its 120M-parameter
         # classifier; initialised as torchvision's VGG does (BatchNorm keeps its 1/0 default)
+        import torchvision.models.vgg as tv_vgg
+
         layout = [v if v == "M" else v * width // 64 for v in tv_vgg.cfgs[_VGGS[depth]]]
         features = tv_vgg.make_layers(layout, batch_norm=batch_norm)
         for m in features:
