@@ -61,8 +61,7 @@ def disk_write_message(err: OSError, run_dir: Path) -> str:
     folder holds a checkpoint to continue from (never claims one that is not there)."""
     what = err.strerror or first_line(err)
     where = f" writing {err.filename}" if err.filename else f" writing into {run_dir}"
-    checkpoints = Path(run_dir) / "checkpoints"
-    kept = next((p for p in (checkpoints / "last.pt", checkpoints / PREVIOUS) if p.exists()), None)
+    kept = next(iter(checkpoint_files(run_dir)), None)
     if kept is not None:
         return f"{what}{where}; the last checkpoint {kept} is kept: free some space, then continue with resume={run_dir}"
     return f"{what}{where}; no checkpoint had been written yet in {run_dir}: free some space and run again"
@@ -87,6 +86,15 @@ def previous_checkpoint(path: Path) -> Path:
 
 
 PREVIOUS = "previous.pt"
+
+
+def checkpoint_files(run_dir: Path) -> list[Path]:
+    """The checkpoints a run in `run_dir` could resume from, in the order resume tries them:
+    checkpoints/last.pt, then previous.pt (the copy kept while the newest is written)."""
+    checkpoints = Path(run_dir) / "checkpoints"
+    return [path for path in (checkpoints / "last.pt", checkpoints / PREVIOUS) if path.exists()]
+
+
 CHECKPOINT_KEYS = ("epoch", "step", "method", "optimizers", "rng")
 
 

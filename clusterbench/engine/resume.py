@@ -31,7 +31,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from clusterbench.console import say
-from clusterbench.engine.checkpoint import PREVIOUS, CheckpointError, previous_checkpoint, read_checkpoint
+from clusterbench.engine.checkpoint import CheckpointError, checkpoint_files, previous_checkpoint, read_checkpoint
 from clusterbench.engine.provenance import config_hash
 from clusterbench.engine.sweep import read_results, write_hydra_files
 from clusterbench.errors import ConfigError
@@ -204,10 +204,7 @@ def job_state(cfg: DictConfig, run_dir: Path) -> tuple[str, str]:
         if results.get("status") == "finished":
             return "skip", "finished with this config"
         return "fresh", f"it failed before ({results.get('error', 'no message')})"
-    for name in ("last.pt", PREVIOUS):
-        path = run_dir / "checkpoints" / name
-        if not path.exists():
-            continue
+    for path in checkpoint_files(run_dir):
         try:
             state = read_checkpoint(path)
         except CheckpointError:

@@ -24,7 +24,7 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from clusterbench.engine.checkpoint import PREVIOUS, write_json, write_text
+from clusterbench.engine.checkpoint import checkpoint_files, write_json, write_text
 from clusterbench.engine.provenance import config_hash
 from clusterbench.errors import RunFolderError, first_line
 
@@ -143,7 +143,7 @@ def unclaimed_and_taken(run_dir: Path) -> bool:
 
 def holds_checkpoint(run_dir: Path) -> bool:
     """Whether `run_dir` has a checkpoint a run could resume from (last.pt or its previous copy)."""
-    return any((Path(run_dir) / "checkpoints" / name).exists() for name in ("last.pt", PREVIOUS))
+    return bool(checkpoint_files(run_dir))
 
 
 def _is_current(fd: int, path: Path) -> bool:
