@@ -394,6 +394,47 @@ def record_cell(
     return record
 
 
+def run_tasks(
+    tasks: list[tuple[Cell, list[int]]],
+    todo: list[tuple[Cell, dict]],
+    out: Path,
+    common: list[str],
+    extra: list[str],
+    jobs: int,
+    progress: _Progress,
+) -> dict[str, dict[str, Any]]:
+    """Runs the tasks (a cell's seeds, or a part of them) in `jobs` lanes, each into the lane that
+    frees first; a cell's record (by name) once its last part is done."""
+    ran: dict[str, dict[str, Any]] = {}
+    parts_left = {c.name: sum(1 for t, _ in tasks if t is c) for c, _ in todo}
+    codes: dict[str, list[int]] = {c.name: [] for c, _ in todo}
+    first_start: dict[str, float] = {}
+    infos = {c.name: info for c, info in todo}
+    tally = threading.Lock()
+
+    def run_part(cell: Cell, part: list[int]) -> None:
+        with tally:
+            first_start.setdefault(cell.name, time.perf_counter())
+        code = run_cell(cell, out / cell.name, common, extra, part if jobs > 1 else None)
+        with tally:
+            codes[cell.name].append(code)
+            parts_left[cell.name] -= 1
+            last = parts_left[cell.name] == 0
+        if last:
+            info = infos[cell.name]
+            hashes = info["hashes"] or compose_hashes([*common, *cell.overrides, *extra], cell.seeds)
+            took = time.perf_counter() - first_start[cell.name]
+            ran[cell.name] = record_cell(cell, info, out / cell.name, codes[cell.name], took, hashes, progress)
+
+    lanes = ThreadPoolExecutor(max_workers=jobs)
+    try:
+        for future in [lanes.submit(run_part, cell, part) for cell, part in tasks]:
+            future.result()
+    finally:  # after Ctrl-C (the running jobs got it too), no waiting cell starts
+        lanes.shutdown(wait=True, cancel_futures=True)
+    return ran
+
+
 def lane_threads(jobs: int) -> int:
     """Threads per job when `jobs` cells share this machine's cores."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -509,33 +550,7 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
 
     started = time.perf_counter()
     progress = _Progress(len(todo), expected, started, args.jobs)
-    ran: dict[str, dict[str, Any]] = {}
-    parts_left = {c.name: sum(1 for t, _ in tasks if t is c) for c, _ in todo}
-    codes: dict[str, list[int]] = {c.name: [] for c, _ in todo}
-    first_start: dict[str, float] = {}
-    infos = {c.name: info for c, info in todo}
-    tally = threading.Lock()
-
-    def run_part(cell: Cell, part: list[int]) -> None:
-        with tally:
-            first_start.setdefault(cell.name, time.perf_counter())
-        code = run_cell(cell, out / cell.name, suite.common, extra, part if args.jobs > 1 else None)
-        with tally:
-            codes[cell.name].append(code)
-            parts_left[cell.name] -= 1
-            last = parts_left[cell.name] == 0
-        if last:  # the cell's record once its last part is done
-            info = infos[cell.name]
-            hashes = info["hashes"] or compose_hashes([*suite.common, *cell.overrides, *extra], cell.seeds)
-            took = time.perf_counter() - first_start[cell.name]
-            ran[cell.name] = record_cell(cell, info, out / cell.name, codes[cell.name], took, hashes, progress)
-
-    lanes = ThreadPoolExecutor(max_workers=args.jobs)
-    try:
-        for future in [lanes.submit(run_part, cell, part) for cell, part in tasks]:
-            future.result()
-    finally:  # after Ctrl-C (the running jobs got it too), no waiting cell starts
-        lanes.shutdown(wait=True, cancel_futures=True)
+    ran = run_tasks(tasks, todo, out, suite.common, extra, args.jobs, progress)
     records = []
     for cell, state, info in plan:
         record = ran.get(cell.name) or {**_identity(cell), "status": "skipped: data absent" if state == "no-data" else "done before"}
