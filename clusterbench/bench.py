@@ -42,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -406,8 +407,8 @@ def run_tasks(
     """Runs the tasks (a cell's seeds, or a part of them) in `jobs` lanes, each into the lane that
     frees first; a cell's record (by name) once its last part is done."""
     ran: dict[str, dict[str, Any]] = {}
-    parts_left = {c.name: sum(1 for t, _ in tasks if t is c) for c, _ in todo}
-    codes: dict[str, list[int]] = {c.name: [] for c, _ in todo}
+    parts = Counter(cell.name for cell, _ in tasks)
+    codes: dict[str, list[int]] = {c.name: [] for c, _ in todo}  # one per part that has ended
     first_start: dict[str, float] = {}
     infos = {c.name: info for c, info in todo}
     tally = threading.Lock()
@@ -418,8 +419,7 @@ def run_tasks(
         code = run_cell(cell, out / cell.name, common, extra, part if jobs > 1 else None)
         with tally:
             codes[cell.name].append(code)
-            parts_left[cell.name] -= 1
-            last = parts_left[cell.name] == 0
+            last = len(codes[cell.name]) == parts[cell.name]
         if last:
             info = infos[cell.name]
             hashes = info["hashes"] or compose_hashes([*common, *cell.overrides, *extra], cell.seeds)
