@@ -16,12 +16,38 @@ from clusterbench.nn.vit import (
     MAEDecoder,
     MAEEncoder,
     PatchEmbed,
+    Attention,
     VisionTransformer,
+    math_attention,
     patchify,
     random_masking,
     sincos_pos_embed_2d,
     vit_size,
 )
+
+
+def test_math_attention_is_scaled_dot_product_attention():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(4, 3, 10, 8, dtype=torch.float64) for _ in range(3))
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert torch.allclose(math_attention(q, k, v), expected, atol=1e-12)
+
+
+def test_cpu_bf16_attention_takes_the_math_path_and_stays_close_to_float32(monkeypatch):
+    torch.manual_seed(0)
+    attention = Attention(24, 3)
+    x = torch.randn(8, 17, 24)
+    fused = torch.nn.functional.scaled_dot_product_attention
+    calls = []
+    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or fused(*a, **k))
+    reference = attention(x)
+    assert calls == [1]  # float32 keeps torch's fused kernel (and its results, bit for bit)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = attention(x)
+    assert calls == [1] and out.dtype == torch.bfloat16
+    assert torch.allclose(out.float(), reference, atol=0.05)
+    out.float().sum().backward()
+    assert attention.qkv.weight.grad is not None and torch.isfinite(attention.qkv.weight.grad).all()
 
 
 @pytest.mark.parametrize("ratio", [0.25, 0.5, 0.75, 0.9])

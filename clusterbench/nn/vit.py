@@ -109,8 +109,19 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).reshape(b, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        out = F.scaled_dot_product_attention(q, k, v)  # fused kernel where the device has one
+        if q.dtype == torch.bfloat16 and q.device.type == "cpu":
+            out = math_attention(q, k, v)
+        else:
+            out = F.scaled_dot_product_attention(q, k, v)  # fused kernel where the device has one
         return self.proj(out.transpose(1, 2).reshape(b, t, d))
+
+
+def math_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """softmax(q k^T / sqrt(d)) v, the softmax in float32. For bf16 on a CPU: torch's fused
+    CPU attention (2.14) runs its bf16 backward about 5x slower than float32 (docs/benchmark.md,
+    bf16 on the CPU), while these two products gain from the bf16 kernels like any matmul."""
+    scores = (q @ k.transpose(-2, -1)) * (q.shape[-1] ** -0.5)
+    return scores.softmax(dim=-1, dtype=torch.promote_types(scores.dtype, torch.float32)).to(v.dtype) @ v
 
 
 class Block(nn.Module):
