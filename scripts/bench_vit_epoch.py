@@ -3,6 +3,8 @@ for MFAVBs-CC's Table 6 (VTCC 6.4 s, MFAVBs-CC 8.4 s per RSOD epoch on a V100).
 
     python scripts/bench_vit_epoch.py hardware=gpu                      # paper size: 976 x 3 x 224 x 224 (RSOD)
     python scripts/bench_vit_epoch.py hardware=cpu --tiny --n 256       # CPU smoke run (the *_tiny presets)
+    python scripts/bench_vit_epoch.py hardware=cpu hardware.num_threads=1 --presets mnist --n 2048 --size 28 \
+        --clusters 10 --precisions fp32,bf16,fp32,bf16                  # the CPU presets, float32 against bf16
 
 Data: `--n` random uint8 images (RSOD's 976 by default) of 3 x `--size` x `--size` held on the
 device, as the engine holds a dataset. For each preset (`vtcc_rsod`, `mfavbs_rsod` with
@@ -12,7 +14,11 @@ extra Hydra overrides, e.g. `hardware=gpu`), and one epoch is n // batch steps o
 engine does per batch: augmented views of a random batch, the training step under the
 hardware's autocast (bf16 on `hardware=gpu`), backward, optimiser step. `--warmup` steps first
 (not timed); on CUDA one synchronise after the timed steps. PICI is timed per stage (the stage
-is set directly). Prints a Markdown table and one JSON line; `main(argv)` returns the dict.
+is set directly). `--presets mnist` times the `*_mnist` CPU presets on grey images (`--channels`:
+1 for them, 3 otherwise); `--precisions fp32,bf16,...` times every preset once per listed
+precision in this one process, in that order (repeat the list to interleave rounds; the last
+round of each precision is kept), and adds each preset's fp32 / bf16 ratio. Prints a Markdown
+table and one JSON line; `main(argv)` returns the dict.
 """
 
 from __future__ import annotations
@@ -94,27 +100,38 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("overrides", nargs="*")
     parser.add_argument("--n", type=int, default=976, help="images (RSOD: 976)")
     parser.add_argument("--size", type=int, default=224)
+    parser.add_argument("--channels", type=int, default=None, help="image channels (default: 1 for --presets mnist, else 3)")
     parser.add_argument("--clusters", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--tiny", action="store_true", help="the *_tiny presets instead of the RSOD ones")
+    parser.add_argument("--presets", choices=("rsod", "tiny", "mnist"), default="rsod", help="which presets: *_rsod, *_tiny or *_mnist")
+    parser.add_argument("--tiny", action="store_true", help="the *_tiny presets (= --presets tiny)")
+    parser.add_argument("--precisions", default=None, help="comma-separated hardware.precision values, timed in this order")
     args = parser.parse_args(argv)
-    suffix = "tiny" if args.tiny else "rsod"
+    suffix = "tiny" if args.tiny else args.presets
+    channels = args.channels or (1 if suffix == "mnist" else 3)
     runs = [("vtcc", f"vtcc_{suffix}", None), ("mfavbs", f"mfavbs_{suffix}", None)]
     runs += [(f"pici {stage}", f"pici_{suffix}", stage) for stage in ("pretrain", "train", "boost")]
+    precisions = args.precisions.split(",") if args.precisions else [None]
     images = None
-    rows = {}
-    for name, preset, stage in runs:
-        extra = ["model.clip=cached", "model.representation=anchor"] if name == "mfavbs" else []
-        cfg = _compose(preset, [*extra, *args.overrides])
-        if images is None:
-            device = instantiate(cfg.hardware).device
-            images = torch.randint(0, 256, (args.n, 3, args.size, args.size), dtype=torch.uint8, device=device)
-        rows[name] = round(time_epoch(cfg, images, args.clusters, args.warmup, stage), 3)
+    rows: dict[str, float] = {}
+    for precision in precisions:
+        for name, preset, stage in runs:
+            extra = ["model.clip=cached", "model.representation=anchor"] if name == "mfavbs" and suffix != "mnist" else []
+            chosen = [f"hardware.precision={precision}"] if precision else []
+            cfg = _compose(preset, [*extra, *args.overrides, *chosen])
+            if images is None:
+                device = instantiate(cfg.hardware).device
+                images = torch.randint(0, 256, (args.n, channels, args.size, args.size), dtype=torch.uint8, device=device)
+            key = f"{name} {precision}" if precision else name
+            rows[key] = round(time_epoch(cfg, images, args.clusters, args.warmup, stage), 3)
     device_name = torch.cuda.get_device_name() if images.is_cuda else "cpu"
     print(f"| method | s / epoch ({args.n} images, {args.size} px, {device_name}) |\n| --- | --- |")
     for name, seconds in rows.items():
         print(f"| {name} | {seconds} |")
     result = {"device": device_name, "n": args.n, "size": args.size, "presets": suffix, "seconds_per_epoch": rows}
+    if {"fp32", "bf16"} <= set(precisions):
+        result["fp32_over_bf16"] = {name: round(rows[f"{name} fp32"] / rows[f"{name} bf16"], 2) for name, _, _ in runs}
+        print("fp32 / bf16:", ", ".join(f"{name} {ratio}" for name, ratio in result["fp32_over_bf16"].items()))
     print(json.dumps(result))
     return result
 

@@ -151,3 +151,15 @@ def test_epoch_benchmark_script_runs_on_the_tiny_presets():
     result = load_script("bench_vit_epoch").main(["hardware=cpu", "--tiny", "--n", "32", "--size", "16", "--warmup", "0"])
     assert set(result["seconds_per_epoch"]) == {"vtcc", "mfavbs", "pici pretrain", "pici train", "pici boost"}
     assert all(s > 0 for s in result["seconds_per_epoch"].values())
+
+
+def test_epoch_benchmark_script_times_the_mnist_presets_in_each_precision():
+    from conftest import load_script
+
+    argv = ["hardware=cpu", "--presets", "mnist", "--n", "32", "--size", "16", "--warmup", "0", "--precisions", "fp32,bf16"]
+    result = load_script("bench_vit_epoch").main(argv)
+    names = ("vtcc", "mfavbs", "pici pretrain", "pici train", "pici boost")
+    assert set(result["seconds_per_epoch"]) == {f"{name} {p}" for name in names for p in ("fp32", "bf16")}
+    ratios = result["fp32_over_bf16"]
+    assert set(ratios) == set(names) and all(r > 0 for r in ratios.values())
+    assert ratios["vtcc"] == round(result["seconds_per_epoch"]["vtcc fp32"] / result["seconds_per_epoch"]["vtcc bf16"], 2)
