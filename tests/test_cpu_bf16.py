@@ -9,6 +9,7 @@ import pytest
 from conftest import compose_config
 from omegaconf import OmegaConf
 
+from clusterbench.bench import load_suite
 from clusterbench.engine import hardware as hw
 from clusterbench.engine.hardware import Hardware
 from clusterbench.engine.provenance import config_hash
@@ -16,6 +17,8 @@ from clusterbench.engine.provenance import config_hash
 HINTED = {
     "cc_mnist": "+experiment=cc_mnist",
     "htcn_mnist": "+experiment=htcn_mnist",
+    "vtcc_mnist": "+experiment=vtcc_mnist",
+    "mfavbs_mnist": "+experiment=mfavbs_mnist",
     "mflvc": "model=mflvc",
     "dealmvc": "model=dealmvc",
     "divide": "model=divide",
@@ -52,13 +55,27 @@ def test_hinted_presets_keep_fp32_under_hardware_cpu_and_their_old_hash(preset):
     assert config_hash(auto) != config_hash(_without_hint(auto))
 
 
-def test_presets_where_bf16_does_not_pay_carry_no_hint():
+def test_presets_slower_or_unchecked_in_bf16_carry_no_hint():
     for overrides in (
         ["model=sdcib"],
         ["+experiment=dcsm_digits"],
         ["+experiment=pici_mnist"],
-        ["+experiment=vtcc_mnist"],
-        ["+experiment=mfavbs_mnist"],
+        ["+experiment=pici_tiny"],
+        ["+experiment=vtcc_tiny"],
+        ["+experiment=mfavbs_tiny"],
         ["model=cc"],
     ):
         assert not compose_config(overrides).hardware.get("cpu_bf16", False), overrides
+
+
+def test_the_cpu_suite_asks_for_auto_precision_exactly_on_the_hinted_cells():
+    """precision=auto on a cell without the hint would run fp32 under another config hash; a hinted
+    cell without it would leave its measured bf16 gain unused."""
+    suite = load_suite("cpu")
+    hinted = {}  # the hint is the model's or the preset's: composed once per (model, preset)
+    for cell in suite.cells:
+        key = tuple(o for o in cell.overrides if o.startswith(("model=", "+experiment=")))
+        if key not in hinted:
+            hinted[key] = bool(compose_config([*suite.common, *key]).hardware.get("cpu_bf16", False))
+        assert ("hardware.precision=auto" in cell.overrides) == hinted[key], cell.name
+    assert sum(hinted.values()) == len(HINTED)
