@@ -12,11 +12,11 @@ from clusterbench.errors import ConfigError
 from clusterbench.losses.pici import masked_patch_mse, pisd_loss
 from clusterbench.nn.vit import (
     VIT_SIZES,
+    Attention,
     ConvStem,
     MAEDecoder,
     MAEEncoder,
     PatchEmbed,
-    Attention,
     VisionTransformer,
     math_attention,
     patchify,
