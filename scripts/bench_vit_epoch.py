@@ -2,13 +2,13 @@
 for MFAVBs-CC's Table 6 (VTCC 6.4 s, MFAVBs-CC 8.4 s per RSOD epoch on a V100).
 
     python scripts/bench_vit_epoch.py hardware=gpu                      # paper size: 976 x 3 x 224 x 224 (RSOD)
-    python scripts/bench_vit_epoch.py hardware=cpu --tiny --n 256       # CPU smoke run (the *_tiny presets)
+    python scripts/bench_vit_epoch.py hardware=cpu --presets tiny --n 256   # CPU smoke run (the *_tiny presets)
     python scripts/bench_vit_epoch.py hardware=cpu hardware.num_threads=1 --presets mnist --n 2048 --size 28 \
         --clusters 10 --precisions fp32,bf16,fp32,bf16                  # the CPU presets, float32 against bf16
 
 Data: `--n` random uint8 images (RSOD's 976 by default) of 3 x `--size` x `--size` held on the
 device, as the engine holds a dataset. For each preset (`vtcc_rsod`, `mfavbs_rsod` with
-`model.clip=cached` fed random 512-d anchors, `pici_rsod`; with --tiny the `*_tiny` presets)
+`model.clip=cached` fed random 512-d anchors, `pici_rsod`; with --presets tiny the `*_tiny` presets)
 the model, augmentation and optimiser are built from the composed config (the arguments are
 extra Hydra overrides, e.g. `hardware=gpu`), and one epoch is n // batch steps of what the
 engine does per batch: augmented views of a random batch, the training step under the
@@ -104,10 +104,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--clusters", type=int, default=4)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--presets", choices=("rsod", "tiny", "mnist"), default="rsod", help="which presets: *_rsod, *_tiny or *_mnist")
-    parser.add_argument("--tiny", action="store_true", help="the *_tiny presets (= --presets tiny)")
     parser.add_argument("--precisions", default=None, help="comma-separated hardware.precision values, timed in this order")
     args = parser.parse_args(argv)
-    suffix = "tiny" if args.tiny else args.presets
+    suffix = args.presets
     channels = args.channels or (1 if suffix == "mnist" else 3)
     runs = [("vtcc", f"vtcc_{suffix}", None), ("mfavbs", f"mfavbs_{suffix}", None)]
     runs += [(f"pici {stage}", f"pici_{suffix}", stage) for stage in ("pretrain", "train", "boost")]

@@ -148,7 +148,7 @@ def test_vit_sizes_and_config_errors():
 def test_epoch_benchmark_script_runs_on_the_tiny_presets():
     from conftest import load_script
 
-    result = load_script("bench_vit_epoch").main(["hardware=cpu", "--tiny", "--n", "32", "--size", "16", "--warmup", "0"])
+    result = load_script("bench_vit_epoch").main(["hardware=cpu", "--presets", "tiny", "--n", "32", "--size", "16", "--warmup", "0"])
     assert set(result["seconds_per_epoch"]) == {"vtcc", "mfavbs", "pici pretrain", "pici train", "pici boost"}
     assert all(s > 0 for s in result["seconds_per_epoch"].values())
 
