@@ -215,7 +215,19 @@ def main(argv: list[str] | None = None) -> int:
                 if args.tiny:
                     record = {
                         "bf16": _run(
-                            [PY, "scripts/bench_vit_epoch.py", "hardware=cpu", "--presets", "tiny", "--n", "64", "--size", "16", "--warmup", "1"],
+                            [
+                                PY,
+                                "scripts/bench_vit_epoch.py",
+                                "hardware=cpu",
+                                "--presets",
+                                "tiny",
+                                "--n",
+                                "64",
+                                "--size",
+                                "16",
+                                "--warmup",
+                                "1",
+                            ],
                             timeout,
                         )
                     }
