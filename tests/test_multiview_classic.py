@@ -11,6 +11,7 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from clusterbench.bench import load_suite
 from clusterbench.engine.checkpoint import seed_everything
 from clusterbench.errors import ConfigError
 from clusterbench.methods.base import DataInfo
@@ -194,3 +195,23 @@ def test_engine_run_on_handwritten(tiny_config, tmp_path):
     """The default dataset (2000 samples, 6 views) through the engine: RMKMC, one start."""
     results = run(tiny_config("model=rmkmc", "model.n_init=1", "hardware.num_threads=1"), tmp_path)
     assert results["metrics"]["acc"] > 0.5 and results["method"] == "clusterbench.methods.rmkmc.RobustMultiViewKMeans"
+
+
+def test_swmc_labels_do_not_depend_on_the_seed(tiny_config, tmp_path):
+    """The `cpu` suite runs SwMC's cells with one seed (configs/bench/cpu.yaml): nothing in it is
+    random, so two seeds through the engine give the same labels, numbering included, even
+    where the clusters overlap and the answer is imperfect."""
+    views, y = blobs(n_per=25, seed=3)
+    views = [v + 2.5 * np.random.RandomState(9).randn(*v.shape) for v in views]  # overlapping blobs
+    path = tmp_path / "overlap.npz"
+    np.savez(path, n_views=3, labels=y, view_0=views[0], view_1=views[1], view_2=views[2])
+    data = ["dataset=esp", f"dataset.path={path}", "dataset.name=overlap", "dataset.preprocess=none"]
+    labels, accs = [], []
+    for seed in (0, 5):
+        results = run(tiny_config("model=swmc", f"seed={seed}", *data), tmp_path / f"seed{seed}")
+        labels.append(np.load(tmp_path / f"seed{seed}" / "predictions.npz")["y_pred"])
+        accs.append(results["metrics"]["acc"])
+    np.testing.assert_array_equal(labels[0], labels[1])
+    assert accs[0] == accs[1] < 1.0
+    cells = [c for c in load_suite("cpu").cells if c.method == "swmc"]
+    assert cells and all(c.seeds == [0] for c in cells)
