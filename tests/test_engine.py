@@ -89,6 +89,25 @@ def test_same_seed_same_metrics_and_different_seed_differs(tiny_config, tmp_path
     assert a != c
 
 
+def test_deterministic_runs_skip_torchs_memory_fill_and_predict_the_same(tiny_config, tmp_path, monkeypatch):
+    """hardware=cpu (deterministic) turns off torch's NaN fill of every new tensor
+    (engine/hardware.py keep_uninitialized_memory): a small DCSM run (convolutions, batch norm,
+    pooling, clones) predicts the same bit for bit with the fill forced on."""
+    from clusterbench.engine import hardware
+
+    tiny_dcsm = ["model=dcsm", "dataset=digits", "backbone.widths=[8,16]", "backbone.out_dim=32", "model.discriminator_hidden_dim=16"]
+    cfg = tiny_config(*tiny_dcsm, "trainer.max_epochs=1")
+    run(cfg, tmp_path / "without_fill")
+    assert torch.utils.deterministic.fill_uninitialized_memory is False
+    monkeypatch.setattr(hardware, "keep_uninitialized_memory", lambda: None)
+    monkeypatch.setattr(torch.utils.deterministic, "fill_uninitialized_memory", True)
+    run(cfg, tmp_path / "with_fill")
+    without, with_fill = (np.load(tmp_path / name / "predictions.npz") for name in ("without_fill", "with_fill"))
+    assert without.files == with_fill.files
+    for key in without.files:
+        np.testing.assert_array_equal(without[key], with_fill[key])
+
+
 def test_resume_is_bit_exact(tiny_config, tmp_path):
     """A run stopped after epoch 2 of 4 and resumed ends exactly like an uninterrupted run."""
     overrides = ("trainer.max_epochs=4", "trainer.keep_checkpoints=true", "trainer.batch_size=256")

@@ -25,6 +25,18 @@ def set_deterministic(mode: bool, compiling: bool) -> None:
         torch.use_deterministic_algorithms(mode)
     elif torch.are_deterministic_algorithms_enabled() != mode:
         torch._C._set_deterministic_algorithms(mode)
+    keep_uninitialized_memory()
+
+
+def keep_uninitialized_memory() -> None:
+    """Under deterministic algorithms torch also fills every new tensor (torch.empty, the
+    outputs of convolutions, batch norm, clone) with NaN, a debugging aid that catches kernels
+    reading memory they did not write. No kernel used here does (a run's predictions are the same
+    bit for bit without the fill, tests/test_engine.py), and the fill cost 14% of a `dcsm_digits`
+    epoch on MNIST (167,850 fills; docs/benchmark.md), so it is turned off."""
+    deterministic = getattr(torch.utils, "deterministic", None)
+    if deterministic is not None and hasattr(deterministic, "fill_uninitialized_memory"):
+        deterministic.fill_uninitialized_memory = False
 
 
 class Hardware:
