@@ -19,6 +19,7 @@ HINTED = {
     "htcn_mnist": "+experiment=htcn_mnist",
     "vtcc_mnist": "+experiment=vtcc_mnist",
     "mfavbs_mnist": "+experiment=mfavbs_mnist",
+    "pici_mnist": "+experiment=pici_mnist",
     "mflvc": "model=mflvc",
     "dealmvc": "model=dealmvc",
     "divide": "model=divide",
@@ -59,7 +60,7 @@ def test_presets_slower_or_unchecked_in_bf16_carry_no_hint():
     for overrides in (
         ["model=sdcib"],
         ["+experiment=dcsm_digits"],
-        ["+experiment=pici_mnist"],
+        ["+experiment=pici_coil20"],
         ["+experiment=pici_tiny"],
         ["+experiment=vtcc_tiny"],
         ["+experiment=mfavbs_tiny"],
