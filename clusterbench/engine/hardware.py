@@ -32,8 +32,8 @@ def keep_uninitialized_memory() -> None:
     """Under deterministic algorithms torch also fills every new tensor (torch.empty, the
     outputs of convolutions, batch norm, clone) with NaN, a debugging aid that catches kernels
     reading memory they did not write. No kernel used here does (a run's predictions are the same
-    bit for bit without the fill, tests/test_engine.py), and the fill cost 14% of a `dcsm_digits`
-    epoch on MNIST (167,850 fills; docs/benchmark.md), so it is turned off."""
+    bit for bit without the fill, tests/test_engine.py), and the fill costs up to 10% of a CNN
+    preset's epoch on a CPU (docs/benchmark.md, "Where the time goes"), so it is turned off."""
     deterministic = getattr(torch.utils, "deterministic", None)
     if deterministic is not None and hasattr(deterministic, "fill_uninitialized_memory"):
         deterministic.fill_uninitialized_memory = False
