@@ -80,3 +80,16 @@ def test_the_cpu_suite_asks_for_auto_precision_exactly_on_the_hinted_cells():
             hinted[key] = bool(compose_config([*suite.common, *key]).hardware.get("cpu_bf16", False))
         assert ("hardware.precision=auto" in cell.overrides) == hinted[key], cell.name
     assert sum(hinted.values()) == len(HINTED)
+
+
+def test_the_cpu_suite_asks_for_channels_last_exactly_on_its_cnn_cells_past_digits():
+    """NHWC was measured faster, and its metrics checked, for the small-CNN presets on 28-32 px
+    images (docs/benchmark.md): those cells ask for it; the ViT, MLP and 8 px digits cells do not."""
+    suite = load_suite("cpu")
+    backbones = {}
+    for cell in suite.cells:
+        key = tuple(o for o in cell.overrides if o.startswith(("model=", "+experiment=")))
+        if key not in backbones:
+            backbones[key] = compose_config([*suite.common, *key]).backbone.get("_target_", "")
+        cnn_past_digits = backbones[key].endswith("SmallCNN") and cell.dataset in ("coil20", "mnist", "fashion_mnist")
+        assert ("hardware.channels_last=true" in cell.overrides) == cnn_past_digits, cell.name
