@@ -69,15 +69,24 @@ def test_presets_slower_or_unchecked_in_bf16_carry_no_hint():
         assert not compose_config(overrides).hardware.get("cpu_bf16", False), overrides
 
 
+def _cpu_cells_with_their_preset():
+    """The `cpu` suite's cells, each with its model's or preset's composed config (composed once per
+    (model, preset): the dataset and the cell's other overrides do not change what is read here)."""
+    suite = load_suite("cpu")
+    composed = {}
+    for cell in suite.cells:
+        key = tuple(o for o in cell.overrides if o.startswith(("model=", "+experiment=")))
+        if key not in composed:
+            composed[key] = compose_config([*suite.common, *key])
+        yield cell, key, composed[key]
+
+
 def test_the_cpu_suite_asks_for_auto_precision_exactly_on_the_hinted_cells():
     """precision=auto on a cell without the hint would run fp32 under another config hash; a hinted
     cell without it would leave its measured bf16 gain unused."""
-    suite = load_suite("cpu")
-    hinted = {}  # the hint is the model's or the preset's: composed once per (model, preset)
-    for cell in suite.cells:
-        key = tuple(o for o in cell.overrides if o.startswith(("model=", "+experiment=")))
-        if key not in hinted:
-            hinted[key] = bool(compose_config([*suite.common, *key]).hardware.get("cpu_bf16", False))
+    hinted = {}
+    for cell, key, cfg in _cpu_cells_with_their_preset():
+        hinted[key] = bool(cfg.hardware.get("cpu_bf16", False))
         assert ("hardware.precision=auto" in cell.overrides) == hinted[key], cell.name
     assert sum(hinted.values()) == len(HINTED)
 
@@ -85,11 +94,6 @@ def test_the_cpu_suite_asks_for_auto_precision_exactly_on_the_hinted_cells():
 def test_the_cpu_suite_asks_for_channels_last_exactly_on_its_cnn_cells_past_digits():
     """NHWC was measured faster, and its metrics checked, for the small-CNN presets on 28-32 px
     images (docs/benchmark.md): those cells ask for it; the ViT, MLP and 8 px digits cells do not."""
-    suite = load_suite("cpu")
-    backbones = {}
-    for cell in suite.cells:
-        key = tuple(o for o in cell.overrides if o.startswith(("model=", "+experiment=")))
-        if key not in backbones:
-            backbones[key] = compose_config([*suite.common, *key]).backbone.get("_target_", "")
-        cnn_past_digits = backbones[key].endswith("SmallCNN") and cell.dataset in ("coil20", "mnist", "fashion_mnist")
+    for cell, _, cfg in _cpu_cells_with_their_preset():
+        cnn_past_digits = cfg.backbone.get("_target_", "").endswith("SmallCNN") and cell.dataset in ("coil20", "mnist", "fashion_mnist")
         assert ("hardware.channels_last=true" in cell.overrides) == cnn_past_digits, cell.name
