@@ -59,6 +59,7 @@ TRAINER_KEYS = (
     "eval_every",
     "eval_batch_size",
     "checkpoint_every",
+    "checkpoint_interval_s",
     "checkpoint",
     "keep_checkpoints",
     "selection",
@@ -98,6 +99,11 @@ def check_trainer(cfg: DictConfig) -> None:  # noqa: C901 - a flat list of indep
         value = OmegaConf.select(cfg, f"trainer.{key}")
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"trainer.{key}={value!r}: expected a positive integer")
+    interval = trainer.get("checkpoint_interval_s", 0)  # absent from configs saved before it existed
+    if not _number(interval) or interval < 0:
+        raise ConfigError(
+            f"trainer.checkpoint_interval_s={interval!r}: expected a number of seconds >= 0 (0: every checkpoint_every epochs)"
+        )
     for key in ("drop_last", "keep_checkpoints", "progress", "save_embedding"):
         value = trainer.get(key)
         if not isinstance(value, bool):

@@ -34,7 +34,7 @@ prefer_short_spin()  # before the imports below load torch and its OpenMP runtim
 from clusterbench._configs import config_dir
 from clusterbench.cli_errors import run_hydra
 from clusterbench.console import say
-from clusterbench.engine.checkpoint import disk_write_message, storage_error
+from clusterbench.engine.checkpoint import checkpoint_files, disk_write_message, storage_error
 from clusterbench.engine.distributed import launched_by_torchrun, run_stamp, share_run_stamp
 from clusterbench.engine.jobs import (
     job_meta,
@@ -114,6 +114,15 @@ def _is_multirun(hydra_cfg) -> bool:
     return hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN"
 
 
+def interrupted_message(folder: Path) -> str:
+    """What Ctrl-C leaves: the checkpoint to continue from, or none yet (the first is written
+    after trainer.checkpoint_every epochs and trainer.checkpoint_interval_s seconds)."""
+    kept = next(iter(checkpoint_files(folder)), None)
+    if kept is None:
+        return f"interrupted before the first checkpoint was written in {folder}: nothing to continue from; run the command again"
+    return f"interrupted: the last checkpoint {kept} is kept; continue with: python -m clusterbench.train resume={folder}"
+
+
 @contextlib.contextmanager
 def exit_codes(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = None):
     """A single run's errors as one line each, with exit status 2 (a config or data problem),
@@ -131,10 +140,7 @@ def exit_codes(cfg: DictConfig, run_dir: Path, meta: dict[str, Any] | None = Non
             remove_if_no_run(run_dir)  # a config error leaves no empty folder behind
         sys.exit(2)
     except KeyboardInterrupt:
-        folder = cfg.get("resume") or run_dir
-        say(
-            f"interrupted: the last checkpoint in {folder} is kept; continue with: python -m clusterbench.train resume={folder}", error=True
-        )
+        say(interrupted_message(Path(cfg.get("resume") or run_dir)), error=True)
         sys.exit(130)
     except Exception as err:
         folder = Path(cfg.get("resume") or run_dir)

@@ -15,6 +15,7 @@ RUNNER = [
     "trainer.batch_size=200",
     "trainer.max_epochs=2",
     "trainer.checkpoint_every=1",
+    "trainer.checkpoint_interval_s=0",  # a checkpoint every epoch, however short (tests of resume)
     "trainer.progress=false",
     "hardware=cpu",
 ]

@@ -1,20 +1,25 @@
 """What a finished run folder keeps by default (issue 30.1): one last.pt without the optimisers'
-state, no previous.pt; enough for report, load_trained and resume= with a longer schedule."""
+state, no previous.pt; enough for report, load_trained and resume= with a longer schedule. And
+how often a run writes one (trainer.checkpoint_every, paced by trainer.checkpoint_interval_s)."""
 
 from __future__ import annotations
 
 import csv
 import json
 
+import numpy as np
+import pytest
 import torch
 from omegaconf import OmegaConf
 
+from clusterbench.engine import ensemble
 from clusterbench.engine.build import load_trained
 from clusterbench.engine.checkpoint import load_checkpoint
+from clusterbench.engine.loop import checkpoint_due
 from clusterbench.report.runs import summarize
 from clusterbench.train import run
 
-QUICK = ("trainer.max_epochs=2", "trainer.batch_size=500", "trainer.checkpoint_every=1")
+QUICK = ("trainer.max_epochs=2", "trainer.batch_size=500", "trainer.checkpoint_every=1", "trainer.checkpoint_interval_s=0")
 
 
 def _save_hydra(cfg, folder) -> None:
@@ -62,3 +67,37 @@ def test_a_finished_run_resumes_a_longer_schedule_from_what_it_kept(tiny_config,
     state = load_checkpoint(folder / "checkpoints" / "last.pt")
     assert state["epoch"] == 3 and state["kind"] == "extendable" and state["optimizers_restarted_at"] == [2]
     assert [p.name for p in (folder / "checkpoints").iterdir()] == ["last.pt"]
+
+
+@pytest.mark.parametrize(
+    "epoch, since_last_s, keep, expected",
+    [(1, 600.0, False, False), (2, 10.0, False, False), (2, 60.0, False, True), (5, 0.0, False, True), (2, 0.0, True, True)],
+)
+def test_a_checkpoint_is_due_every_k_epochs_once_the_interval_has_passed(epoch, since_last_s, keep, expected):
+    """Every 2nd epoch once 60 s have passed since the last write; the last epoch (5) always;
+    asked-for epoch copies (keep_checkpoints) ignore the interval."""
+    trainer = OmegaConf.create({"checkpoint_every": 2, "checkpoint_interval_s": 60, "keep_checkpoints": keep})
+    assert checkpoint_due(epoch, trainer, 5, since_last_s) is expected
+    saved_before_the_key = OmegaConf.create({"checkpoint_every": 2, "keep_checkpoints": False})
+    assert checkpoint_due(epoch, saved_before_the_key, 5, since_last_s) is (epoch % 2 == 0 or epoch == 5)
+
+
+def test_short_epochs_write_one_checkpoint_and_train_the_same(tiny_config, tmp_path, monkeypatch):
+    """Four sub-second epochs with checkpoint_every=1: the default interval (60 s) leaves one
+    write, at the end, where 0 writes four; the predictions are the same bit for bit."""
+    writes = []
+    save = ensemble.save_checkpoint
+
+    def counted(path, state, keep_previous=False):
+        writes.append(state["epoch"])
+        save(path, state, keep_previous)
+
+    monkeypatch.setattr(ensemble, "save_checkpoint", counted)
+    paced = ("trainer.max_epochs=4", "trainer.batch_size=500", "trainer.checkpoint_every=1")
+    run(tiny_config(*paced, "trainer.checkpoint_interval_s=60"), tmp_path / "paced")
+    assert writes == [4]
+    writes.clear()
+    run(tiny_config(*paced, "trainer.checkpoint_interval_s=0"), tmp_path / "every")
+    assert writes == [1, 2, 3, 4]
+    labels = [np.load(tmp_path / name / "predictions.npz")["y_pred"] for name in ("paced", "every")]
+    assert np.array_equal(*labels)

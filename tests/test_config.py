@@ -60,6 +60,7 @@ def test_model_switch_swaps_backbone_and_loss():
         ("loss.layers=some", r"loss\.layers='some': expected one of 'all', 'last'"),
         ("hardware.precision=fp8", r"hardware\.precision='fp8'"),
         ("trainer.max_epochs=0", r"trainer\.max_epochs=0: expected a positive integer"),
+        ("trainer.checkpoint_interval_s=-1", r"trainer\.checkpoint_interval_s=-1: expected a number of seconds >= 0"),
         ("dataset.preprocess=3", r"dataset\.preprocess=3"),
     ],
 )

@@ -256,6 +256,7 @@ def test_torchrun_resume_is_bit_exact(tmp_path):
         "model.critic_hidden_dims=[8]",
         "trainer.max_epochs=3",
         "trainer.checkpoint_every=1",
+        "trainer.checkpoint_interval_s=0",
         "trainer.batch_size=200",
         "trainer.progress=false",
         "trainer.save_embedding=false",

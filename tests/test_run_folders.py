@@ -312,16 +312,27 @@ def test_one_class_labels_are_warned(tiny_config, tmp_path, capsys):
 # --- defect 7: Ctrl-C and a full disk are one line ----------------------------------------------------
 
 
-def test_interrupt_is_one_line_with_the_resume_command(tiny_config, tmp_path, monkeypatch, capsys):
+@pytest.mark.parametrize("interval, resumable", [(0, True), (3600, False)])
+def test_interrupt_is_one_line_that_tells_whether_the_run_can_continue(tiny_config, tmp_path, monkeypatch, capsys, interval, resumable):
+    """Ctrl-C in epoch 2: with the epoch-1 checkpoint written (interval 0) the line gives the
+    resume command; when trainer.checkpoint_interval_s held it back, it says there is none."""
+    train_epoch = loop.FitRun.train_epoch
+
     def interrupted(self, epoch):
-        raise KeyboardInterrupt
+        if epoch == 2:
+            raise KeyboardInterrupt
+        return train_epoch(self, epoch)
 
     monkeypatch.setattr(loop.FitRun, "train_epoch", interrupted)
+    overrides = (*QUICK, "trainer.max_epochs=3", "trainer.checkpoint_every=1", f"trainer.checkpoint_interval_s={interval}")
     with pytest.raises(SystemExit) as info:
-        _single_run(tiny_config(*QUICK), tmp_path, {})
+        _single_run(tiny_config(*overrides), tmp_path, {})
     assert info.value.code == 130
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and f"python -m clusterbench.train resume={tmp_path}" in err[0]
+    assert len(err) == 1
+    assert (f"python -m clusterbench.train resume={tmp_path}" in err[0]) is resumable
+    assert ("nothing to continue from" in err[0]) is not resumable
+    assert (tmp_path / "checkpoints" / "last.pt").exists() is resumable
 
 
 def test_disk_full_is_one_line(tiny_config, tmp_path, monkeypatch, capsys):
@@ -436,6 +447,7 @@ def test_schedule_is_applied_per_step_and_resumed_exactly(tiny_config, tmp_path)
         "trainer.batch_size=500",
         "trainer.save_embedding=false",
         "trainer.checkpoint_every=1",
+        "trainer.checkpoint_interval_s=0",
         "trainer.checkpoint_when_done=full",
         "trainer.scheduler.name=cosine",
         "trainer.scheduler.warmup_epochs=1",

@@ -27,6 +27,7 @@ SWEEP = [
     "model.critic_hidden_dims=[4]",
     "trainer.max_epochs=2",
     "trainer.checkpoint_every=1",
+    "trainer.checkpoint_interval_s=0",
     "trainer.progress=false",
     "trainer.save_embedding=false",
     "hardware=cpu",

@@ -227,11 +227,22 @@ def _due(epoch: int, every: int, last: int) -> bool:
     return epoch % every == 0 or epoch == last
 
 
+def checkpoint_due(epoch: int, trainer, last: int, since_last_s: float) -> bool:
+    """Every `checkpoint_every` epochs and at the last, but at most once a
+    `checkpoint_interval_s` seconds (0, or epoch copies asked for: every k epochs): a full
+    checkpoint of a multi-view model is ~100 MB, and at hundreds of sub-second epochs writing
+    one every 5 epochs took a third of a DealMVC run (docs/benchmark.md)."""
+    if not _due(epoch, trainer.checkpoint_every, last):
+        return False
+    interval = 0 if trainer.keep_checkpoints else trainer.get("checkpoint_interval_s", 0)  # absent from older saved configs
+    return epoch == last or since_last_s >= interval
+
+
 class FitRun:
     """One fit of one run, or of G vectorised members (one batched model, one folder each)."""
 
     def __init__(self, cfgs: list[DictConfig], run_dirs: list[Path], metas: list[dict[str, Any]]) -> None:
-        self.started = time.perf_counter()
+        self.started = self.last_checkpoint = time.perf_counter()
         self.cfg = cfgs[0]  # every setting but the member keys is shared
         self.trainer = self.cfg.trainer
         # phase times, samples and FLOPs: results.json's throughput, profile.json (engine/throughput.py)
@@ -493,9 +504,10 @@ class FitRun:
                             self.evaluate(epoch, rows)
                     with self.clock.detail("log"):
                         self.log(rows)
-                    if _due(epoch, self.trainer.checkpoint_every, self.max_epochs):
+                    if checkpoint_due(epoch, self.trainer, self.max_epochs, time.perf_counter() - self.last_checkpoint):
                         with self.clock.phase("checkpoint"):
                             self.checkpoint(epoch)
+                        self.last_checkpoint = time.perf_counter()
                     bar.update(1)
                     bar.set_postfix(self.progress_fields(rows))
             finally:

@@ -43,9 +43,9 @@ def git_state() -> dict[str, str | bool | None]:
 # keys left out of the config hash: `resume` names the folder a run continues in and `overwrite`
 # what may be replaced, not what a run computes
 UNHASHED_KEYS = ("resume", "overwrite")
-# trainer keys left out too: what a finished run keeps on disk or measures about itself
+# trainer keys left out too: what a run keeps on disk and how often, or measures about itself
 # (profile.json), not what it computes (a run made before such a key existed keeps its hash)
-UNHASHED_TRAINER_KEYS = ("checkpoint_when_done", "profile")
+UNHASHED_TRAINER_KEYS = ("checkpoint_when_done", "checkpoint_interval_s", "profile")
 
 
 def config_hash(config) -> str:

@@ -43,6 +43,7 @@ SAFE_ON_RESUME = (
     "trainer.progress",
     "trainer.eval_batch_size",
     "trainer.checkpoint_every",
+    "trainer.checkpoint_interval_s",
     "trainer.checkpoint_when_done",
     "hardware.num_threads",
 )
