@@ -266,6 +266,9 @@ class _NullLogger:
     def log(self, row) -> None:
         pass
 
+    def sync(self) -> None:
+        pass
+
     def summary(self, results) -> None:
         pass
 
@@ -440,6 +443,7 @@ class Members:
                 state.update(shared, optimizers=optimizer_slice, evaluations=member.evaluations)
                 if optimizers_restarted:
                     state["optimizers_restarted_at"] = optimizers_restarted
+            member.logger.sync()  # metrics.csv's rows up to this epoch on disk before the checkpoint
             save_checkpoint(member.run_dir / CHECKPOINT, state, keep_previous=mode == "full")
             if keep_epochs:
                 save_checkpoint(member.run_dir / "checkpoints" / f"epoch_{epoch:04d}.pt", state)
