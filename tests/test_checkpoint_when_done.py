@@ -16,6 +16,7 @@ from clusterbench.engine import ensemble
 from clusterbench.engine.build import load_trained
 from clusterbench.engine.checkpoint import load_checkpoint
 from clusterbench.engine.loop import checkpoint_due
+from clusterbench.engine.provenance import config_hash
 from clusterbench.report.runs import summarize
 from clusterbench.train import run
 
@@ -101,3 +102,12 @@ def test_short_epochs_write_one_checkpoint_and_train_the_same(tiny_config, tmp_p
     assert writes == [1, 2, 3, 4]
     labels = [np.load(tmp_path / name / "predictions.npz")["y_pred"] for name in ("paced", "every")]
     assert np.array_equal(*labels)
+
+
+def test_the_checkpoint_interval_is_not_in_the_config_hash(tiny_config):
+    """How often a run writes changes nothing it computes: runs made before the key existed, and
+    the bench's stored results, keep their hash."""
+    hashes = {config_hash(tiny_config(f"trainer.checkpoint_interval_s={s}")) for s in (0, 60, 3600)}
+    before_the_key = OmegaConf.to_container(tiny_config(), resolve=True)
+    del before_the_key["trainer"]["checkpoint_interval_s"]
+    assert hashes == {config_hash(before_the_key)}
