@@ -228,7 +228,7 @@ def _due(epoch: int, every: int, last: int) -> bool:
 
 
 def checkpoint_due(epoch: int, trainer, last: int, since_last_s: float) -> bool:
-    """Every `checkpoint_every` epochs and at the last, but at most once a
+    """Every `checkpoint_every` epochs and at the last, but at most once in
     `checkpoint_interval_s` seconds (0, or epoch copies asked for: every k epochs): a full
     checkpoint of a multi-view model is ~100 MB, and at hundreds of sub-second epochs writing
     one every 5 epochs took a third of a DealMVC run (docs/benchmark.md)."""
