@@ -18,6 +18,7 @@ def test_single_run_prints_metrics_and_writes_its_folder(tmp_path):
     result = _train(
         "backbone.hidden_dims=[16]",
         "model.critic_hidden_dims=[8]",
+        "+dataset.views=[0,2]",
         "trainer.max_epochs=1",
         "trainer.batch_size=500",
         "trainer.progress=false",
@@ -51,6 +52,7 @@ def test_sweep_file_runs_its_grid(tmp_path):
         "+sweep=sdcib_ablation",
         "backbone.hidden_dims=[8]",
         "model.critic_hidden_dims=[4]",
+        "+dataset.views=[0,2]",
         "trainer.max_epochs=1",
         "trainer.batch_size=1000",
         "trainer.progress=false",

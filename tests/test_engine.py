@@ -240,7 +240,7 @@ def test_embedding_is_saved_with_the_kept_predictions_and_changes_nothing(tiny_c
         assert saved["metrics"] == plain["metrics"]
         assert not (tmp_path / f"{variant}_plain" / "embedding.npz").exists()
         embedding = np.load(tmp_path / f"{variant}_saved" / "embedding.npz")
-        assert embedding["features"].shape == (2000, 6 * 16)  # 6 modalities x H_L width 16
+        assert embedding["features"].shape == (2000, 2 * 16)  # the tiny config's 2 modalities x H_L width 16
         assert np.array_equal(embedding["y_pred"], np.load(tmp_path / f"{variant}_saved" / "predictions.npz")["y_pred"])  # rule: last
     kmeans_dir = tmp_path / "kmeans"
     run(tiny_config("model=kmeans", "model.n_init=1"), kmeans_dir)

@@ -25,6 +25,7 @@ KMEANS = ["model=kmeans", "model.n_init=1", "trainer.progress=false", "hardware=
 SWEEP = [
     "backbone.hidden_dims=[8]",
     "model.critic_hidden_dims=[4]",
+    "+dataset.views=[0,2]",
     "trainer.max_epochs=2",
     "trainer.checkpoint_every=1",
     "trainer.checkpoint_interval_s=0",
@@ -266,6 +267,7 @@ def test_optuna_sweep_of_sdcib_alpha_beta(tmp_path):
         "hydra.sweeper.n_trials=2",
         "backbone.hidden_dims=[8]",
         "model.critic_hidden_dims=[4]",
+        "+dataset.views=[0,2]",
         "trainer.max_epochs=1",
         "trainer.batch_size=1000",
         "trainer.progress=false",
@@ -288,6 +290,7 @@ def test_vectorised_sweep_rerun_skips_finished_members(tmp_path, monkeypatch, ca
         "model.alpha=0.1,0.2",
         "backbone.hidden_dims=[8]",
         "model.critic_hidden_dims=[4]",
+        "+dataset.views=[0,2]",
         "trainer.max_epochs=1",
         "trainer.batch_size=1000",
         "trainer.progress=false",
