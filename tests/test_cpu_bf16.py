@@ -25,6 +25,9 @@ HINTED = {
     "divide": "model=divide",
     "icmvc": "model=icmvc",
 }
+# cells that carry the hint themselves: dcsm_digits is slower in bf16 on its own 8 px digits, and on
+# Fashion-MNIST its bf16 NMI was 1.5 std above the fp32 seeds' (docs/benchmark.md)
+CELLS_HINTED = {"dcsm-mnist"}
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -87,7 +90,9 @@ def test_the_cpu_suite_asks_for_auto_precision_exactly_on_the_hinted_cells():
     hinted = {}
     for cell, key, cfg in _cpu_cells_with_their_preset():
         hinted[key] = bool(cfg.hardware.get("cpu_bf16", False))
-        assert ("hardware.precision=auto" in cell.overrides) == hinted[key], cell.name
+        cell_hint = "+hardware.cpu_bf16=true" in cell.overrides
+        assert cell_hint == (cell.name in CELLS_HINTED), cell.name
+        assert ("hardware.precision=auto" in cell.overrides) == (hinted[key] or cell_hint), cell.name
     assert sum(hinted.values()) == len(HINTED)
 
 
