@@ -44,7 +44,7 @@ def compose_config(overrides: list[str]):
 
 @pytest.fixture
 def tiny_config():
-    """SDCIB with a tiny network; `tiny_config("model=kmeans")` for methods without one."""
+    """SDCIB with a tiny network on two views; `tiny_config("model=kmeans")` for methods without one."""
 
     def make(*extra: str):
         network = [] if any(e.startswith("model=") for e in extra) else TINY[:3]
