@@ -461,6 +461,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-dir", help="paths.data_dir for every job (default: CLUSTERBENCH_DATA_DIR or ./data)")
     parser.add_argument("--seeds", help="comma-separated seeds instead of the suite's (cells with their own seeds keep them)")
     parser.add_argument(
+        "--max-seeds",
+        type=int,
+        help="each cell runs at most its first N seeds (after --seeds; cells with their own seeds too): 3 = every cell at 3 seeds",
+    )
+    parser.add_argument(
         "--only", action="append", default=[], help="run only cells whose name, method or dataset matches this glob (repeatable)"
     )
     parser.add_argument("--threads", type=int, help="hardware.num_threads for every job (default: torch's; with --jobs N, cores / N)")
@@ -506,6 +511,12 @@ def main(argv: list[str] | None = None) -> int:  # noqa: C901 - one flat branch 
         for cell in suite.cells:
             if cell.seeds == suite.seeds:
                 cell.seeds = seeds
+    if args.max_seeds is not None:
+        if args.max_seeds < 1:
+            print(f"error: --max-seeds {args.max_seeds}: at least 1", file=sys.stderr)
+            return 2
+        for cell in suite.cells:
+            cell.seeds = cell.seeds[: args.max_seeds]
     data_dir = data_dir_of(suite.common + extra)
 
     cells = [c for c in suite.cells if _selected(c, args.only)]

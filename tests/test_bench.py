@@ -113,6 +113,32 @@ def test_overrides_may_follow_the_options(tmp_path, capsys):
     assert "run   kmeans-digits" in capsys.readouterr().out
 
 
+def test_max_seeds_caps_every_cell_even_those_with_their_own_seeds(tmp_path, capsys):
+    """`--seeds` leaves a cell's own seeds alone (SwMC's one, the multi-view cells' five);
+    `--max-seeds N` cuts every cell to its first N, and the expected time follows."""
+    from clusterbench.bench import main
+
+    suite = tmp_path / "s.yaml"
+    suite.write_text(
+        "seeds: [0, 1, 2]\ncells:\n"
+        "  - {name: three, method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits], minutes: 1}\n"
+        "  - {name: five, method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits], minutes: 1, seeds: 5}\n"
+        "  - {name: one, method: kmeans, dataset: digits, overrides: [model=kmeans, dataset=digits], minutes: 1, seeds: 1}\n"
+    )
+    out = ["--out", str(tmp_path / "out"), "--dry-run"]
+    assert main([str(suite), *out, "--seeds", "4,5,6,7"]) == 0
+    text = capsys.readouterr().out
+    assert "three: seeds 4,5,6,7 " in text and "five: seeds 0,1,2,3,4 " in text and "one: seeds 0 " in text
+    assert main([str(suite), *out, "--max-seeds", "2"]) == 0
+    text = capsys.readouterr().out
+    assert "three: seeds 0,1 " in text and "five: seeds 0,1 " in text and "one: seeds 0 " in text
+    assert "expected wall time: about 5 min 00 s for 3 cell(s)" in text  # 2 + 2 + 1 seeds of 1 minute
+    assert main([str(suite), *out, "--seeds", "4,5,6", "--max-seeds", "1"]) == 0
+    assert "three: seeds 4 " in capsys.readouterr().out
+    assert main([str(suite), *out, "--max-seeds", "0"]) == 2
+    assert "--max-seeds 0: at least 1" in capsys.readouterr().err
+
+
 def test_a_cell_whose_job_was_killed_names_that_job(tmp_path):
     """No failed results.json (the job was killed): the error is the sweep summary's line for the
     unfinished job, not the log's last line (another seed's result)."""
